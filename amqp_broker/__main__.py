@@ -1,0 +1,88 @@
+"""Command-line entry point: ``amqp-broker [serve] [--port N ...]`` or ``python -m amqp_broker``.
+
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a configuration error or when the
+broker cannot start because of an OS error (port in use, data directory not writable), 2 on a
+malformed command line (from :mod:`argparse`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from amqp_broker.config import ConfigError, Settings, build_arg_parser, settings_from_args
+
+LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+
+log = logging.getLogger("amqp_broker")
+
+
+def configure_logging(level: str) -> None:
+    """Send log records at ``level`` (a :data:`amqp_broker.config.LOG_LEVELS` name) to stderr."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``amqp-broker`` command with ``argv`` (default ``sys.argv[1:]``); return its status.
+
+    With no command, or ``serve``, loads the settings, configures logging and runs
+    :func:`amqp_broker.server.run_broker` until it returns on SIGINT/SIGTERM.
+    """
+    args = build_arg_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        settings = settings_from_args(args, os.environ)
+    except ConfigError as exc:
+        print(f"amqp-broker: configuration error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(settings.log_level)
+
+    command = args.command or "serve"
+    if command == "serve":
+        return _serve(settings)
+    # Later: "definitions" (export|import FILE), dispatched here.
+    print(f"amqp-broker: unknown command {command!r}", file=sys.stderr)  # pragma: no cover
+    return 2  # pragma: no cover
+
+
+def _serve(settings: Settings) -> int:
+    """Run the broker in trio until it shuts down; map start-up failures to exit status 1."""
+    from amqp_broker.server import run_broker  # imported late: config errors report without it
+
+    try:
+        trio.run(run_broker, settings)
+    except KeyboardInterrupt:
+        # run_broker handles SIGINT itself; this is only a ^C before its handler was installed.
+        return 130
+    except (OSError, ConfigError, BaseExceptionGroup) as exc:
+        error = _only_error(exc)
+        if error is None:
+            raise
+        where = f"{settings.host or '*'}:{settings.port}"
+        if isinstance(error, ConfigError):
+            print(f"amqp-broker: configuration error: {error}", file=sys.stderr)
+        else:
+            print(f"amqp-broker: cannot start (listening on {where}): {error}", file=sys.stderr)
+        log.debug("start-up failed", exc_info=exc)
+        return 1
+    return 0
+
+
+def _only_error(exc: BaseException) -> OSError | ConfigError | None:
+    """The OSError or ConfigError that ``exc`` is, or that an exception group holds alone.
+
+    trio wraps errors that escape a nursery in exception groups; a group holding anything else
+    gives None, so the caller re-raises it with its full traceback.
+    """
+    if isinstance(exc, (OSError, ConfigError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _only_error(exc.exceptions[0])
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

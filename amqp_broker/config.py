@@ -1,0 +1,338 @@
+"""Broker settings: built-in defaults, a TOML file, ``AMQP_BROKER_*`` variables and flags.
+
+Every setting is a field of :class:`Settings`. Its value comes from, highest precedence first:
+
+1. a command-line flag ``--<name-with-dashes>`` (``--port 5673``),
+2. an environment variable ``AMQP_BROKER_<NAME>`` (``AMQP_BROKER_PORT=5673``),
+3. the TOML file named by ``--config FILE`` or ``AMQP_BROKER_CONFIG`` (no file is read otherwise),
+4. the built-in default, which ``conf/broker.toml`` documents key by key.
+
+Flag and environment values are strings, converted by the field's type: ``int``, ``float``,
+``str``, or a comma-separated list for ``tuple[str, ...]``. TOML values must already have the
+right type. Any bad value or unknown file key raises :class:`ConfigError`, naming where it came
+from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import os
+import sys
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "ConfigError",
+    "Settings",
+    "build_arg_parser",
+    "load_settings",
+    "settings_from_args",
+]
+
+#: Prefix of the environment variable for each setting: ``AMQP_BROKER_`` + the name upper-cased.
+ENV_PREFIX = "AMQP_BROKER_"
+
+#: Environment variable naming a config file, when ``--config`` is not given.
+CONFIG_ENV_VAR = "AMQP_BROKER_CONFIG"
+
+#: Accepted values of :attr:`Settings.log_level`, lowest first.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """A setting could not be read or is invalid; the message says which one and from where.
+
+    ``setting`` is the name of the offending :class:`Settings` field, when there is one.
+    """
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The broker's configuration. Immutable; build variants with :func:`dataclasses.replace`.
+
+    Constructing one validates every field (raising :class:`ConfigError`), normalises
+    ``log_level`` to lower case, ``loopback_users`` to a tuple and ``memory_high_watermark`` to a
+    float. ``conf/broker.toml`` explains each field and the RabbitMQ setting it mirrors.
+    """
+
+    #: Interface to listen on; ``""`` means all interfaces (see :attr:`bind_host`).
+    host: str = ""
+    #: TCP port for AMQP clients; 0 lets the OS choose a free one.
+    port: int = 5672
+    #: Directory for durable state, relative to the working directory unless absolute.
+    data_dir: str = "./data"
+    #: One of :data:`LOG_LEVELS`.
+    log_level: str = "info"
+    #: User created on first start (with full permissions on ``default_vhost``).
+    default_user: str = "guest"
+    #: Password of ``default_user``. Left out of ``repr()`` so it does not end up in logs.
+    default_pass: str = field(default="guest", repr=False)
+    #: Virtual host created on first start.
+    default_vhost: str = "/"
+    #: Users allowed to connect only from loopback addresses. Empty by default (dev/CI use).
+    loopback_users: tuple[str, ...] = ()
+    #: Heartbeat seconds proposed in connection.tune; 0 disables heartbeats.
+    heartbeat: int = 60
+    #: Largest frame in bytes proposed in connection.tune; 0 = no limit, else at least 4096.
+    frame_max: int = 131072
+    #: Most channels per connection proposed in connection.tune; 0 = no limit (65535).
+    channel_max: int = 2047
+    #: Milliseconds a delivery may stay unacknowledged before the channel is closed; 0 disables.
+    consumer_timeout_ms: int = 1800000
+    #: Fraction of total memory above which publishers are blocked.
+    memory_high_watermark: float = 0.4
+    #: Free bytes on data_dir's disk below which publishers are blocked; 0 disables.
+    disk_free_limit_bytes: int = 50000000
+
+    def __post_init__(self) -> None:
+        """Check types and ranges of every field; normalise the few that have a canonical form."""
+        for f in dataclasses.fields(self):
+            value = _check_type(f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+        object.__setattr__(self, "log_level", self.log_level.lower())
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}",
+                "log_level",
+            )
+        _check_range("port", self.port, 0, 65535)
+        _check_range("heartbeat", self.heartbeat, 0, 65535)
+        _check_range("channel_max", self.channel_max, 0, 65535)
+        _check_range("frame_max", self.frame_max, 0, 2**32 - 1)
+        if 0 < self.frame_max < 4096:
+            raise ConfigError(
+                f"frame_max must be 0 (no limit) or at least 4096, got {self.frame_max}",
+                "frame_max",
+            )
+        _check_range("consumer_timeout_ms", self.consumer_timeout_ms, 0, None)
+        _check_range("disk_free_limit_bytes", self.disk_free_limit_bytes, 0, None)
+        if not (math.isfinite(self.memory_high_watermark) and self.memory_high_watermark >= 0):
+            raise ConfigError(
+                "memory_high_watermark must be a fraction >= 0, "
+                f"got {self.memory_high_watermark!r}",
+                "memory_high_watermark",
+            )
+        for name in ("data_dir", "default_vhost"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must not be empty", name)
+
+    @property
+    def bind_host(self) -> str | None:
+        """``host`` as :func:`trio.open_tcp_listeners` wants it: ``None`` for all interfaces."""
+        return self.host or None
+
+
+_FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
+_STR_LIST = tuple[str, ...]
+
+
+def _check_type(name: str, value: Any) -> Any:
+    """Return ``value`` if it fits field ``name``'s type (lists become tuples, ints floats)."""
+    expected = _FIELD_TYPES[name]
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        wanted = "an integer"
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        wanted = "a number"
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+        wanted = "a string"
+    elif expected == _STR_LIST:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        wanted = "a list of strings"
+    else:  # pragma: no cover - a new field type needs handling here and in _parse_string
+        raise TypeError(f"unsupported type {expected!r} for setting {name}")
+    raise ConfigError(
+        f"{name} must be {wanted}, got {type(value).__name__} {value!r}", name
+    )
+
+
+def _check_range(name: str, value: int, low: int, high: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``low <= value <= high`` (no upper bound if None)."""
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}", name)
+
+
+def _parse_string(name: str, raw: str) -> Any:
+    """Convert a flag or environment string to field ``name``'s type."""
+    expected = _FIELD_TYPES[name]
+    text = raw.strip()
+    try:
+        if expected is int:
+            return int(text, 10)
+        if expected is float:
+            return float(text)
+    except ValueError:
+        kind = "an integer" if expected is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}", name) from None
+    if expected == _STR_LIST:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return raw
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of setting ``name``: ``data_dir`` -> ``--data-dir``."""
+    return "--" + name.replace("_", "-")
+
+
+def _env_var(name: str) -> str:
+    """The environment variable of setting ``name``: ``data_dir`` -> ``AMQP_BROKER_DATA_DIR``."""
+    return ENV_PREFIX + name.upper()
+
+
+_FLAG_HELP = {
+    "host": 'interface to listen on ("" = all interfaces; default: all)',
+    "port": "TCP port for AMQP clients (default: 5672; 0 = any free port)",
+    "data_dir": "directory for durable state (default: ./data)",
+    "log_level": f"log level: {', '.join(LOG_LEVELS)} (default: info)",
+    "default_user": "user created on first start (default: guest)",
+    "default_pass": "password of the default user (default: guest)",
+    "default_vhost": "virtual host created on first start (default: /)",
+    "loopback_users": "comma-separated users allowed only from loopback (default: none)",
+    "heartbeat": "heartbeat seconds proposed to clients, 0 = off (default: 60)",
+    "frame_max": "largest frame in bytes proposed to clients (default: 131072)",
+    "channel_max": "most channels per connection proposed to clients (default: 2047)",
+    "consumer_timeout_ms": "ms a delivery may stay unacked, 0 = off (default: 1800000)",
+    "memory_high_watermark": "memory fraction above which publishers block (default: 0.4)",
+    "disk_free_limit_bytes": "free disk bytes below which publishers block (default: 50000000)",
+}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """Build the ``amqp-broker`` command-line parser.
+
+    Every setting has a flag whose default is "not given" (the attribute is absent from the
+    parsed namespace), so :func:`settings_from_args` can tell flags from defaults. Flag values
+    stay strings; conversion and validation happen in :func:`settings_from_args`.
+
+    The parser has subcommands in ``namespace.command``: ``serve`` (run the broker) is the only
+    one so far, and also what runs when none is given (``command`` is then ``None``). The setting
+    flags are accepted both before and after the subcommand. Later subcommands (such as
+    ``definitions export|import FILE``) are added with ``parents=[common]`` like ``serve``.
+    """
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = common.add_argument_group("settings (each also AMQP_BROKER_<NAME> in the environment)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
+    )
+    for name in _FIELD_NAMES:
+        group.add_argument(
+            _flag(name), dest=name, metavar=name.upper(), help=_FLAG_HELP.get(name)
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="amqp-broker",
+        usage="%(prog)s [COMMAND] [options]",
+        description="An AMQP 0-9-1 message broker for development and CI.",
+        epilog="Precedence: flags > environment > --config file > built-in defaults.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "serve", parents=[common], help="run the broker (the default when no command is given)"
+    )
+    return parser
+
+
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve :class:`Settings` from parsed flags (from :func:`build_arg_parser`) and ``environ``.
+
+    ``environ`` defaults to :data:`os.environ`. Environment variables with the ``AMQP_BROKER_``
+    prefix that name no setting are ignored (tests and tools may use the prefix for their own
+    variables). Raises :class:`ConfigError` naming the flag, variable or file key at fault.
+    """
+    if environ is None:
+        environ = os.environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    config_file = getattr(args, "config", None)
+    config_source = "--config"
+    if config_file is None and environ.get(CONFIG_ENV_VAR):
+        config_file, config_source = environ[CONFIG_ENV_VAR], CONFIG_ENV_VAR
+    if config_file:
+        for name, value in _read_config_file(config_file, config_source).items():
+            values[name] = value
+            sources[name] = f"config file {config_file}"
+
+    layers = [
+        ("environment variable " + _env_var(name), name, environ.get(_env_var(name)))
+        for name in _FIELD_NAMES
+    ] + [(_flag(name), name, getattr(args, name, None)) for name in _FIELD_NAMES]
+    for source, name, raw in layers:
+        if raw is None:
+            continue
+        try:
+            values[name] = _parse_string(name, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}", name) from None
+        sources[name] = source
+
+    try:
+        return Settings(**values)
+    except ConfigError as exc:
+        if exc.setting in sources:
+            raise ConfigError(f"{sources[exc.setting]}: {exc}", exc.setting) from None
+        raise
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and ``environ`` (default ``os.environ``).
+
+    Precedence: flags > environment > the ``--config`` (or ``$AMQP_BROKER_CONFIG``) file >
+    built-in defaults. No file is read unless one is named. Raises :class:`ConfigError` for a bad
+    value, an unreadable or invalid file, or an unknown key in it; a malformed command line exits
+    with status 2 through :mod:`argparse`, as command-line tools do.
+    """
+    args = build_arg_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    return settings_from_args(args, environ)
+
+
+def _read_config_file(path: str, source: str) -> dict[str, Any]:
+    """Read a TOML settings file: a flat table of setting names. Unknown keys are an error."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} (from {source}) does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    unknown = [key for key in data if key not in _FIELD_NAMES]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, _FIELD_NAMES, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(
+            f"config file {path}: unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(hints)}; known settings: {', '.join(_FIELD_NAMES)}"
+        )
+    return data
