@@ -1,0 +1,67 @@
+"""Users, password hashes and vhost permissions.
+
+Passwords are stored the way RabbitMQ stores them (rabbit_password_hashing_sha256: base64 of a
+4-byte salt followed by SHA-256(salt + password)), so definitions exported here load into RabbitMQ
+and back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ-compatible salted SHA-256 password hash (base64)."""
+    salt = os.urandom(4) if salt is None else salt
+    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    """Constant-time check of ``password`` against a hash made by :func:`hash_password`."""
+    try:
+        raw = base64.b64decode(password_hash)
+    except ValueError:
+        return False
+    if len(raw) < 5:
+        return False
+    expected = hash_password(password, raw[:4])
+    return hmac.compare_digest(expected, password_hash)
+
+
+@dataclass
+class User:
+    """A user: its password hash, tags and the vhosts it may open."""
+
+    name: str
+    password_hash: str
+    tags: list[str] = field(default_factory=list)
+    vhosts: set[str] = field(default_factory=set)
+
+
+class UserStore:
+    """The broker's users (in memory; persisted with definitions)."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+
+    def add_user(self, name: str, password: str, tags: list[str] | None = None) -> User:
+        """Create or replace a user."""
+        user = User(name, hash_password(password), list(tags or []))
+        self.users[name] = user
+        return user
+
+    def grant(self, name: str, vhost: str) -> None:
+        """Let user ``name`` open ``vhost`` (full configure/write/read, as guest has on '/')."""
+        self.users[name].vhosts.add(vhost)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user when the password matches, else None."""
+        user = self.users.get(name)
+        if user is None or not check_password(password, user.password_hash):
+            return None
+        return user

@@ -1,0 +1,45 @@
+"""The broker core's entry point: users, virtual hosts and open sessions."""
+
+from __future__ import annotations
+
+from ..errors import NOT_ALLOWED, ConnectionError
+from .auth import User, UserStore
+from .session import Session
+from .vhost import VHost
+
+
+class Broker:
+    """All broker state of one process. Knows nothing of sockets or frames."""
+
+    def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/"):
+        self.users = UserStore()
+        self.vhosts: dict[str, VHost] = {}
+        self.sessions: set[Session] = set()
+        self.add_vhost(default_vhost)
+        if default_user:
+            self.users.add_user(default_user, default_pass, ["administrator"])
+            self.users.grant(default_user, default_vhost)
+
+    def add_vhost(self, name: str) -> VHost:
+        """Create a virtual host (idempotent)."""
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = self.vhosts[name] = VHost(name)
+        return vhost
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """Check credentials; None when refused."""
+        return self.users.authenticate(username, password)
+
+    def open_session(self, user: User, vhost_name: str, client_properties: dict, peer: str) -> Session:
+        """connection.open: 530 NOT_ALLOWED for a missing vhost or one the user may not use."""
+        vhost = self.vhosts.get(vhost_name)
+        if vhost is None:
+            raise ConnectionError(NOT_ALLOWED, f"vhost {vhost_name} not found")
+        if vhost_name not in user.vhosts:
+            raise ConnectionError(
+                NOT_ALLOWED, f"access to vhost '{vhost_name}' refused for user '{user.name}'"
+            )
+        session = Session(self, user.name, vhost, client_properties, peer)
+        self.sessions.add(session)
+        return session

@@ -1,0 +1,313 @@
+"""A channel's broker-side state and the basic/queue/exchange/tx/confirm methods on it.
+
+The channel never sees frames: it delivers through a *sink*, an object supplied by the protocol
+layer with these methods::
+
+    deliver(consumer_tag, delivery_tag, redelivered, message)   # basic.deliver + content
+    basic_return(reply_code, reply_text, message)                # basic.return + content
+    confirm(sequence, ack)                                       # publisher confirm (coalesced there)
+    cancel_notify(consumer_tag)                                  # server-sent basic.cancel
+    writable() -> bool                                           # False while the socket is backed up
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import (
+    NO_ROUTE,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    ConnectionError,
+    access_refused,
+    precondition_failed,
+)
+from .message import Message, QueueEntry
+from .queue import Consumer, Queue
+from .vhost import generate_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+
+class Channel:
+    """Consumers, unacked deliveries, qos, confirm and tx state of one AMQP channel."""
+
+    def __init__(self, session: "Session", number: int, sink: Any):
+        self.session = session
+        self.vhost = session.vhost
+        self.number = number
+        self.sink = sink
+        self.open = True
+        self.consumers: dict[str, Consumer] = {}
+        # delivery_tag -> entry; tags only grow, so dict order is tag order (needed by multiple).
+        self.unacked: dict[int, QueueEntry] = {}
+        self.next_delivery_tag = 0
+        self.prefetch_count = 0
+        self.global_prefetch = 0
+        self.confirm_mode = False
+        self.publish_seq = 0
+        self.tx: list[tuple] | None = None
+
+    # -- delivery (called by queues) --------------------------------------------------------------
+
+    def can_deliver(self) -> bool:
+        """Whether the channel can take a delivery now (open and its socket not backed up)."""
+        return self.open and self.sink.writable()
+
+    def deliver(self, consumer: Consumer, entry: QueueEntry) -> None:
+        """Send ``entry`` to ``consumer``, tracking it as unacked unless no_ack."""
+        self.next_delivery_tag += 1
+        tag = self.next_delivery_tag
+        if not consumer.no_ack:
+            entry.consumer = consumer
+            entry.delivery_tag = tag
+            self.unacked[tag] = entry
+            consumer.unacked += 1
+        self.sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
+
+    def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
+        """The queue went away: forget the consumer and tell a client that understands it."""
+        if self.consumers.pop(consumer.tag, None) is not None and self.open:
+            if self.session.consumer_cancel_notify:
+                self.sink.cancel_notify(consumer.tag)
+
+    # -- basic ------------------------------------------------------------------------------------
+
+    def basic_qos(self, prefetch_size: int, prefetch_count: int, global_: bool) -> None:
+        """basic.qos: global=false sets the limit for new consumers, global=true for the channel."""
+        if prefetch_size:
+            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
+        if global_:
+            self.global_prefetch = prefetch_count
+            self._dispatch_all()
+        else:
+            self.prefetch_count = prefetch_count
+
+    def basic_consume(
+        self, queue_name: str, consumer_tag: str, no_ack: bool, exclusive: bool, arguments: dict
+    ) -> str:
+        """basic.consume; returns the consumer tag. Deliveries start with :meth:`start_consumer`."""
+        queue = self.vhost.get_queue(queue_name, self.session)
+        if not consumer_tag:
+            consumer_tag = generate_name("amq.ctag-")
+        elif consumer_tag in self.consumers:
+            raise ConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        consumer = Consumer(consumer_tag, self, queue, no_ack, exclusive, self.prefetch_count, arguments)
+        self.consumers[consumer_tag] = consumer
+        try:
+            queue.add_consumer(consumer)
+        except Exception:
+            del self.consumers[consumer_tag]
+            raise
+        return consumer_tag
+
+    def start_consumer(self, consumer_tag: str) -> None:
+        """Begin deliveries; called once consume-ok is written, which must precede them (spec)."""
+        consumer = self.consumers.get(consumer_tag)
+        if consumer is not None:
+            consumer.queue.dispatch()
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        """basic.cancel: unknown tags are fine (RabbitMQ answers cancel-ok)."""
+        consumer = self.consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            consumer.queue.remove_consumer(consumer)
+
+    def basic_publish(
+        self, exchange_name: str, routing_key: str, mandatory: bool, immediate: bool, message: Message
+    ) -> None:
+        """basic.publish: route, enqueue, return if mandatory and unroutable, confirm."""
+        if immediate:
+            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
+        exchange = self.vhost.exchanges.get(exchange_name)
+        if exchange is None:
+            exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
+        if exchange.internal:
+            raise access_refused(f"cannot publish to internal {exchange.describe()}")
+        if self.tx is not None:
+            self.tx.append(("publish", exchange, message, mandatory))
+            return
+        self._route(exchange, message, mandatory)
+        if self.confirm_mode:
+            self.publish_seq += 1
+            self.sink.confirm(self.publish_seq, True)
+
+    def _route(self, exchange: Any, message: Message, mandatory: bool) -> None:
+        routed = False
+        for queue in self.vhost.route(exchange, message):
+            routed = True
+            queue.publish(message)
+        if not routed and mandatory:
+            self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+
+    def basic_get(self, queue_name: str, no_ack: bool) -> tuple[int, QueueEntry, int] | None:
+        """basic.get: (delivery_tag, entry, messages remaining) or None for get-empty."""
+        queue = self.vhost.get_queue(queue_name, self.session)
+        entry = queue.get()
+        if entry is None:
+            return None
+        self.next_delivery_tag += 1
+        tag = self.next_delivery_tag
+        if not no_ack:
+            entry.consumer = None
+            entry.delivery_tag = tag
+            self.unacked[tag] = entry
+        return tag, entry, queue.message_count
+
+    def _take(self, delivery_tag: int, multiple: bool) -> list[QueueEntry]:
+        """Remove and return the unacked entries an ack/nack/reject names (406 when unknown)."""
+        unacked = self.unacked
+        if multiple:
+            if delivery_tag == 0:
+                taken = list(unacked.values())
+                unacked.clear()
+                return taken
+            if delivery_tag not in unacked and (not unacked or delivery_tag < next(iter(unacked))):
+                raise precondition_failed(f"unknown delivery tag {delivery_tag}")
+            taken = []
+            for tag in list(unacked):
+                if tag > delivery_tag:
+                    break
+                taken.append(unacked.pop(tag))
+            return taken
+        entry = unacked.pop(delivery_tag, None)
+        if entry is None:
+            raise precondition_failed(f"unknown delivery tag {delivery_tag}")
+        return [entry]
+
+    def basic_ack(self, delivery_tag: int, multiple: bool) -> None:
+        """basic.ack from the client."""
+        if not multiple and self.tx is None:
+            # The hot path: one entry, no list.
+            entry = self.unacked.pop(delivery_tag, None)
+            if entry is None:
+                raise precondition_failed(f"unknown delivery tag {delivery_tag}")
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                queue = consumer.queue
+                if queue.ready or queue.requeued:
+                    queue.dispatch()
+                elif self.global_prefetch:
+                    self._dispatch_all()
+            return
+        entries = self._take(delivery_tag, multiple)
+        if self.tx is not None:
+            self.tx.append(("ack", entries))
+            return
+        self._settle(entries, requeue=False, drop=True)
+
+    def basic_nack(self, delivery_tag: int, multiple: bool, requeue: bool) -> None:
+        """basic.nack / basic.reject: requeue in place, or drop."""
+        entries = self._take(delivery_tag, multiple)
+        if self.tx is not None:
+            self.tx.append(("nack", entries, requeue))
+            return
+        self._settle(entries, requeue=requeue, drop=not requeue)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool) -> None:
+        """basic.reject: a single-message nack."""
+        self.basic_nack(delivery_tag, False, requeue)
+
+    def basic_recover(self, requeue: bool) -> None:
+        """basic.recover: only requeue=true exists in RabbitMQ; false is 540 NOT_IMPLEMENTED."""
+        if not requeue:
+            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle(entries, requeue=True, drop=False)
+
+    def _settle(self, entries: Iterable[QueueEntry], requeue: bool, drop: bool) -> None:
+        by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
+        touched: set[Queue] = set()
+        for entry in entries:
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                touched.add(consumer.queue)
+            if requeue:
+                by_queue[entry.queue].append(entry)
+        for queue, group in by_queue.items():
+            queue.requeue(group)
+        for queue in touched:
+            if queue.ready or queue.requeued:
+                queue.dispatch()
+        if self.global_prefetch:
+            self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        for consumer in list(self.consumers.values()):
+            queue = consumer.queue
+            if queue.ready or queue.requeued:
+                queue.dispatch()
+
+    # -- confirm / tx -----------------------------------------------------------------------------
+
+    def confirm_select(self) -> None:
+        """confirm.select; not allowed on a transactional channel (406, as RabbitMQ)."""
+        if self.tx is not None:
+            raise precondition_failed("cannot switch from tx to confirm mode")
+        self.confirm_mode = True
+
+    def tx_select(self) -> None:
+        """tx.select; not allowed on a confirm-mode channel (406, as RabbitMQ)."""
+        if self.confirm_mode:
+            raise precondition_failed("cannot switch from confirm to tx mode")
+        if self.tx is None:
+            self.tx = []
+
+    def tx_commit(self) -> None:
+        """tx.commit: apply the staged publishes and acks in order."""
+        if self.tx is None:
+            raise precondition_failed("channel is not transactional")
+        staged, self.tx = self.tx, []
+        for action in staged:
+            if action[0] == "publish":
+                _, exchange, message, mandatory = action
+                self._route(exchange, message, mandatory)
+            elif action[0] == "ack":
+                self._settle(action[1], requeue=False, drop=True)
+            else:
+                self._settle(action[1], requeue=action[2], drop=not action[2])
+
+    def tx_rollback(self) -> None:
+        """tx.rollback: drop staged publishes; staged acks' messages become unacked again."""
+        if self.tx is None:
+            raise precondition_failed("channel is not transactional")
+        staged, self.tx = self.tx, []
+        restored = [entry for action in staged if action[0] != "publish" for entry in action[1]]
+        if restored:
+            merged = list(self.unacked.values()) + restored
+            merged.sort(key=lambda e: e.delivery_tag)
+            self.unacked = {e.delivery_tag: e for e in merged}
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """The channel is closing: requeue unacked messages (in order) and cancel its consumers."""
+        if not self.open:
+            return
+        self.open = False
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        if self.tx:
+            entries.extend(e for action in self.tx if action[0] != "publish" for e in action[1])
+            entries.sort(key=lambda e: e.delivery_tag)
+            self.tx = None
+        consumers = list(self.consumers.values())
+        self.consumers.clear()
+        by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
+        for entry in entries:
+            by_queue[entry.queue].append(entry)
+        for queue, group in by_queue.items():
+            queue.requeue(group)
+        for consumer in consumers:
+            consumer.queue.remove_consumer(consumer)
+        self.session.channels.pop(self.number, None)
+
+    def resume(self) -> None:
+        """The socket drained: deliver what was held back while it was full."""
+        if self.open:
+            self._dispatch_all()

@@ -1,0 +1,91 @@
+"""Messages and their per-queue entries.
+
+A :class:`Message` is shared by every queue it was routed to; the publisher's content-header
+properties are kept as the undecoded wire bytes (``properties_raw``) and forwarded as they are in
+every delivery, as RabbitMQ does (rabbit_command_assembler keeps them undecoded). Only the few fields
+the broker acts on are peeked, by the protocol layer, when the message is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_UNDECODED: Any = object()
+
+
+class Message:
+    """One published message: routing data, raw properties, body and the fields the broker needs."""
+
+    __slots__ = (
+        "exchange",
+        "routing_key",
+        "properties_raw",
+        "body",
+        "delivery_mode",
+        "priority",
+        "expiration",
+        "_headers",
+    )
+
+    # Set by the protocol layer (which owns the wire format) so the core can read the headers table
+    # lazily, only when a headers exchange or a dead-lettering rule needs it.
+    headers_decoder: Callable[[bytes], dict | None] = staticmethod(lambda raw: None)  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        properties_raw: bytes,
+        body: bytes,
+        delivery_mode: int = 0,
+        priority: int | None = None,
+        expiration: str | None = None,
+        headers: Any = _UNDECODED,
+    ):
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.properties_raw = properties_raw
+        self.body = body
+        self.delivery_mode = delivery_mode
+        self.priority = priority
+        self.expiration = expiration
+        self._headers = headers
+
+    @property
+    def headers(self) -> dict | None:
+        """The ``headers`` property, decoded on first use."""
+        if self._headers is _UNDECODED:
+            self._headers = Message.headers_decoder(self.properties_raw)
+        return self._headers
+
+    @property
+    def persistent(self) -> bool:
+        """True for delivery_mode 2 (AMQP 0-9-1 basic.properties)."""
+        return self.delivery_mode == 2
+
+    @property
+    def body_size(self) -> int:
+        """Body length in bytes."""
+        return len(self.body)
+
+
+class QueueEntry:
+    """A message's place in one queue: its sequence number, redelivery flag and current holder.
+
+    The same object serves as the unacked record while a consumer holds it, so a delivery costs no
+    extra allocation. ``seq`` orders entries so that a requeued message goes back to its original
+    position (RabbitMQ 3.x classic queues do the same).
+    """
+
+    __slots__ = ("message", "queue", "seq", "redelivered", "consumer", "delivery_tag")
+
+    def __init__(self, message: Message, queue: Any, seq: int):
+        self.message = message
+        self.queue = queue
+        self.seq = seq
+        self.redelivered = False
+        self.consumer: Any = None
+        self.delivery_tag = 0
+
+    def __lt__(self, other: "QueueEntry") -> bool:
+        return self.seq < other.seq

@@ -1,0 +1,206 @@
+"""Queues and consumers: ready messages, round-robin dispatch with prefetch, requeue in place.
+
+Dispatch is synchronous: a publish routed here hands the message to a consumer's channel in the
+publisher's own task, so no task switch is paid per message (design.md, "Speed", rule 2).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import access_refused, precondition_failed
+from .message import Message, QueueEntry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .channel import Channel
+    from .session import Session
+    from .vhost import VHost
+
+
+class Consumer:
+    """A basic.consume subscription: one channel reading one queue."""
+
+    __slots__ = (
+        "tag",
+        "channel",
+        "queue",
+        "no_ack",
+        "exclusive",
+        "prefetch",
+        "unacked",
+        "arguments",
+    )
+
+    def __init__(
+        self,
+        tag: str,
+        channel: "Channel",
+        queue: "Queue",
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: int,
+        arguments: dict,
+    ):
+        self.tag = tag
+        self.channel = channel
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        # basic.qos(global=false) applies to consumers created after it (RabbitMQ's per-consumer
+        # reading of the field), so the limit is captured here at consume time.
+        self.prefetch = prefetch
+        self.unacked = 0
+        self.arguments = arguments
+
+    def can_take(self) -> bool:
+        """Whether one more message may be delivered now (flow, write buffer and prefetch)."""
+        channel = self.channel
+        if not channel.can_deliver():
+            return False
+        if self.no_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        limit = channel.global_prefetch
+        return not limit or len(channel.unacked) < limit
+
+
+class Queue:
+    """A classic queue: FIFO of ready entries plus a heap of requeued ones, merged by sequence."""
+
+    def __init__(
+        self,
+        vhost: "VHost",
+        name: str,
+        durable: bool = False,
+        exclusive_owner: "Session | None" = None,
+        auto_delete: bool = False,
+        arguments: dict | None = None,
+    ):
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = arguments or {}
+        self.ready: deque[QueueEntry] = deque()
+        # Requeued entries go back to where they were, not to the tail: a heap keyed by sequence,
+        # merged with ``ready`` on every pop (RabbitMQ keeps a requeued message's position).
+        self.requeued: list[QueueEntry] = []
+        self.consumers: deque[Consumer] = deque()
+        self.had_consumers = False
+        self.deleted = False
+        self._seq = 0
+        # Exchanges holding a binding to this queue, so a delete can remove them; kept by the vhost.
+        self.bound_from: dict[Any, None] = {}
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def message_count(self) -> int:
+        """Ready messages (not counting unacknowledged ones), as queue.declare-ok reports."""
+        return len(self.ready) + len(self.requeued)
+
+    @property
+    def consumer_count(self) -> int:
+        """Active consumers."""
+        return len(self.consumers)
+
+    @property
+    def exclusive(self) -> bool:
+        """True when declared exclusive (owned by one connection)."""
+        return self.exclusive_owner is not None
+
+    def describe(self) -> str:
+        """``queue 'name' in vhost '/'``: RabbitMQ's way of naming a queue in reply texts."""
+        return f"queue '{self.name}' in vhost '{self.vhost.name}'"
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def publish(self, message: Message) -> None:
+        """Append a routed message and hand it to a consumer if one can take it."""
+        self._seq += 1
+        self.ready.append(QueueEntry(message, self, self._seq))
+        if self.consumers:
+            self.dispatch()
+
+    def _pop(self) -> QueueEntry:
+        requeued = self.requeued
+        ready = self.ready
+        if requeued and (not ready or requeued[0].seq < ready[0].seq):
+            return heapq.heappop(requeued)
+        return ready.popleft()
+
+    def get(self) -> QueueEntry | None:
+        """basic.get: take the next ready entry, or None when empty."""
+        if not self.ready and not self.requeued:
+            return None
+        return self._pop()
+
+    def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        """Put entries back at their original positions, flagged redelivered, then dispatch."""
+        if self.deleted:
+            return
+        requeued = self.requeued
+        for entry in entries:
+            entry.redelivered = True
+            entry.consumer = None
+            heapq.heappush(requeued, entry)
+        if self.consumers:
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        """Deliver ready messages round-robin to consumers that have room."""
+        consumers = self.consumers
+        ready = self.ready
+        requeued = self.requeued
+        while (ready or requeued) and consumers:
+            if len(consumers) == 1:
+                consumer = consumers[0]
+                if not consumer.can_take():
+                    return
+            else:
+                for _ in range(len(consumers)):
+                    consumer = consumers[0]
+                    consumers.rotate(-1)
+                    if consumer.can_take():
+                        break
+                else:
+                    return
+            consumer.channel.deliver(consumer, self._pop())
+
+    def purge(self) -> int:
+        """Drop every ready message; unacknowledged ones are untouched (as RabbitMQ)."""
+        count = self.message_count
+        self.ready.clear()
+        self.requeued.clear()
+        return count
+
+    # -- consumers --------------------------------------------------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Attach a consumer; exclusive consumers lock the queue (403 as RabbitMQ)."""
+        if consumer.exclusive and self.consumers:
+            raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+        if self.consumers and self.consumers[0].exclusive:
+            raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+        self.consumers.append(consumer)
+        self.had_consumers = True
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Detach a consumer; an auto-delete queue goes away with its last consumer."""
+        try:
+            self.consumers.remove(consumer)
+        except ValueError:
+            return
+        if self.auto_delete and not self.consumers and not self.deleted:
+            self.vhost.delete_queue(self)
+
+    def check_delete(self, if_unused: bool, if_empty: bool) -> None:
+        """Raise 406 when queue.delete's if-unused/if-empty conditions do not hold."""
+        if if_unused and self.consumers:
+            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' in use")
+        if if_empty and self.message_count:
+            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' not empty")

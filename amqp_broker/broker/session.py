@@ -1,0 +1,50 @@
+"""A client connection as the broker core sees it: who, which vhost, its channels and queues."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .broker import Broker
+    from .channel import Channel
+    from .queue import Queue
+    from .vhost import VHost
+
+
+class Session:
+    """Broker-side state of one open AMQP connection (after connection.open)."""
+
+    def __init__(self, broker: "Broker", user: str, vhost: "VHost", client_properties: dict, peer: str):
+        self.broker = broker
+        self.user = user
+        self.vhost = vhost
+        self.client_properties = client_properties
+        self.peer = peer
+        capabilities = client_properties.get("capabilities") or {}
+        # Only clients that announce consumer_cancel_notify get a server-sent basic.cancel
+        # (RabbitMQ does the same; older clients would treat it as a protocol error).
+        self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        self.channels: dict[int, "Channel"] = {}
+        self.exclusive_queues: set["Queue"] = set()
+        self.closed = False
+
+    def open_channel(self, number: int, sink: Any) -> "Channel":
+        """Create the core channel ``number`` delivering through ``sink``."""
+        from .channel import Channel
+
+        channel = Channel(self, number, sink)
+        self.channels[number] = channel
+        return channel
+
+    def close(self) -> None:
+        """The connection is gone: close its channels, then delete its exclusive queues."""
+        if self.closed:
+            return
+        self.closed = True
+        for channel in list(self.channels.values()):
+            channel.close()
+        self.channels.clear()
+        for queue in list(self.exclusive_queues):
+            self.vhost.delete_queue(queue)
+        self.exclusive_queues.clear()
+        self.broker.sessions.discard(self)

@@ -1,0 +1,381 @@
+"""A virtual host: its exchanges, queues and bindings, and routing through them.
+
+Every check here follows RabbitMQ 3.10's rabbit_channel / rabbit_amqqueue / rabbit_exchange,
+including the reply texts, since applications and client libraries match on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import (
+    COMMAND_INVALID,
+    ConnectionError,
+    access_refused,
+    not_found,
+    precondition_failed,
+    resource_locked,
+)
+from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
+from .message import Message
+from .queue import Queue
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+# The exchanges every RabbitMQ vhost starts with (AMQP 0-9-1 spec 3.1.3: amq.direct, amq.fanout,
+# amq.topic, amq.headers/amq.match; all durable).
+PREDECLARED = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+# Queue arguments RabbitMQ compares on redeclaration (rabbit_amqqueue:declare_args/0 and
+# consume_args); any other argument is stored but not checked for equivalence.
+EQUIVALENT_QUEUE_ARGS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-queue-master-locator",
+    "x-queue-version",
+)
+# Exchanges: RabbitMQ compares only this argument (rabbit_exchange:assert_args_equivalence/2).
+EQUIVALENT_EXCHANGE_ARGS = ("alternate-exchange",)
+
+
+def generate_name(prefix: str) -> str:
+    """A server-generated name like RabbitMQ's: ``amq.gen-`` + 22 url-safe base64 characters."""
+    return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def field_type_name(value: Any) -> str:
+    """RabbitMQ's name for a field-table value's type, as printed in inequivalent-arg texts."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, (str, bytes)):
+        return "longstr"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if value is None:
+        return "void"
+    return type(value).__name__
+
+
+def _describe_arg(value: Any) -> str:
+    if value is _MISSING:
+        return "none"
+    shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if isinstance(shown, bool):
+        shown = _bool(shown)
+    return f"the value '{shown}' of type '{field_type_name(value)}'"
+
+
+_MISSING = object()
+
+
+def _check_args(kind: str, name: str, vhost: str, keys: Iterable[str], new: dict, old: dict) -> None:
+    for key in keys:
+        a = new.get(key, _MISSING)
+        b = old.get(key, _MISSING)
+        if a is _MISSING and b is _MISSING:
+            continue
+        if a is not _MISSING and b is not _MISSING and type(a) is type(b) and a == b:
+            continue
+        raise precondition_failed(
+            f"inequivalent arg '{key}' for {kind} '{name}' in vhost '{vhost}': "
+            f"received {_describe_arg(a)} but current is {_describe_arg(b)}"
+        )
+
+
+class VHost:
+    """Exchanges, queues and bindings of one virtual host."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {"": DefaultExchange(self, "", durable=True)}
+        for ex_name, ex_type in PREDECLARED:
+            self.exchanges[ex_name] = EXCHANGE_TYPES[ex_type](self, ex_name, durable=True)
+        self.queues: dict[str, Queue] = {}
+        # Number of exchange-to-exchange bindings; while zero, routing skips the graph walk.
+        self.exchange_bindings = 0
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def get_exchange(self, name: str) -> Exchange:
+        """The exchange, or 404 ``no exchange 'x' in vhost '/'``."""
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise not_found(f"no exchange '{name}' in vhost '{self.name}'")
+        return exchange
+
+    def get_queue(self, name: str, session: "Session | None" = None) -> Queue:
+        """The queue, or 404; an exclusive queue of another connection gives 405."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not session:
+            raise self._locked(queue)
+        return queue
+
+    def _locked(self, queue: Queue) -> Exception:
+        return resource_locked(
+            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost '{self.name}'. "
+            "It could be originally declared on another connection or the exclusive property "
+            "value does not match that of the original declaration."
+        )
+
+    # -- exchanges --------------------------------------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type_name: str,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict | None = None,
+    ) -> Exchange:
+        """exchange.declare with RabbitMQ's passive, reserved-name and equivalence rules."""
+        arguments = arguments or {}
+        if passive:
+            if name == "":
+                return self.exchanges[""]
+            return self.get_exchange(name)
+        if name == "" or name.startswith("amq."):
+            existing = self.exchanges.get(name)
+            if existing is None or name == "":
+                raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        cls = EXCHANGE_TYPES.get(type_name)
+        if cls is None:
+            raise ConnectionError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
+        existing = self.exchanges.get(name)
+        if existing is not None:
+            self._check_exchange_equivalence(existing, type_name, durable, auto_delete, internal, arguments)
+            return existing
+        exchange = cls(self, name, durable, auto_delete, internal, arguments)
+        self.exchanges[name] = exchange
+        return exchange
+
+    def _check_exchange_equivalence(
+        self, ex: Exchange, type_name: str, durable: bool, auto_delete: bool, internal: bool, args: dict
+    ) -> None:
+        where = f"for exchange '{ex.name}' in vhost '{self.name}'"
+        if ex.type_name != type_name:
+            raise precondition_failed(
+                f"inequivalent arg 'type' {where}: received '{type_name}' but current is '{ex.type_name}'"
+            )
+        for field, new, old in (
+            ("durable", durable, ex.durable),
+            ("auto_delete", auto_delete, ex.auto_delete),
+            ("internal", internal, ex.internal),
+        ):
+            if new != old:
+                raise precondition_failed(
+                    f"inequivalent arg '{field}' {where}: received '{_bool(new)}' but current is '{_bool(old)}'"
+                )
+        _check_args("exchange", ex.name, self.name, EQUIVALENT_EXCHANGE_ARGS, args, ex.arguments)
+
+    def delete_exchange(self, name: str, if_unused: bool = False) -> None:
+        """exchange.delete: idempotent for a missing exchange, as RabbitMQ 3.x."""
+        if name == "" or name.startswith("amq."):
+            raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return
+        if if_unused and exchange.bindings:
+            raise precondition_failed(f"exchange '{name}' in vhost '{self.name}' in use")
+        self._remove_exchange(exchange)
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        del self.exchanges[exchange.name]
+        for (dest, _rk, _args) in list(exchange.bindings):
+            if isinstance(dest, Exchange):
+                self.exchange_bindings -= 1
+            else:
+                dest.bound_from.pop(exchange, None)
+        exchange.bindings.clear()
+        for source in list(self.exchanges.values()):
+            before = len(source.bindings)
+            source.unbind_destination(exchange)
+            removed = before - len(source.bindings)
+            if removed:
+                self.exchange_bindings -= removed
+                self._maybe_auto_delete(source)
+
+    def _maybe_auto_delete(self, exchange: Exchange) -> None:
+        # An auto-delete exchange goes once its last binding as a source is removed (RabbitMQ).
+        if exchange.auto_delete and not exchange.bindings and exchange.name in self.exchanges:
+            self._remove_exchange(exchange)
+
+    # -- queues -----------------------------------------------------------------------------------
+
+    def declare_queue(
+        self,
+        session: "Session | None",
+        name: str,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict | None = None,
+    ) -> Queue:
+        """queue.declare with RabbitMQ's passive, exclusive, reserved-name and equivalence rules."""
+        arguments = arguments or {}
+        if passive:
+            if not name:
+                raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+            return self.get_queue(name, session)
+        if not name:
+            name = generate_name("amq.gen-")
+        elif name.startswith("amq."):
+            raise access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        existing = self.queues.get(name)
+        if existing is not None:
+            if existing.exclusive_owner is not None and existing.exclusive_owner is not session:
+                raise self._locked(existing)
+            self._check_queue_equivalence(existing, durable, exclusive, auto_delete, arguments)
+            return existing
+        queue = Queue(
+            self,
+            name,
+            durable=durable,
+            exclusive_owner=session if exclusive else None,
+            auto_delete=auto_delete,
+            arguments=arguments,
+        )
+        self.queues[name] = queue
+        if exclusive and session is not None:
+            session.exclusive_queues.add(queue)
+        return queue
+
+    def _check_queue_equivalence(
+        self, queue: Queue, durable: bool, exclusive: bool, auto_delete: bool, args: dict
+    ) -> None:
+        where = f"for queue '{queue.name}' in vhost '{self.name}'"
+        if queue.durable != durable:
+            raise precondition_failed(
+                f"inequivalent arg 'durable' {where}: received '{_bool(durable)}' but current is '{_bool(queue.durable)}'"
+            )
+        if queue.exclusive != exclusive:
+            raise self._locked(queue)
+        if queue.auto_delete != auto_delete:
+            raise precondition_failed(
+                f"inequivalent arg 'auto_delete' {where}: received '{_bool(auto_delete)}' but current is '{_bool(queue.auto_delete)}'"
+            )
+        _check_args("queue", queue.name, self.name, EQUIVALENT_QUEUE_ARGS, args, queue.arguments)
+
+    def delete_queue(self, queue: Queue) -> int:
+        """Remove a queue, its bindings and consumers (they get basic.cancel); returns ready count."""
+        if queue.deleted:
+            return 0
+        queue.deleted = True
+        count = queue.message_count
+        if self.queues.get(queue.name) is queue:
+            del self.queues[queue.name]
+        for exchange in list(queue.bound_from):
+            exchange.unbind_destination(queue)
+            self._maybe_auto_delete(exchange)
+        queue.bound_from.clear()
+        owner = queue.exclusive_owner
+        if owner is not None:
+            owner.exclusive_queues.discard(queue)
+        for consumer in list(queue.consumers):
+            consumer.channel.consumer_cancelled_by_server(consumer)
+        queue.consumers.clear()
+        queue.ready.clear()
+        queue.requeued.clear()
+        return count
+
+    # -- bindings ---------------------------------------------------------------------------------
+
+    def _check_bindable(self, exchange: Exchange) -> None:
+        if exchange.name == "":
+            raise access_refused("operation not permitted on the default exchange")
+
+    def bind_queue(self, queue: Queue, exchange: Exchange, routing_key: str, arguments: dict) -> None:
+        """queue.bind (idempotent)."""
+        self._check_bindable(exchange)
+        self._validate(exchange, routing_key, arguments)
+        if exchange.bind(queue, routing_key, arguments):
+            queue.bound_from[exchange] = None
+
+    def unbind_queue(self, queue: Queue, exchange: Exchange, routing_key: str, arguments: dict) -> None:
+        """queue.unbind (idempotent, as RabbitMQ 3.x)."""
+        self._check_bindable(exchange)
+        if exchange.unbind(queue, routing_key, arguments):
+            if not any(key[0] is queue for key in exchange.bindings):
+                queue.bound_from.pop(exchange, None)
+            self._maybe_auto_delete(exchange)
+
+    def bind_exchange(self, destination: Exchange, source: Exchange, routing_key: str, arguments: dict) -> None:
+        """exchange.bind (exchange-to-exchange, a RabbitMQ extension)."""
+        self._check_bindable(source)
+        self._check_bindable(destination)
+        self._validate(source, routing_key, arguments)
+        if source.bind(destination, routing_key, arguments):
+            self.exchange_bindings += 1
+
+    def unbind_exchange(self, destination: Exchange, source: Exchange, routing_key: str, arguments: dict) -> None:
+        """exchange.unbind (idempotent)."""
+        self._check_bindable(source)
+        self._check_bindable(destination)
+        if source.unbind(destination, routing_key, arguments):
+            self.exchange_bindings -= 1
+            self._maybe_auto_delete(source)
+
+    @staticmethod
+    def _validate(exchange: Exchange, routing_key: str, arguments: dict) -> None:
+        try:
+            exchange.validate_binding(routing_key, arguments)
+        except ValueError as exc:
+            raise precondition_failed(str(exc)) from None
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, message: Message) -> Iterable[Queue]:
+        """Queues a message published to ``exchange`` reaches, each once.
+
+        While the vhost has no exchange-to-exchange bindings every destination is a queue, so the
+        exchange's own result is returned as it is (no copy on the hot path).
+        """
+        destinations = exchange.route(message)
+        if not self.exchange_bindings:
+            return destinations
+        queues: dict[Queue, None] = {}
+        seen = {exchange}
+        pending = list(destinations)
+        while pending:
+            dest = pending.pop()
+            if isinstance(dest, Exchange):
+                if dest not in seen:
+                    seen.add(dest)
+                    pending.extend(dest.route(message))
+            else:
+                queues[dest] = None
+        return queues
