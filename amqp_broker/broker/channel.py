@@ -126,6 +126,11 @@ class Channel:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
         if exchange.internal:
             raise access_refused(f"cannot publish to internal {exchange.describe()}")
+        user_id = message.user_id
+        if user_id is not None and user_id != self.session.user:
+            raise precondition_failed(
+                f"user_id property set to '{user_id}' but authenticated user was '{self.session.user}'"
+            )
         if self.tx is not None:
             self.tx.append(("publish", exchange, message, mandatory))
             return

@@ -24,6 +24,7 @@ class Message:
         "delivery_mode",
         "priority",
         "expiration",
+        "user_id",
         "_headers",
     )
 
@@ -41,6 +42,7 @@ class Message:
         priority: int | None = None,
         expiration: str | None = None,
         headers: Any = _UNDECODED,
+        user_id: str | None = None,
     ):
         self.exchange = exchange
         self.routing_key = routing_key
@@ -50,6 +52,8 @@ class Message:
         self.priority = priority
         self.expiration = expiration
         self._headers = headers
+        # Set only when the publisher set the property: RabbitMQ validates it against the login.
+        self.user_id = user_id
 
     @property
     def headers(self) -> dict | None:

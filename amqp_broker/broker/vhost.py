@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import (
     COMMAND_INVALID,
@@ -86,13 +86,17 @@ def field_type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _describe_arg(value: Any) -> str:
-    if value is _MISSING:
-        return "none"
+def _show(value: Any) -> str:
     shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     if isinstance(shown, bool):
         shown = _bool(shown)
-    return f"the value '{shown}' of type '{field_type_name(value)}'"
+    return f"'{shown}'"
+
+
+def _describe_arg(value: Any) -> str:
+    if value is _MISSING:
+        return "none"
+    return f"the value {_show(value)} of type '{field_type_name(value)}'"
 
 
 _MISSING = object()
@@ -106,10 +110,87 @@ def _check_args(kind: str, name: str, vhost: str, keys: Iterable[str], new: dict
             continue
         if a is not _MISSING and b is not _MISSING and type(a) is type(b) and a == b:
             continue
+        if a is not _MISSING and b is not _MISSING and field_type_name(a) == field_type_name(b):
+            # Same type: RabbitMQ prints just the values.
+            received, current = _show(a), _show(b)
+        else:
+            received, current = _describe_arg(a), _describe_arg(b)
         raise precondition_failed(
             f"inequivalent arg '{key}' for {kind} '{name}' in vhost '{vhost}': "
-            f"received {_describe_arg(a)} but current is {_describe_arg(b)}"
+            f"received {received} but current is {current}"
         )
+
+
+def _int_arg(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f'"expected integer, got {field_type_name(value)}"'
+    return None
+
+
+def _non_negative(value: Any) -> str | None:
+    return _int_arg(value) or (f"{{value_negative,{value}}}" if value < 0 else None)
+
+
+def _positive(value: Any) -> str | None:
+    return _non_negative(value) or (f"{{value_zero,{value}}}" if value == 0 else None)
+
+
+def _longstr(value: Any) -> str | None:
+    if not isinstance(value, (str, bytes)):
+        return f'"expected longstr, got {field_type_name(value)}"'
+    return None
+
+
+def _one_of(*allowed: str, error: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return None if value in allowed else error
+    return check
+
+
+def _queue_type(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if value in ("classic", "quorum", "stream"):
+        return None
+    return f"\"unsupported queue type '{value}'\""
+
+
+def _max_priority(value: Any) -> str | None:
+    return _non_negative(value) or (f"{{value_too_large,{value},255}}" if value > 255 else None)
+
+
+def _bool_arg(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f'"expected bool, got {field_type_name(value)}"'
+
+
+# Declare-time validation of queue arguments, as rabbit_amqqueue:declare_args/0 does; the error
+# strings are RabbitMQ's (Erlang terms printed with ~p).
+QUEUE_ARGUMENT_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "x-expires": _positive,
+    "x-message-ttl": _non_negative,
+    "x-dead-letter-exchange": _longstr,
+    "x-dead-letter-routing-key": _longstr,
+    "x-max-length": _non_negative,
+    "x-max-length-bytes": _non_negative,
+    "x-max-priority": _max_priority,
+    "x-overflow": _one_of("drop-head", "reject-publish", "reject-publish-dlx", error="invalid_overflow"),
+    "x-queue-mode": _one_of("default", "lazy", error="invalid_queue_mode"),
+    "x-queue-type": _queue_type,
+    "x-single-active-consumer": _bool_arg,
+}
+
+
+def validate_queue_arguments(queue: str, vhost: str, arguments: dict) -> None:
+    """406 ``invalid arg 'x-…' for queue …`` for a queue argument RabbitMQ would refuse."""
+    for key, check in QUEUE_ARGUMENT_CHECKS.items():
+        if key in arguments:
+            problem = check(arguments[key])
+            if problem is not None:
+                raise precondition_failed(
+                    f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {problem}"
+                )
 
 
 class VHost:
@@ -163,16 +244,16 @@ class VHost:
     ) -> Exchange:
         """exchange.declare with RabbitMQ's passive, reserved-name and equivalence rules."""
         arguments = arguments or {}
+        if name == "":
+            raise access_refused("operation not permitted on the default exchange")
         if passive:
-            if name == "":
-                return self.exchanges[""]
             return self.get_exchange(name)
-        if name == "" or name.startswith("amq."):
-            existing = self.exchanges.get(name)
-            if existing is None or name == "":
-                raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        if name.startswith("amq.") and name not in self.exchanges:
+            raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
         cls = EXCHANGE_TYPES.get(type_name)
         if cls is None:
+            if not type_name:
+                raise ConnectionError(COMMAND_INVALID, "invalid exchange type ''")
             raise ConnectionError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
         existing = self.exchanges.get(name)
         if existing is not None:
@@ -203,8 +284,10 @@ class VHost:
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> None:
         """exchange.delete: idempotent for a missing exchange, as RabbitMQ 3.x."""
-        if name == "" or name.startswith("amq."):
-            raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        if name == "":
+            raise access_refused("operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise access_refused(f"deletion of system exchange '{name}' in vhost '{self.name}' not allowed")
         exchange = self.exchanges.get(name)
         if exchange is None:
             return
@@ -255,6 +338,7 @@ class VHost:
             name = generate_name("amq.gen-")
         elif name.startswith("amq."):
             raise access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        validate_queue_arguments(name, self.name, arguments)
         existing = self.queues.get(name)
         if existing is not None:
             if existing.exclusive_owner is not None and existing.exclusive_owner is not session:

@@ -1,0 +1,1016 @@
+"""The sans-IO AMQP 0-9-1 server connection: bytes in, bytes out, broker calls in between.
+
+Rules, in the order a connection lives them (AMQP 0-9-1 spec section 2.2.4 and RabbitMQ's
+rabbit_reader):
+
+1. ``AWAIT_HEADER``: the first 8 bytes must be ``AMQP\\x00\\x00\\x09\\x01``; anything else is
+   answered with that header and the connection ends (spec 4.2.2).
+2. ``AWAIT_START_OK``: connection.start was sent; start-ok authenticates (PLAIN or AMQPLAIN).
+   Refused credentials end the connection, with a 403 connection.close first when the client
+   announced ``authentication_failure_close``.
+3. ``AWAIT_TUNE_OK``: tune was sent; the client may lower channel_max/frame_max/heartbeat, never
+   raise them (530, RabbitMQ's rabbit_reader:validate_negotiated_integer_value).
+4. ``AWAIT_OPEN``: connection.open selects the vhost (530 when missing or not permitted).
+5. ``OPEN``: channels carry methods and content.
+6. ``CLOSING``: we sent connection.close; everything but close/close-ok is discarded (spec 2.2.4).
+7. ``CLOSED``: the server closes the socket once :attr:`out` is flushed.
+
+Until tune-ok a frame may be at most 8192 bytes; after it, frame_max. Every protocol error is
+turned into channel.close or connection.close in exactly one place, :meth:`Connection._fail`.
+
+The server layer drives this class: it feeds :meth:`receive_data`, sends :attr:`out` when
+:attr:`on_output` tells it there is something new, calls :meth:`heartbeat_tick` on a timer,
+:meth:`writer_drained` after each flush and :meth:`connection_lost` when the socket is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import struct
+from typing import Any, Callable
+
+from pamqp import commands, decode as pamqp_decode
+from pamqp import exceptions as pamqp_exceptions
+
+from .. import __version__
+from ..broker.broker import Broker
+from ..broker.message import Message
+from ..broker.session import Session
+from ..errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    CHANNEL_SCOPED,
+    COMMAND_INVALID,
+    CONNECTION_FORCED,
+    FRAME_ERROR,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    SYNTAX_ERROR,
+    UNEXPECTED_FRAME,
+    AMQPError,
+    ChannelError,
+    ConnectionError,
+    access_refused as access_refused_error,
+)
+from . import codec
+from .codec import (
+    BASIC_ACK,
+    BASIC_NACK,
+    BASIC_PUBLISH,
+    BASIC_REJECT,
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    decode_basic_ack,
+    decode_basic_publish,
+    decode_content_header,
+    peek_properties,
+    write_basic_ack,
+    write_basic_nack,
+    write_deliver,
+    write_method_frame,
+)
+
+log = logging.getLogger("amqp_broker.connection")
+
+Message.headers_decoder = staticmethod(codec.peek_headers)  # type: ignore[assignment]
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+# Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.
+PRE_TUNE_FRAME_MAX = 8192
+_FRAME_HEADER = struct.Struct(">BHI")
+_METHOD_INDEX = struct.Struct(">I")
+_EMPTY_PROPERTIES = b"\x00\x00"
+# basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
+_USER_ID_FLAG = 0x10
+
+# The capabilities RabbitMQ 3.10 announces in connection.start; clients switch features on them.
+SERVER_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+AWAIT_HEADER, AWAIT_START_OK, AWAIT_TUNE_OK, AWAIT_OPEN, OPEN, CLOSING, CLOSED = range(7)
+
+# Write-buffer bounds for deliveries: above HIGH the connection's consumers stop taking messages
+# (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
+# consumer must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
+WRITE_HIGH_WATER = 1 << 20
+WRITE_LOW_WATER = 1 << 18
+
+
+def server_properties(cluster_name: str) -> dict:
+    """connection.start server-properties, with RabbitMQ's keys and capabilities."""
+    return {
+        "capabilities": dict(SERVER_CAPABILITIES),
+        "cluster_name": cluster_name,
+        "copyright": "Copyright (c) the amqp_broker authors",
+        "information": "amqp_broker: an AMQP 0-9-1 broker in Python",
+        "platform": f"Python {platform.python_version()}",
+        "product": "amqp_broker",
+        "version": __version__,
+    }
+
+
+def _method_ids(method: Any) -> tuple[int, int]:
+    index = method.index
+    return index >> 16, index & 0xFFFF
+
+
+class ChannelState:
+    """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
+
+    __slots__ = (
+        "conn",
+        "number",
+        "core",
+        "closing",
+        "publish",
+        "properties",
+        "body_size",
+        "body_parts",
+        "body_received",
+        "confirm_upto",
+        "confirm_sent",
+    )
+
+    def __init__(self, conn: "Connection", number: int):
+        self.conn = conn
+        self.number = number
+        self.core: Any = None
+        # True after we sent channel.close: frames are dropped until close-ok (spec 2.2.4).
+        self.closing = False
+        self.publish: tuple | None = None
+        self.properties = _EMPTY_PROPERTIES
+        self.body_size = -1  # -1: no header yet
+        self.body_parts: list[bytes] = []
+        self.body_received = 0
+        self.confirm_upto = 0
+        self.confirm_sent = 0
+
+    # -- the sink interface of broker.channel.Channel ---------------------------------------------
+
+    def writable(self) -> bool:
+        conn = self.conn
+        if len(conn.out) < WRITE_HIGH_WATER:
+            return True
+        conn.delivery_blocked = True
+        return False
+
+    def deliver(self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message) -> None:
+        conn = self.conn
+        out = conn.out
+        if not out:
+            conn.on_output()
+        write_deliver(
+            out,
+            self.number,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            message.exchange,
+            message.routing_key,
+            message.properties_raw,
+            message.body,
+            conn.frame_max,
+        )
+
+    def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:
+        conn = self.conn
+        self.flush_confirms()  # a return precedes the confirm of the same message (RabbitMQ)
+        conn._wake()
+        codec.write_return(
+            conn.out,
+            self.number,
+            reply_code,
+            reply_text,
+            message.exchange,
+            message.routing_key,
+            message.properties_raw,
+            message.body,
+            conn.frame_max,
+        )
+
+    def confirm(self, sequence: int, ack: bool) -> None:
+        if ack:
+            self.confirm_upto = sequence
+            self.conn.pending_confirms[self] = None
+        else:
+            self.flush_confirms()
+            self.conn._wake()
+            write_basic_nack(self.conn.out, self.number, sequence, False)
+            self.confirm_sent = sequence
+            self.confirm_upto = sequence
+
+    def flush_confirms(self) -> None:
+        """Send one basic.ack covering every confirm since the last one (multiple when > 1)."""
+        upto = self.confirm_upto
+        sent = self.confirm_sent
+        if upto > sent:
+            self.conn._wake()
+            write_basic_ack(self.conn.out, self.number, upto, upto - sent > 1)
+            self.confirm_sent = upto
+
+    def cancel_notify(self, consumer_tag: str) -> None:
+        self.conn.send_method(self.number, commands.Basic.Cancel(consumer_tag=consumer_tag, nowait=True))
+
+
+class Connection:
+    """One AMQP connection, server side, with no I/O of its own."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        peer: str = "",
+        *,
+        heartbeat: int = 60,
+        frame_max: int = 131072,
+        channel_max: int = 2047,
+        cluster_name: str = "amqp_broker",
+    ):
+        self.broker = broker
+        self.peer = peer
+        self.out = bytearray()
+        # Called when ``out`` goes from empty to non-empty: the server wakes its writer.
+        self.on_output: Callable[[], None] = lambda: None
+        self.state = AWAIT_HEADER
+        self.server_heartbeat = heartbeat
+        self.server_frame_max = frame_max
+        self.server_channel_max = channel_max
+        self.cluster_name = cluster_name
+        self.heartbeat = 0
+        self.frame_max = PRE_TUNE_FRAME_MAX
+        self.channel_max = channel_max
+        self.channels: dict[int, ChannelState] = {}
+        self.session: Session | None = None
+        self.user: Any = None
+        self.client_properties: dict = {}
+        self.pending_confirms: dict[ChannelState, None] = {}
+        self.delivery_blocked = False
+        # Set when the socket should be closed once ``out`` is flushed.
+        self.finished = False
+        self.close_reason = ""
+        self._inbuf = bytearray()
+        self._auth_failure_close = False
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if not self.out:
+            self.on_output()
+
+    def send_method(self, channel: int, method: Any) -> None:
+        """Queue one method frame (non-hot path, encoded by pamqp)."""
+        self._wake()
+        write_method_frame(self.out, channel, method)
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Handle every complete frame in ``data`` (plus what was left over from before)."""
+        if self.state == CLOSED:
+            return
+        inbuf = self._inbuf
+        if inbuf:
+            inbuf += data
+            buf: Any = inbuf
+        else:
+            buf = data
+        pos = 0
+        if self.state == AWAIT_HEADER:
+            if len(buf) < 8:
+                self._inbuf = bytearray(buf)
+                return
+            if bytes(buf[:8]) != PROTOCOL_HEADER:
+                log.warning("%s: bad protocol header %r", self.peer, bytes(buf[:8]))
+                self._wake()
+                self.out += PROTOCOL_HEADER
+                self._finish("bad protocol header")
+                return
+            pos = 8
+            self._send_start()
+        end_all = len(buf)
+        unpack_header = _FRAME_HEADER.unpack_from
+        try:
+            while end_all - pos >= 7:
+                frame_type, channel, size = unpack_header(buf, pos)
+                start = pos + 7
+                end = start + size
+                if size > self.frame_max - 8:
+                    raise ConnectionError(
+                        FRAME_ERROR,
+                        f"type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{self.frame_max - 8}}}",
+                    )
+                if end >= end_all:
+                    break
+                if buf[end] != FRAME_END:
+                    raise ConnectionError(
+                        FRAME_ERROR,
+                        f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}: "
+                        f"{{invalid_frame_end_marker,{buf[end]}}}",
+                    )
+                pos = end + 1
+                if frame_type == FRAME_METHOD:
+                    self._on_method(channel, buf, start, end)
+                elif frame_type == FRAME_BODY:
+                    self._on_body(channel, buf, start, end)
+                elif frame_type == FRAME_HEADER:
+                    self._on_header(channel, buf, start, end)
+                elif frame_type == FRAME_HEARTBEAT:
+                    if channel != 0:
+                        raise ConnectionError(UNEXPECTED_FRAME, f"type 8, all octets = {erlang_binary(buf[start:end])}")
+                else:
+                    raise ConnectionError(
+                        FRAME_ERROR, f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}: unknown_frame"
+                    )
+                if self.state == CLOSED:
+                    return
+        except AMQPError as exc:
+            # Framing errors leave the byte stream unparseable: close without waiting for close-ok.
+            self._fail(exc, 0, 0, 0)
+            self._finish(exc.reply_text)
+            return
+        finally:
+            if self.pending_confirms:
+                self.flush_confirms()
+        if pos == end_all:
+            if inbuf:
+                inbuf.clear()
+        elif inbuf:
+            del inbuf[:pos]
+        else:
+            self._inbuf = bytearray(memoryview(buf)[pos:])
+
+    def flush_confirms(self) -> None:
+        """Write the coalesced publisher confirms of every channel (one ack per channel)."""
+        pending = self.pending_confirms
+        self.pending_confirms = {}
+        for channel in pending:
+            channel.flush_confirms()
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def _on_method(self, number: int, buf: Any, start: int, end: int) -> None:
+        if end - start < 4:
+            raise ConnectionError(FRAME_ERROR, "method frame too short")
+        index = _METHOD_INDEX.unpack_from(buf, start)[0]
+        state = self.state
+        if state == OPEN and number:
+            channel = self.channels.get(number)
+            if channel is not None and not channel.closing and channel.body_size < 0 and channel.publish is None:
+                if index == BASIC_PUBLISH:
+                    try:
+                        channel.publish = decode_basic_publish(buf, start + 4, end)
+                    except ValueError as exc:
+                        raise ConnectionError(SYNTAX_ERROR, f"basic.publish: {exc}") from None
+                    return
+                if index == BASIC_ACK:
+                    try:
+                        tag, multiple = decode_basic_ack(buf, start + 4, end)
+                        channel.core.basic_ack(tag, multiple)
+                    except ValueError as exc:
+                        raise ConnectionError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
+                    except ChannelError as exc:
+                        self._fail(exc, number, 60, 80)
+                    return
+        try:
+            method = commands.INDEX_MAPPING[index]()
+        except KeyError:
+            # RabbitMQ drops the socket without a close frame for a method it cannot parse.
+            log.warning("%s: unknown method class %d method %d", self.peer, index >> 16, index & 0xFFFF)
+            self._finish(f"unknown method class {index >> 16} method {index & 0xFFFF}")
+            return
+        try:
+            method.unmarshal(bytes(buf[start + 4 : end]))
+        except (struct.error, ValueError, TypeError, IndexError, UnicodeDecodeError,
+                pamqp_exceptions.PAMQPException):
+            raise ConnectionError(
+                FRAME_ERROR, f"cannot decode {erlang_binary(buf[start + 4 : end])}",
+                index >> 16, index & 0xFFFF,
+            ) from None
+        if state == CLOSING:
+            if isinstance(method, commands.Connection.CloseOk):
+                self._finish("closed")
+            elif isinstance(method, commands.Connection.Close):
+                self.send_method(0, commands.Connection.CloseOk())
+                self._finish("closed")
+            return
+        if state < AWAIT_OPEN and (number or not isinstance(method, (commands.Connection.StartOk, commands.Connection.TuneOk))):
+            # Before authentication RabbitMQ answers nothing unexpected; it just closes.
+            self._finish(f"unexpected {_amqp_name(method)} during the handshake")
+            return
+        if number == 0:
+            self._on_connection_method(method)
+            return
+        if state != OPEN:
+            raise ConnectionError(
+                UNEXPECTED_FRAME, f"type 1, all octets = {erlang_binary(buf[start:end])}"
+            )
+        self._on_channel_method(number, method)
+
+    def _on_header(self, number: int, buf: Any, start: int, end: int) -> None:
+        channel = self._content_channel(2, number, buf, start, end)
+        if channel is None:
+            return
+        try:
+            class_id, body_size, properties = decode_content_header(buf, start, end)
+        except ValueError:
+            raise ConnectionError(
+                FRAME_ERROR, f"cannot decode {erlang_binary(buf[start:end])}", 60, 40
+            ) from None
+        if class_id != 60:
+            raise ConnectionError(
+                UNEXPECTED_FRAME,
+                f"expected content header for class 60, got one for class {class_id} instead",
+                60, 40,
+            )
+        channel.properties = properties
+        if body_size == 0:
+            self._complete_publish(channel, b"")
+            return
+        channel.body_size = body_size
+        channel.body_received = 0
+
+    def _on_body(self, number: int, buf: Any, start: int, end: int) -> None:
+        channel = self._content_channel(3, number, buf, start, end)
+        if channel is None:
+            return
+        piece = bytes(buf[start:end])
+        received = channel.body_received + len(piece)
+        if received > channel.body_size:
+            raise ConnectionError(
+                FRAME_ERROR,
+                f"content body exceeds the declared size of {channel.body_size} bytes", 60, 40,
+            )
+        if received == channel.body_size:
+            parts = channel.body_parts
+            if parts:
+                parts.append(piece)
+                piece = b"".join(parts)
+                channel.body_parts = []
+            self._complete_publish(channel, piece)
+        else:
+            channel.body_parts.append(piece)
+            channel.body_received = received
+
+    def _content_channel(self, frame_type: int, number: int, buf: Any, start: int, end: int) -> ChannelState | None:
+        """The channel a header/body frame belongs to, or None when it is to be ignored."""
+        if self.state == CLOSING:
+            return None
+        if self.state != OPEN or number == 0:
+            raise ConnectionError(
+                UNEXPECTED_FRAME, f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}"
+            )
+        channel = self.channels.get(number)
+        if channel is None:
+            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'")
+        if channel.closing:
+            return None
+        if channel.publish is None or (frame_type == 2) != (channel.body_size < 0):
+            if channel.publish is not None:
+                raise ConnectionError(
+                    UNEXPECTED_FRAME,
+                    "expected content body, got non content body frame instead", 60, 40,
+                )
+            raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
+        return channel
+
+    def _complete_publish(self, channel: ChannelState, body: bytes) -> None:
+        exchange, routing_key, mandatory, immediate = channel.publish  # type: ignore[misc]
+        properties = channel.properties
+        channel.publish = None
+        channel.body_size = -1
+        channel.properties = _EMPTY_PROPERTIES
+        if properties == _EMPTY_PROPERTIES:
+            message = Message(exchange, routing_key, properties, body, 0, None, None, None)
+        else:
+            try:
+                delivery_mode, priority, expiration = peek_properties(properties)
+            except ValueError as exc:
+                raise ConnectionError(FRAME_ERROR, f"content header properties: {exc}") from None
+            message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
+            if properties[1] & _USER_ID_FLAG:
+                message.user_id = codec.decode_properties(properties).user_id
+        try:
+            channel.core.basic_publish(exchange, routing_key, mandatory, immediate, message)
+        except AMQPError as exc:
+            self._fail(exc, channel.number, 60, 40)
+
+    # -- connection class (channel 0) -------------------------------------------------------------
+
+    def _send_start(self) -> None:
+        self.state = AWAIT_START_OK
+        self.send_method(
+            0,
+            commands.Connection.Start(
+                version_major=0,
+                version_minor=9,
+                server_properties=server_properties(self.cluster_name),
+                mechanisms="PLAIN AMQPLAIN",
+                locales="en_US",
+            ),
+        )
+
+    def _on_connection_method(self, method: Any) -> None:
+        state = self.state
+        try:
+            if isinstance(method, commands.Connection.StartOk) and state == AWAIT_START_OK:
+                self._on_start_ok(method)
+            elif isinstance(method, commands.Connection.TuneOk) and state == AWAIT_TUNE_OK:
+                self._on_tune_ok(method)
+            elif isinstance(method, commands.Connection.Open) and state == AWAIT_OPEN:
+                self.session = self.broker.open_session(
+                    self.user, method.virtual_host, self.client_properties, self.peer
+                )
+                self.state = OPEN
+                self.send_method(0, commands.Connection.OpenOk())
+                log.info(
+                    "%s: connection opened (user '%s', vhost '%s')",
+                    self.peer, self.user.name, method.virtual_host,
+                )
+            elif isinstance(method, commands.Connection.Close):
+                self.send_method(0, commands.Connection.CloseOk())
+                if method.reply_code not in (0, 200):
+                    log.info("%s: client closed the connection: %s %s",
+                             self.peer, method.reply_code, method.reply_text)
+                self._finish("closed by client")
+            elif isinstance(method, commands.Connection.CloseOk):
+                self._finish("closed")
+            elif isinstance(method, commands.Connection.UpdateSecret) and state == OPEN:
+                self.send_method(0, commands.Connection.UpdateSecretOk())
+            elif isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
+                pass  # a client telling us it is blocked needs no answer
+            else:
+                raise ConnectionError(CHANNEL_ERROR, "unexpected method in connection state running")
+        except AMQPError as exc:
+            class_id, method_id = _method_ids(method)
+            self._fail(exc, 0, class_id, method_id)
+
+    def _on_start_ok(self, method: Any) -> None:
+        self.client_properties = method.client_properties or {}
+        capabilities = self.client_properties.get("capabilities") or {}
+        self._auth_failure_close = bool(capabilities.get("authentication_failure_close"))
+        mechanism = method.mechanism
+        username = password = None
+        response = method.response
+        if isinstance(response, str):
+            response = response.encode("utf-8", "surrogateescape")
+        try:
+            if mechanism == "PLAIN":
+                parts = bytes(response).split(b"\x00")
+                if len(parts) == 3:
+                    username, password = parts[1].decode("utf-8"), parts[2].decode("utf-8")
+            elif mechanism == "AMQPLAIN":
+                table = _decode_table_body(bytes(response))
+                username = _as_str(table.get("LOGIN"))
+                password = _as_str(table.get("PASSWORD"))
+            else:
+                raise ConnectionError(
+                    ACCESS_REFUSED, f"unsupported authentication mechanism '{mechanism}'"
+                )
+        except (ValueError, UnicodeDecodeError):
+            username = None
+        user = None
+        if username is not None and password is not None:
+            user = self.broker.authenticate(username, password)
+        if user is None:
+            log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
+            error = ConnectionError(
+                ACCESS_REFUSED,
+                f"Login was refused using authentication mechanism {mechanism}. "
+                "For details see the broker logfile.",
+            )
+            if self._auth_failure_close:
+                raise error
+            self._finish(error.reply_text)
+            return
+        self.user = user
+        self.state = AWAIT_TUNE_OK
+        self.send_method(
+            0,
+            commands.Connection.Tune(
+                channel_max=self.server_channel_max,
+                frame_max=self.server_frame_max,
+                heartbeat=self.server_heartbeat,
+            ),
+        )
+
+    def _on_tune_ok(self, method: Any) -> None:
+        self.frame_max = _negotiate("frame_max", codec.FRAME_MIN_SIZE, self.server_frame_max, method.frame_max)
+        self.channel_max = _negotiate("channel_max", 1, self.server_channel_max, method.channel_max)
+        if not self.frame_max:
+            self.frame_max = 1 << 32
+        if not self.channel_max:
+            self.channel_max = 65535
+        self.heartbeat = method.heartbeat
+        self.state = AWAIT_OPEN
+
+    # -- channels ---------------------------------------------------------------------------------
+
+    def _on_channel_method(self, number: int, method: Any) -> None:
+        channel = self.channels.get(number)
+        if channel is None:
+            if isinstance(method, commands.Channel.Open):
+                if number > self.channel_max:
+                    self._fail(
+                        ConnectionError(
+                            NOT_ALLOWED,
+                            f"channel number {number} exceeds channel_max {self.channel_max}",
+                        ),
+                        0, 20, 10,
+                    )
+                    return
+                channel = ChannelState(self, number)
+                assert self.session is not None
+                channel.core = self.session.open_channel(number, channel)
+                self.channels[number] = channel
+                self.send_method(number, commands.Channel.OpenOk())
+                return
+            class_id, method_id = _method_ids(method)
+            self._fail(ConnectionError(CHANNEL_ERROR, "expected 'channel.open'"), number, class_id, method_id)
+            return
+        if channel.closing:
+            if isinstance(method, commands.Channel.CloseOk):
+                del self.channels[number]
+            elif isinstance(method, commands.Channel.Close):
+                self.send_method(number, commands.Channel.CloseOk())
+            return
+        if channel.publish is not None:
+            expected = "header for class 60" if channel.body_size < 0 else "body"
+            article = "header" if channel.body_size < 0 else "body"
+            self._fail(
+                ConnectionError(
+                    UNEXPECTED_FRAME,
+                    f"expected content {expected}, got non content {article} frame instead",
+                ),
+                number, 60, 40,
+            )
+            return
+        handler = _CHANNEL_HANDLERS.get(type(method))
+        try:
+            if handler is None:
+                raise ConnectionError(
+                    NOT_IMPLEMENTED if type(method) in _UNSUPPORTED else COMMAND_INVALID,
+                    f"unexpected method {_amqp_name(method)} on channel {number}",
+                )
+            handler(self, channel, method)
+        except AMQPError as exc:
+            class_id, method_id = _method_ids(method)
+            self._fail(exc, number, class_id, method_id)
+
+    def _channel_open(self, channel: ChannelState, method: Any) -> None:
+        raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
+
+    def _channel_close(self, channel: ChannelState, method: Any) -> None:
+        channel.core.close()
+        del self.channels[channel.number]
+        self.send_method(channel.number, commands.Channel.CloseOk())
+
+    def _channel_close_ok(self, channel: ChannelState, method: Any) -> None:
+        pass  # close-ok for a close we never sent: nothing to do (RabbitMQ ignores it too)
+
+    def _channel_flow(self, channel: ChannelState, method: Any) -> None:
+        if not method.active:
+            # RabbitMQ 3.3+ no longer lets a client stop deliveries with channel.flow.
+            raise ConnectionError(NOT_IMPLEMENTED, "active=false")
+        self.send_method(channel.number, commands.Channel.FlowOk(active=True))
+
+    def _channel_flow_ok(self, channel: ChannelState, method: Any) -> None:
+        pass
+
+    def _exchange_declare(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        vhost.declare_exchange(
+            m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments or {}
+        )
+        if not m.nowait:
+            self.send_method(channel.number, commands.Exchange.DeclareOk())
+
+    def _exchange_delete(self, channel: ChannelState, m: Any) -> None:
+        self.session.vhost.delete_exchange(m.exchange, m.if_unused)  # type: ignore[union-attr]
+        if not m.nowait:
+            self.send_method(channel.number, commands.Exchange.DeleteOk())
+
+    def _exchange_bind(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        destination = vhost.get_exchange(m.destination)
+        source = vhost.get_exchange(m.source)
+        vhost.bind_exchange(destination, source, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send_method(channel.number, commands.Exchange.BindOk())
+
+    def _exchange_unbind(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        destination = vhost.exchanges.get(m.destination)
+        source = vhost.exchanges.get(m.source)
+        if destination is not None and source is not None:
+            vhost.unbind_exchange(destination, source, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send_method(channel.number, commands.Exchange.UnbindOk())
+
+    def _queue_declare(self, channel: ChannelState, m: Any) -> None:
+        session = self.session
+        queue = session.vhost.declare_queue(  # type: ignore[union-attr]
+            session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
+        )
+        if not m.nowait:
+            self.send_method(
+                channel.number,
+                commands.Queue.DeclareOk(
+                    queue=queue.name,
+                    message_count=queue.message_count,
+                    consumer_count=queue.consumer_count,
+                ),
+            )
+
+    def _queue_bind(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        queue = vhost.get_queue(m.queue, self.session)
+        exchange = vhost.get_exchange(m.exchange)
+        vhost.bind_queue(queue, exchange, m.routing_key, m.arguments or {})
+        if not m.nowait:
+            self.send_method(channel.number, commands.Queue.BindOk())
+
+    def _queue_unbind(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        # RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and even for another
+        # connection's exclusive queue; only the default exchange is refused.
+        if m.exchange == "":
+            raise access_refused_error("operation not permitted on the default exchange")
+        queue = vhost.queues.get(m.queue)
+        exchange = vhost.exchanges.get(m.exchange)
+        if queue is not None and exchange is not None:
+            vhost.unbind_queue(queue, exchange, m.routing_key, m.arguments or {})
+        self.send_method(channel.number, commands.Queue.UnbindOk())
+
+    def _queue_purge(self, channel: ChannelState, m: Any) -> None:
+        queue = self.session.vhost.get_queue(m.queue, self.session)  # type: ignore[union-attr]
+        count = queue.purge()
+        if not m.nowait:
+            self.send_method(channel.number, commands.Queue.PurgeOk(message_count=count))
+
+    def _queue_delete(self, channel: ChannelState, m: Any) -> None:
+        vhost = self.session.vhost  # type: ignore[union-attr]
+        count = 0
+        queue = vhost.queues.get(m.queue)
+        if queue is not None:
+            queue = vhost.get_queue(m.queue, self.session)  # 405 for another connection's queue
+            queue.check_delete(m.if_unused, m.if_empty)
+            count = vhost.delete_queue(queue)
+        if not m.nowait:
+            self.send_method(channel.number, commands.Queue.DeleteOk(message_count=count))
+
+    def _basic_qos(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_qos(m.prefetch_size, m.prefetch_count, m.global_)
+        self.send_method(channel.number, commands.Basic.QosOk())
+
+    def _basic_consume(self, channel: ChannelState, m: Any) -> None:
+        tag = channel.core.basic_consume(m.queue, m.consumer_tag, m.no_ack, m.exclusive, m.arguments or {})
+        if not m.nowait:
+            self.send_method(channel.number, commands.Basic.ConsumeOk(consumer_tag=tag))
+        channel.core.start_consumer(tag)
+
+    def _basic_cancel(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_cancel(m.consumer_tag)
+        if not m.nowait:
+            self.send_method(channel.number, commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
+
+    def _basic_get(self, channel: ChannelState, m: Any) -> None:
+        got = channel.core.basic_get(m.queue, m.no_ack)
+        if got is None:
+            self.send_method(channel.number, commands.Basic.GetEmpty())
+            return
+        tag, entry, remaining = got
+        message = entry.message
+        self._wake()
+        codec.write_get_ok(
+            self.out, channel.number, tag, entry.redelivered, message.exchange, message.routing_key,
+            remaining, message.properties_raw, message.body, self.frame_max,
+        )
+
+    def _basic_ack(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_ack(m.delivery_tag, m.multiple)
+
+    def _basic_nack(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_nack(m.delivery_tag, m.multiple, m.requeue)
+
+    def _basic_reject(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_reject(m.delivery_tag, m.requeue)
+
+    def _basic_recover(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_recover(m.requeue)
+        self.send_method(channel.number, commands.Basic.RecoverOk())
+
+    def _basic_recover_async(self, channel: ChannelState, m: Any) -> None:
+        channel.core.basic_recover(m.requeue)
+
+    def _basic_publish_slow(self, channel: ChannelState, m: Any) -> None:
+        # Only reached when the fast path was skipped (it never is for a well-formed open channel);
+        # kept so that the handler table covers every client method.
+        channel.publish = (m.exchange, m.routing_key, m.mandatory, m.immediate)
+
+    def _confirm_select(self, channel: ChannelState, m: Any) -> None:
+        channel.core.confirm_select()
+        if not m.nowait:
+            self.send_method(channel.number, commands.Confirm.SelectOk())
+
+    def _tx_select(self, channel: ChannelState, m: Any) -> None:
+        channel.core.tx_select()
+        self.send_method(channel.number, commands.Tx.SelectOk())
+
+    def _tx_commit(self, channel: ChannelState, m: Any) -> None:
+        channel.core.tx_commit()
+        self.flush_confirms()
+        self.send_method(channel.number, commands.Tx.CommitOk())
+
+    def _tx_rollback(self, channel: ChannelState, m: Any) -> None:
+        channel.core.tx_rollback()
+        self.send_method(channel.number, commands.Tx.RollbackOk())
+
+    # -- errors and lifecycle ---------------------------------------------------------------------
+
+    def _fail(self, exc: AMQPError, channel_number: int, class_id: int, method_id: int) -> None:
+        """The one place an error becomes channel.close or connection.close."""
+        class_id = exc.class_id or class_id
+        method_id = exc.method_id or method_id
+        channel = self.channels.get(channel_number) if channel_number else None
+        if isinstance(exc, ChannelError) and exc.reply_code in CHANNEL_SCOPED and channel is not None:
+            log.warning("%s: channel %d error: %s", self.peer, channel_number, exc.reply_text)
+            channel.core.close()
+            channel.closing = True
+            channel.publish = None
+            channel.body_size = -1
+            channel.body_parts = []
+            self.pending_confirms.pop(channel, None)
+            self.send_method(
+                channel_number,
+                commands.Channel.Close(
+                    reply_code=exc.reply_code, reply_text=exc.reply_text,
+                    class_id=class_id, method_id=method_id,
+                ),
+            )
+            return
+        self.close(exc.reply_code, exc.reply_text, class_id, method_id)
+
+    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """Server-initiated connection.close; the socket stays until close-ok (or a timeout)."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        level = logging.INFO if reply_code == CONNECTION_FORCED else logging.WARNING
+        log.log(level, "%s: closing connection: %s", self.peer, reply_text)
+        self._release()
+        if self.state < AWAIT_TUNE_OK and reply_code != ACCESS_REFUSED:
+            self._finish(reply_text)
+            return
+        self.send_method(
+            0,
+            commands.Connection.Close(
+                reply_code=reply_code, reply_text=reply_text, class_id=class_id, method_id=method_id
+            ),
+        )
+        self.state = CLOSING
+        self.close_reason = reply_text
+        if reply_code == ACCESS_REFUSED and self.session is None:
+            # Refused logins end right after the close frame (rabbit_reader does the same).
+            self._finish(reply_text)
+
+    def _finish(self, reason: str) -> None:
+        self._release()
+        if not self.close_reason:
+            self.close_reason = reason
+        self.state = CLOSED
+        self.finished = True
+        self.on_output()
+
+    def _release(self) -> None:
+        session, self.session = self.session, None
+        self.pending_confirms.clear()
+        if session is not None:
+            session.close()
+
+    def connection_lost(self) -> None:
+        """The socket is gone: free broker state (requeue unacked, drop exclusive queues)."""
+        self._release()
+        self.state = CLOSED
+        self.finished = True
+
+    def heartbeat_tick(self, idle_receive: float, idle_send: float) -> bool:
+        """Timer hook: send a heartbeat when we've been quiet; False when the peer is dead.
+
+        ``idle_receive``/``idle_send`` are seconds since the last byte in/out. A peer silent for
+        two heartbeat intervals is gone (spec 4.2.7; RabbitMQ uses the same factor).
+        """
+        if not self.heartbeat or self.state in (AWAIT_HEADER, CLOSED):
+            return True
+        if idle_receive > 2 * self.heartbeat:
+            log.warning("%s: missed heartbeats from client, timeout: %ds", self.peer, self.heartbeat)
+            self._release()
+            self.state = CLOSED
+            self.finished = True
+            self.close_reason = "missed heartbeats"
+            return False
+        if idle_send >= self.heartbeat / 2:
+            self._wake()
+            self.out += codec.HEARTBEAT_FRAME
+        return True
+
+    def writer_drained(self) -> None:
+        """The writer flushed ``out``; resume deliveries held back while it was full."""
+        if self.delivery_blocked and len(self.out) < WRITE_LOW_WATER:
+            self.delivery_blocked = False
+            session = self.session
+            if session is not None:
+                for channel in list(session.channels.values()):
+                    channel.resume()
+
+
+def erlang_binary(data: Any) -> str:
+    """Octets the way RabbitMQ prints them in FRAME_ERROR texts: ``<<"abc">>`` or ``<<0,20>>``."""
+    raw = bytes(data)
+    if raw and all(32 <= b < 127 for b in raw):
+        return '<<"' + raw.decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '">>'
+    return "<<" + ",".join(str(b) for b in raw) + ">>"
+
+
+def _negotiate(field: str, minimum: int, server_value: int, client_value: int) -> int:
+    """RabbitMQ's rule: a client value may lower the server's, never raise it (530)."""
+    if client_value != 0 and client_value < minimum:
+        raise ConnectionError(
+            NOT_ALLOWED,
+            f"negotiated {field} = {client_value} is lower than the minimum allowed value ({minimum})",
+        )
+    if server_value != 0 and (client_value == 0 or client_value > server_value):
+        raise ConnectionError(
+            NOT_ALLOWED,
+            f"negotiated {field} = {client_value} is higher than the maximum allowed value ({server_value})",
+        )
+    return client_value
+
+
+def _decode_table_body(raw: bytes) -> dict:
+    """AMQPLAIN's response: a field table without its 4-byte length prefix."""
+    _, table = pamqp_decode.field_table(struct.pack(">I", len(raw)) + raw)
+    return table
+
+
+def _as_str(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value if isinstance(value, str) else None
+
+
+def _amqp_name(method: Any) -> str:
+    """``Basic.Publish`` -> ``basic.publish``, as RabbitMQ names methods in texts."""
+    name = method.name
+    cls, _, meth = name.partition(".")
+    out = []
+    for i, ch in enumerate(meth):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.lower())
+    return f"{cls.lower()}.{''.join(out)}"
+
+
+_CHANNEL_HANDLERS: dict[type, Callable[[Connection, ChannelState, Any], None]] = {
+    commands.Channel.Open: Connection._channel_open,
+    commands.Channel.Close: Connection._channel_close,
+    commands.Channel.CloseOk: Connection._channel_close_ok,
+    commands.Channel.Flow: Connection._channel_flow,
+    commands.Channel.FlowOk: Connection._channel_flow_ok,
+    commands.Exchange.Declare: Connection._exchange_declare,
+    commands.Exchange.Delete: Connection._exchange_delete,
+    commands.Exchange.Bind: Connection._exchange_bind,
+    commands.Exchange.Unbind: Connection._exchange_unbind,
+    commands.Queue.Declare: Connection._queue_declare,
+    commands.Queue.Bind: Connection._queue_bind,
+    commands.Queue.Unbind: Connection._queue_unbind,
+    commands.Queue.Purge: Connection._queue_purge,
+    commands.Queue.Delete: Connection._queue_delete,
+    commands.Basic.Qos: Connection._basic_qos,
+    commands.Basic.Consume: Connection._basic_consume,
+    commands.Basic.Cancel: Connection._basic_cancel,
+    commands.Basic.Publish: Connection._basic_publish_slow,
+    commands.Basic.Get: Connection._basic_get,
+    commands.Basic.Ack: Connection._basic_ack,
+    commands.Basic.Nack: Connection._basic_nack,
+    commands.Basic.Reject: Connection._basic_reject,
+    commands.Basic.Recover: Connection._basic_recover,
+    commands.Basic.RecoverAsync: Connection._basic_recover_async,
+    commands.Confirm.Select: Connection._confirm_select,
+    commands.Tx.Select: Connection._tx_select,
+    commands.Tx.Commit: Connection._tx_commit,
+    commands.Tx.Rollback: Connection._tx_rollback,
+}
+# Client methods we know but do not serve (RabbitMQ answers them with 540 too).
+_UNSUPPORTED: frozenset[type] = frozenset()

@@ -1,0 +1,158 @@
+"""One client socket: a reader task, a writer task and a heartbeat timer around a sans-IO
+:class:`~amqp_broker.protocol.connection.Connection`.
+
+Reads are batched (one ``receive_some`` handles every complete frame in it) and writes are
+batched (everything produced meanwhile — replies, deliveries written by other connections'
+publishers, confirms — goes out in one ``send_all``), per design.md "Speed" rule 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import INTERNAL_ERROR
+from ..protocol.connection import OPEN, Connection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .listener import BrokerServer
+
+log = logging.getLogger("amqp_broker.server")
+
+# One read takes up to this many bytes: large enough for a 128 KiB frame plus the next ones, so a
+# busy publisher costs one syscall per many messages.
+RECEIVE_SIZE = 1 << 18
+# A client that has not finished the handshake by then is dropped (RabbitMQ's handshake_timeout).
+HANDSHAKE_TIMEOUT = 10.0
+# How long we wait for close-ok after sending connection.close before dropping the socket.
+CLOSE_OK_TIMEOUT = 3.0
+
+
+class ServerConnection:
+    """Runs one accepted socket until either side closes it."""
+
+    def __init__(self, server: "BrokerServer", stream: trio.SocketStream, peer: str):
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        settings = server.settings
+        self.protocol = Connection(
+            server.broker,
+            peer,
+            heartbeat=settings.heartbeat,
+            frame_max=settings.frame_max,
+            channel_max=settings.channel_max,
+            cluster_name=server.cluster_name,
+        )
+        self.protocol.on_output = self._wake
+        self._wakeup = trio.Event()
+        now = trio.current_time()
+        self.last_receive = now
+        self.last_send = now
+        self.done = trio.Event()
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Serve the connection; returns once the socket is closed."""
+        log.info("accepting AMQP connection (%s)", self.peer)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._timer, nursery.cancel_scope)
+                nursery.start_soon(self._reader)
+                await self._writer()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.protocol.connection_lost()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+            reason = self.protocol.close_reason or "connection closed by client"
+            log.info("closing AMQP connection (%s): %s", self.peer, reason)
+            self.done.set()
+
+    async def _reader(self) -> None:
+        protocol = self.protocol
+        receive = self.stream.receive_some
+        try:
+            while not protocol.finished:
+                data = await receive(RECEIVE_SIZE)
+                if not data:
+                    break
+                self.last_receive = trio.current_time()
+                try:
+                    protocol.receive_data(data)
+                except Exception:  # a bug must cost one connection, never the broker
+                    log.exception("%s: internal error handling input", self.peer)
+                    protocol.close(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
+                    protocol.connection_lost()
+                    protocol.on_output()
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        if not protocol.finished:
+            protocol.connection_lost()
+            if not protocol.close_reason:
+                protocol.close_reason = "client unexpectedly closed TCP connection"
+        self._wake()
+
+    async def _writer(self) -> None:
+        protocol = self.protocol
+        send_all = self.stream.send_all
+        spare = bytearray()
+        try:
+            while True:
+                if not protocol.out:
+                    if protocol.finished:
+                        return
+                    await self._wakeup.wait()
+                    self._wakeup = trio.Event()
+                    continue
+                buf = protocol.out
+                protocol.out = spare
+                await send_all(buf)
+                buf.clear()
+                spare = buf
+                self.last_send = trio.current_time()
+                protocol.writer_drained()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            protocol.connection_lost()
+
+    async def _timer(self, cancel_scope: trio.CancelScope) -> None:
+        protocol = self.protocol
+        started = trio.current_time()
+        closing_since = None
+        while True:
+            if protocol.heartbeat:
+                interval = max(protocol.heartbeat / 2, 0.5)
+            else:
+                interval = 1.0 if protocol.state != OPEN else 5.0
+            await trio.sleep(interval)
+            now = trio.current_time()
+            if protocol.state < OPEN and now - started > HANDSHAKE_TIMEOUT:
+                protocol.close_reason = "handshake timeout"
+                protocol.connection_lost()
+                self._wake()
+                return
+            if protocol.close_reason and not protocol.finished:
+                closing_since = closing_since or now
+                if now - closing_since > CLOSE_OK_TIMEOUT:
+                    protocol.connection_lost()
+                    self._wake()
+                    return
+            if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
+                self._wake()
+                return
+
+    def force_close(self, reply_text: str) -> None:
+        """Shutdown: send 320 CONNECTION_FORCED and let the writer flush it."""
+        from ..errors import CONNECTION_FORCED
+
+        protocol = self.protocol
+        if protocol.state == OPEN:
+            protocol.close(CONNECTION_FORCED, reply_text)
+        else:
+            protocol.connection_lost()
+        self._wake()

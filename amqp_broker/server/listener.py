@@ -1,0 +1,97 @@
+"""Accept connections, run them, and shut down cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+
+import trio
+
+from ..broker.broker import Broker
+from ..config import Settings
+from .connection import ServerConnection
+
+log = logging.getLogger("amqp_broker.server")
+
+# On shutdown, how long connections get to answer our connection.close before we drop them.
+SHUTDOWN_GRACE = 2.0
+SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+
+
+class BrokerServer:
+    """The listening sockets, the broker core and the set of live connections."""
+
+    def __init__(self, settings: Settings, broker: Broker | None = None):
+        self.settings = settings
+        self.broker = broker or Broker(settings.default_user, settings.default_pass, settings.default_vhost)
+        self.cluster_name = f"amqp_broker@{socket.gethostname()}"
+        self.connections: set[ServerConnection] = set()
+        self.port = 0
+        self._shutdown = trio.Event()
+
+    def shutdown(self) -> None:
+        """Ask :meth:`serve` to close every connection with 320 and return."""
+        self._shutdown.set()
+
+    async def serve(self, *, handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, report the bound port through ``task_status``, and serve until shutdown."""
+        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
+        self.port = listeners[0].socket.getsockname()[1]
+        addresses = ", ".join(
+            "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
+        )
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                nursery.start_soon(self._watch_signals)
+            accept_scope = trio.CancelScope()
+
+            async def accept() -> None:
+                with accept_scope:
+                    await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+            nursery.start_soon(accept)
+            log.info("Server startup complete; listening on %s (amqp_broker %s)", addresses, _version())
+            task_status.started(self.port)
+            await self._shutdown.wait()
+            log.info("stopping: closing %d connection(s)", len(self.connections))
+            accept_scope.cancel()
+            for conn in list(self.connections):
+                conn.force_close(SHUTDOWN_TEXT)
+            with trio.move_on_after(SHUTDOWN_GRACE):
+                for conn in list(self.connections):
+                    await conn.done.wait()
+            nursery.cancel_scope.cancel()
+        log.info("stopped")
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                self.shutdown()
+                return
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            peer = f"{host}:{port}"
+        except OSError:
+            peer = "unknown"
+        conn = ServerConnection(self, stream, peer)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+async def run_broker(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run a broker with ``settings`` until SIGINT/SIGTERM (the CLI's entry point)."""
+    server = BrokerServer(settings)
+    await server.serve(task_status=task_status)

@@ -1,0 +1,1 @@
+"""Durable storage of definitions and messages (knows nothing of AMQP)."""
