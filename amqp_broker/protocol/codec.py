@@ -534,6 +534,46 @@ def write_basic_nack(
     out += frame
 
 
+# --------------------------------------------------------------------------------------------------
+# Replies that echo client-chosen names
+# --------------------------------------------------------------------------------------------------
+# pamqp validates queue names and consumer tags against an ASCII pattern when it marshals, but
+# RabbitMQ accepts any UTF-8 shortstr; so the replies that carry such names are written here.
+
+_METHOD_FRAME_HDR = struct.Struct(">BHIHH")
+_DECLARE_OK_COUNTS = struct.Struct(">II")
+
+
+def _write_named_method(out: bytearray, channel: int, class_id: int, method_id: int, args: bytes) -> None:
+    out += _METHOD_FRAME_HDR.pack(FRAME_METHOD, channel, 4 + len(args), class_id, method_id)
+    out += args
+    out.append(FRAME_END)
+
+
+def _sstr(value: str) -> bytes:
+    return _SS_CACHE.get(value) or _shortstr(value)
+
+
+def write_queue_declare_ok(out: bytearray, channel: int, queue: str, message_count: int, consumer_count: int) -> None:
+    """queue.declare-ok (50, 11)."""
+    _write_named_method(out, channel, 50, 11, _sstr(queue) + _DECLARE_OK_COUNTS.pack(message_count, consumer_count))
+
+
+def write_consume_ok(out: bytearray, channel: int, consumer_tag: str) -> None:
+    """basic.consume-ok (60, 21)."""
+    _write_named_method(out, channel, 60, 21, _sstr(consumer_tag))
+
+
+def write_cancel_ok(out: bytearray, channel: int, consumer_tag: str) -> None:
+    """basic.cancel-ok (60, 31)."""
+    _write_named_method(out, channel, 60, 31, _sstr(consumer_tag))
+
+
+def write_cancel(out: bytearray, channel: int, consumer_tag: str, nowait: bool) -> None:
+    """Server-sent basic.cancel (60, 30): the consumer's queue went away."""
+    _write_named_method(out, channel, 60, 30, _sstr(consumer_tag) + (b"\x01" if nowait else b"\x00"))
+
+
 def write_heartbeat(out: bytearray) -> None:
     """Append a heartbeat frame (always the same 8 bytes, spec 4.2.7)."""
     out += HEARTBEAT_FRAME

@@ -223,7 +223,8 @@ class ChannelState:
             self.confirm_sent = upto
 
     def cancel_notify(self, consumer_tag: str) -> None:
-        self.conn.send_method(self.number, commands.Basic.Cancel(consumer_tag=consumer_tag, nowait=True))
+        self.conn._wake()
+        codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
 
 class Connection:
@@ -725,13 +726,9 @@ class Connection:
             session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
         )
         if not m.nowait:
-            self.send_method(
-                channel.number,
-                commands.Queue.DeclareOk(
-                    queue=queue.name,
-                    message_count=queue.message_count,
-                    consumer_count=queue.consumer_count,
-                ),
+            self._wake()
+            codec.write_queue_declare_ok(
+                self.out, channel.number, queue.name, queue.message_count, queue.consumer_count
             )
 
     def _queue_bind(self, channel: ChannelState, m: Any) -> None:
@@ -778,13 +775,15 @@ class Connection:
     def _basic_consume(self, channel: ChannelState, m: Any) -> None:
         tag = channel.core.basic_consume(m.queue, m.consumer_tag, m.no_ack, m.exclusive, m.arguments or {})
         if not m.nowait:
-            self.send_method(channel.number, commands.Basic.ConsumeOk(consumer_tag=tag))
+            self._wake()
+            codec.write_consume_ok(self.out, channel.number, tag)
         channel.core.start_consumer(tag)
 
     def _basic_cancel(self, channel: ChannelState, m: Any) -> None:
         channel.core.basic_cancel(m.consumer_tag)
         if not m.nowait:
-            self.send_method(channel.number, commands.Basic.CancelOk(consumer_tag=m.consumer_tag))
+            self._wake()
+            codec.write_cancel_ok(self.out, channel.number, m.consumer_tag)
 
     def _basic_get(self, channel: ChannelState, m: Any) -> None:
         got = channel.core.basic_get(m.queue, m.no_ack)

@@ -845,3 +845,29 @@ def test_encode_properties_errors_are_value_errors():
     props.priority = 256
     with pytest.raises(ValueError):
         codec.encode_properties(props)
+
+
+# --- replies that echo client-chosen names (pamqp refuses to marshal non-ASCII names) ----------
+
+@pytest.mark.parametrize("name", ["plain.q", "amq.gen-abc_DEF-123", "spaces and/slashes*#", "é-ü-日本"])
+def test_named_replies_decode_with_pamqp(name):
+    from pamqp import commands as c
+    from pamqp import frame as f
+
+    from amqp_broker.protocol import codec
+
+    cases = [
+        (codec.write_queue_declare_ok, (name, 7, 2), c.Queue.DeclareOk, {"queue": name, "message_count": 7, "consumer_count": 2}),
+        (codec.write_consume_ok, (name,), c.Basic.ConsumeOk, {"consumer_tag": name}),
+        (codec.write_cancel_ok, (name,), c.Basic.CancelOk, {"consumer_tag": name}),
+        (codec.write_cancel, (name, True), c.Basic.Cancel, {"consumer_tag": name, "nowait": True}),
+    ]
+    for writer, args, cls, fields in cases:
+        out = bytearray()
+        writer(out, 3, *args)
+        consumed, channel, method = f.unmarshal(bytes(out))
+        assert consumed == len(out) and channel == 3 and isinstance(method, cls)
+        for key, value in fields.items():
+            assert getattr(method, key) == value
+        if name.isascii() and " " not in name:
+            assert bytes(out) == f.marshal(cls(**fields), 3)
