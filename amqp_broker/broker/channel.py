@@ -46,6 +46,9 @@ class Channel:
         self.next_delivery_tag = 0
         self.prefetch_count = 0
         self.global_prefetch = 0
+        # Unacked deliveries to consumers (not basic.get ones, not acks staged in a transaction):
+        # what basic.qos(global=true) limits, as RabbitMQ's limiter counts.
+        self.consumer_unacked = 0
         self.confirm_mode = False
         self.publish_seq = 0
         self.tx: list[tuple] | None = None
@@ -65,6 +68,7 @@ class Channel:
             entry.delivery_tag = tag
             self.unacked[tag] = entry
             consumer.unacked += 1
+            self.consumer_unacked += 1
         self.sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
 
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
@@ -169,7 +173,7 @@ class Channel:
                 taken = list(unacked.values())
                 unacked.clear()
                 return taken
-            if delivery_tag not in unacked and (not unacked or delivery_tag < next(iter(unacked))):
+            if delivery_tag not in unacked:
                 raise precondition_failed(f"unknown delivery tag {delivery_tag}")
             taken = []
             for tag in list(unacked):
@@ -192,11 +196,14 @@ class Channel:
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1
-                queue = consumer.queue
-                if queue.ready or queue.requeued:
-                    queue.dispatch()
-                elif self.global_prefetch:
+                self.consumer_unacked -= 1
+                if self.global_prefetch:
+                    # The freed slot is the channel's: any of its consumers may take it.
                     self._dispatch_all()
+                else:
+                    queue = consumer.queue
+                    if queue.ready or queue.requeued:
+                        queue.dispatch()
             return
         entries = self._take(delivery_tag, multiple)
         if self.tx is not None:
@@ -231,6 +238,7 @@ class Channel:
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1
+                self.consumer_unacked -= 1
                 touched.add(consumer.queue)
             if requeue:
                 by_queue[entry.queue].append(entry)

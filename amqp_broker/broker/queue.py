@@ -64,7 +64,7 @@ class Consumer:
         if self.prefetch and self.unacked >= self.prefetch:
             return False
         limit = channel.global_prefetch
-        return not limit or len(channel.unacked) < limit
+        return not limit or channel.consumer_unacked < limit
 
 
 class Queue:
@@ -200,7 +200,8 @@ class Queue:
 
     def check_delete(self, if_unused: bool, if_empty: bool) -> None:
         """Raise 406 when queue.delete's if-unused/if-empty conditions do not hold."""
-        if if_unused and self.consumers:
-            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' in use")
+        # if-empty is checked first, as rabbit_amqqueue_process does (both violated: "not empty").
         if if_empty and self.message_count:
             raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' not empty")
+        if if_unused and self.consumers:
+            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' in use")
