@@ -29,8 +29,11 @@ class Message:
     )
 
     # Set by the protocol layer (which owns the wire format) so the core can read the headers table
-    # lazily, only when a headers exchange or a dead-lettering rule needs it.
+    # lazily, only when a headers exchange or a dead-lettering rule needs it, and rewrite the
+    # properties in the rare cases RabbitMQ does (x-death headers, direct reply-to's reply_to).
     headers_decoder: Callable[[bytes], dict | None] = staticmethod(lambda raw: None)  # type: ignore[assignment]
+    properties_decoder: Callable[[bytes], dict] = staticmethod(lambda raw: {})  # type: ignore[assignment]
+    properties_encoder: Callable[[dict], bytes] = staticmethod(lambda props: b"\x00\x00")  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -61,6 +64,26 @@ class Message:
         if self._headers is _UNDECODED:
             self._headers = Message.headers_decoder(self.properties_raw)
         return self._headers
+
+    def properties(self) -> dict:
+        """Every set property by its AMQP name (``content_type``, ``headers``, ...), decoded."""
+        return Message.properties_decoder(self.properties_raw)
+
+    def with_properties(self, properties: dict, exchange: str | None = None,
+                        routing_key: str | None = None) -> "Message":
+        """A copy of this message with other properties (and optionally a new exchange/key)."""
+        raw = Message.properties_encoder(properties)
+        return Message(
+            self.exchange if exchange is None else exchange,
+            self.routing_key if routing_key is None else routing_key,
+            raw,
+            self.body,
+            properties.get("delivery_mode") or 0,
+            properties.get("priority"),
+            properties.get("expiration"),
+            properties.get("headers"),
+            properties.get("user_id"),
+        )
 
     @property
     def persistent(self) -> bool:

@@ -77,7 +77,23 @@ from .codec import (
 
 log = logging.getLogger("amqp_broker.connection")
 
+def _properties_to_dict(raw: bytes) -> dict:
+    properties = codec.decode_properties(raw)
+    values = {}
+    for name in properties.__slots__:
+        value = getattr(properties, name)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def _properties_from_dict(values: dict) -> bytes:
+    return codec.encode_properties(commands.Basic.Properties(**values))
+
+
 Message.headers_decoder = staticmethod(codec.peek_headers)  # type: ignore[assignment]
+Message.properties_decoder = staticmethod(_properties_to_dict)  # type: ignore[assignment]
+Message.properties_encoder = staticmethod(_properties_from_dict)  # type: ignore[assignment]
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 # Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.
@@ -308,18 +324,19 @@ class Connection:
                 frame_type, channel, size = unpack_header(buf, pos)
                 start = pos + 7
                 end = start + size
-                if size > self.frame_max - 8:
+                # RabbitMQ accepts payloads up to frame_max (not frame_max - 8) but names the
+                # spec's limit in the error.
+                if size > self.frame_max:
                     raise ConnectionError(
                         FRAME_ERROR,
-                        f"type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{self.frame_max - 8}}}",
+                        octets_text(frame_type, b"", ("frame_too_large", size, self.frame_max - 8)),
                     )
                 if end >= end_all:
                     break
                 if buf[end] != FRAME_END:
                     raise ConnectionError(
                         FRAME_ERROR,
-                        f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}: "
-                        f"{{invalid_frame_end_marker,{buf[end]}}}",
+                        octets_text(frame_type, buf[start:end], ("invalid_frame_end_marker", buf[end])),
                     )
                 pos = end + 1
                 if frame_type == FRAME_METHOD:
@@ -330,11 +347,9 @@ class Connection:
                     self._on_header(channel, buf, start, end)
                 elif frame_type == FRAME_HEARTBEAT:
                     if channel != 0:
-                        raise ConnectionError(UNEXPECTED_FRAME, f"type 8, all octets = {erlang_binary(buf[start:end])}")
+                        raise ConnectionError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
                 else:
-                    raise ConnectionError(
-                        FRAME_ERROR, f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}: unknown_frame"
-                    )
+                    raise ConnectionError(FRAME_ERROR, octets_text(frame_type, buf[start:end], "unknown_frame"))
                 if self.state == CLOSED:
                     return
         except AMQPError as exc:
@@ -397,7 +412,7 @@ class Connection:
         except (struct.error, ValueError, TypeError, IndexError, UnicodeDecodeError,
                 pamqp_exceptions.PAMQPException):
             raise ConnectionError(
-                FRAME_ERROR, f"cannot decode {erlang_binary(buf[start + 4 : end])}",
+                FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start + 4 : end])}",
                 index >> 16, index & 0xFFFF,
             ) from None
         if state == CLOSING:
@@ -416,7 +431,7 @@ class Connection:
             return
         if state != OPEN:
             raise ConnectionError(
-                UNEXPECTED_FRAME, f"type 1, all octets = {erlang_binary(buf[start:end])}"
+                UNEXPECTED_FRAME, octets_text(1, buf[start:end])
             )
         self._on_channel_method(number, method)
 
@@ -428,7 +443,7 @@ class Connection:
             class_id, body_size, properties = decode_content_header(buf, start, end)
         except ValueError:
             raise ConnectionError(
-                FRAME_ERROR, f"cannot decode {erlang_binary(buf[start:end])}", 60, 40
+                FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start:end])}", 60, 40
             ) from None
         if class_id != 60:
             raise ConnectionError(
@@ -450,10 +465,12 @@ class Connection:
         piece = bytes(buf[start:end])
         received = channel.body_received + len(piece)
         if received > channel.body_size:
-            raise ConnectionError(
-                FRAME_ERROR,
-                f"content body exceeds the declared size of {channel.body_size} bytes", 60, 40,
-            )
+            # RabbitMQ keeps waiting for "the rest" of an overlong body (its remaining size goes
+            # negative), so the error comes with the next non-body frame: 505 "expected content
+            # body". Drop what we have; the channel stays in this state until then.
+            channel.body_parts = []
+            channel.body_received = received
+            return
         if received == channel.body_size:
             parts = channel.body_parts
             if parts:
@@ -471,7 +488,7 @@ class Connection:
             return None
         if self.state != OPEN or number == 0:
             raise ConnectionError(
-                UNEXPECTED_FRAME, f"type {frame_type}, all octets = {erlang_binary(buf[start:end])}"
+                UNEXPECTED_FRAME, octets_text(frame_type, buf[start:end])
             )
         channel = self.channels.get(number)
         if channel is None:
@@ -518,7 +535,7 @@ class Connection:
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.cluster_name),
-                mechanisms="PLAIN AMQPLAIN",
+                mechanisms="AMQPLAIN PLAIN",  # RabbitMQ's order
                 locales="en_US",
             ),
         )
@@ -569,32 +586,36 @@ class Connection:
             response = response.encode("utf-8", "surrogateescape")
         try:
             if mechanism == "PLAIN":
+                # RabbitMQ wants exactly "\0user\0pass" (an empty authzid, no NUL in the password).
                 parts = bytes(response).split(b"\x00")
-                if len(parts) == 3:
+                if len(parts) == 3 and not parts[0]:
                     username, password = parts[1].decode("utf-8"), parts[2].decode("utf-8")
             elif mechanism == "AMQPLAIN":
                 table = _decode_table_body(bytes(response))
                 username = _as_str(table.get("LOGIN"))
                 password = _as_str(table.get("PASSWORD"))
-            else:
-                raise ConnectionError(
-                    ACCESS_REFUSED, f"unsupported authentication mechanism '{mechanism}'"
-                )
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, TypeError, IndexError, struct.error,
+                pamqp_exceptions.PAMQPException):
             username = None
-        user = None
-        if username is not None and password is not None:
-            user = self.broker.authenticate(username, password)
+        if username is None or password is None:
+            # An unknown mechanism or a malformed response is a protocol error to RabbitMQ, not a
+            # refused login: the socket is dropped without connection.close, whatever the client's
+            # capabilities.
+            log.warning("%s: invalid %s authentication response; closing", self.peer, mechanism)
+            self._finish(f"invalid {mechanism} authentication response")
+            return
+        user = self.broker.authenticate(username, password)
         if user is None:
             log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
-            error = ConnectionError(
+            reply_text = ConnectionError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "
                 "For details see the broker logfile.",
-            )
+            ).reply_text
             if self._auth_failure_close:
-                raise error
-            self._finish(error.reply_text)
+                self.close(ACCESS_REFUSED, reply_text)  # class/method 0, as RabbitMQ sends it
+            else:
+                self._finish(reply_text)
             return
         self.user = user
         self.state = AWAIT_TUNE_OK
@@ -623,13 +644,16 @@ class Connection:
         channel = self.channels.get(number)
         if channel is None:
             if isinstance(method, commands.Channel.Open):
-                if number > self.channel_max:
+                # RabbitMQ limits how many channels are open, not their numbers (channel 2048 opens
+                # fine with channel_max 2047), and names no method in the error.
+                if len(self.channels) >= self.channel_max:
                     self._fail(
                         ConnectionError(
                             NOT_ALLOWED,
-                            f"channel number {number} exceeds channel_max {self.channel_max}",
+                            f"number of channels opened ({len(self.channels)}) has reached the "
+                            f"negotiated channel_max ({self.channel_max})",
                         ),
-                        0, 20, 10,
+                        0, 0, 0,
                     )
                     return
                 channel = ChannelState(self, number)
@@ -869,7 +893,11 @@ class Connection:
         level = logging.INFO if reply_code == CONNECTION_FORCED else logging.WARNING
         log.log(level, "%s: closing connection: %s", self.peer, reply_text)
         self._release()
-        if self.state < AWAIT_TUNE_OK and reply_code != ACCESS_REFUSED:
+        # Before tune-ok RabbitMQ answers only a refused login (start-ok) or a failed negotiation
+        # (tune-ok, 530) with connection.close; any other error just drops the socket.
+        if (self.state == AWAIT_START_OK and reply_code != ACCESS_REFUSED) or (
+            self.state == AWAIT_TUNE_OK and reply_code != NOT_ALLOWED
+        ):
             self._finish(reply_text)
             return
         self.send_method(
@@ -934,25 +962,87 @@ class Connection:
                     channel.resume()
 
 
-def erlang_binary(data: Any) -> str:
-    """Octets the way RabbitMQ prints them in FRAME_ERROR texts: ``<<"abc">>`` or ``<<0,20>>``."""
+# Erlang's ~p escapes inside a printable binary (io_lib:write_string, latin1 printable range).
+_ERLANG_ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e",
+                   34: '\\"', 92: "\\\\"}
+
+
+def erlang_binary(data: Any, column: int = 0) -> str:
+    """Octets the way RabbitMQ's ``~p`` prints them: ``<<"abc">>`` or ``<<0,20>>``.
+
+    ``column`` is where the term starts on its line: like Erlang's io_lib_pretty, a long byte list
+    is filled up to column 78 (79 for its last element) and continued on lines indented to the
+    first element (calibrated against RabbitMQ 3.10's texts).
+    """
     raw = bytes(data)
-    if raw and all(32 <= b < 127 for b in raw):
-        return '<<"' + raw.decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '">>'
-    return "<<" + ",".join(str(b) for b in raw) + ">>"
+    if raw and all(32 <= b < 127 or b >= 160 or b in _ERLANG_ESCAPES for b in raw):
+        return '<<"' + "".join(_ERLANG_ESCAPES.get(b) or chr(b) for b in raw) + '">>'
+    if not raw:
+        return "<<>>"
+    elems = [str(b) for b in raw]
+    out = ["<<", elems[0]]
+    col = column + 2 + len(elems[0])
+    last = len(elems) - 1
+    for i in range(1, len(elems)):
+        elem = elems[i]
+        if col + 1 + len(elem) <= (79 if i == last else 78):
+            out.append("," + elem)
+            col += 1 + len(elem)
+        else:
+            out.append(",\n" + " " * (column + 2) + elem)
+            col = column + 2 + len(elem)
+    out.append(">>")
+    return "".join(out)
+
+
+def erlang_binary_w(data: Any) -> str:
+    """Octets the way Erlang's ``~w`` prints them (``cannot decode <<0,0,5,97,98>>``).
+
+    Only the first 128 octets: the reply text is cut at 255 bytes anyway.
+    """
+    return "<<" + ",".join(str(b) for b in bytes(data[:128])) + ">>"
+
+
+def octets_text(frame_type: int, payload: Any, error: Any = None) -> str:
+    """rabbit_reader's ``type T, all octets = <<...>>[: Error]`` (``first 16 octets`` when longer).
+
+    ``error`` is an atom (str) or a tuple of an atom and integers, printed like Erlang's ``~p``.
+    """
+    raw = bytes(payload[:17])
+    which = "all"
+    if len(raw) > 16:
+        which, raw = "first 16", raw[:16]
+    text = f"type {frame_type}, {which} octets = "
+    text += erlang_binary(raw, len(text))
+    if error is None:
+        return text
+    if isinstance(error, str):
+        return f"{text}: {error}"
+    column = len(text) - (text.rfind("\n") + 1) + 2
+    parts = [str(part) for part in error]
+    term = "{" + ",".join(parts) + "}"
+    if column + len(term) > 78:  # io_lib_pretty: one element per line when the tuple does not fit
+        term = "{" + (",\n" + " " * (column + 1)).join(parts) + "}"
+    return f"{text}: {term}"
 
 
 def _negotiate(field: str, minimum: int, server_value: int, client_value: int) -> int:
     """RabbitMQ's rule: a client value may lower the server's, never raise it (530)."""
+    # RabbitMQ names connection.tune (10, 30) as the failing method, and says "(no limit)" for a
+    # channel_max of 0.
     if client_value != 0 and client_value < minimum:
         raise ConnectionError(
             NOT_ALLOWED,
             f"negotiated {field} = {client_value} is lower than the minimum allowed value ({minimum})",
+            10, 30,
         )
     if server_value != 0 and (client_value == 0 or client_value > server_value):
+        detail = " (no limit)" if field == "channel_max" and client_value == 0 else ""
         raise ConnectionError(
             NOT_ALLOWED,
-            f"negotiated {field} = {client_value} is higher than the maximum allowed value ({server_value})",
+            f"negotiated {field} = {client_value}{detail} is higher than the maximum allowed value "
+            f"({server_value})",
+            10, 30,
         )
     return client_value
 
