@@ -100,6 +100,8 @@ PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 PRE_TUNE_FRAME_MAX = 8192
 _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
+# channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
+_CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
 _EMPTY_PROPERTIES = b"\x00\x00"
 # basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
 _USER_ID_FLAG = 0x10
@@ -159,6 +161,7 @@ class ChannelState:
         "body_received",
         "confirm_upto",
         "confirm_sent",
+        "deferred_cancels",
     )
 
     def __init__(self, conn: "Connection", number: int):
@@ -174,6 +177,9 @@ class ChannelState:
         self.body_received = 0
         self.confirm_upto = 0
         self.confirm_sent = 0
+        # While this channel's own queue.delete runs, its consumers' basic.cancel waits for the
+        # delete-ok (RabbitMQ's order on the deleting channel; other channels get theirs first).
+        self.deferred_cancels: list[str] | None = None
 
     # -- the sink interface of broker.channel.Channel ---------------------------------------------
 
@@ -239,6 +245,9 @@ class ChannelState:
             self.confirm_sent = upto
 
     def cancel_notify(self, consumer_tag: str) -> None:
+        if self.deferred_cancels is not None:
+            self.deferred_cancels.append(consumer_tag)
+            return
         self.conn._wake()
         codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
@@ -558,6 +567,8 @@ class Connection:
                     self.peer, self.user.name, method.virtual_host,
                 )
             elif isinstance(method, commands.Connection.Close):
+                if self.pending_confirms:
+                    self.flush_confirms()
                 self.send_method(0, commands.Connection.CloseOk())
                 if method.reply_code not in (0, 200):
                     log.info("%s: client closed the connection: %s %s",
@@ -660,7 +671,9 @@ class Connection:
                 assert self.session is not None
                 channel.core = self.session.open_channel(number, channel)
                 self.channels[number] = channel
-                self.send_method(number, commands.Channel.OpenOk())
+                # RabbitMQ's open-ok carries an empty channel-id; pamqp insists on "0".
+                self._wake()
+                self.out += _FRAME_HEADER.pack(FRAME_METHOD, number, 8) + _CHANNEL_OPEN_OK_TAIL
                 return
             class_id, method_id = _method_ids(method)
             self._fail(ConnectionError(CHANNEL_ERROR, "expected 'channel.open'"), number, class_id, method_id)
@@ -698,6 +711,9 @@ class Connection:
         raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
 
     def _channel_close(self, channel: ChannelState, method: Any) -> None:
+        # Confirms still held back for coalescing must precede close-ok: nothing may follow it.
+        self.pending_confirms.pop(channel, None)
+        channel.flush_confirms()
         channel.core.close()
         del self.channels[channel.number]
         self.send_method(channel.number, commands.Channel.CloseOk())
@@ -788,9 +804,17 @@ class Connection:
         if queue is not None:
             queue = vhost.get_queue(m.queue, self.session)  # 405 for another connection's queue
             queue.check_delete(m.if_unused, m.if_empty)
-            count = vhost.delete_queue(queue)
+            channel.deferred_cancels = []
+            try:
+                count = vhost.delete_queue(queue)
+            finally:
+                cancels, channel.deferred_cancels = channel.deferred_cancels, None
+        else:
+            cancels = []
         if not m.nowait:
             self.send_method(channel.number, commands.Queue.DeleteOk(message_count=count))
+        for tag in cancels:
+            channel.cancel_notify(tag)
 
     def _basic_qos(self, channel: ChannelState, m: Any) -> None:
         channel.core.basic_qos(m.prefetch_size, m.prefetch_count, m.global_)
@@ -865,6 +889,10 @@ class Connection:
 
     def _fail(self, exc: AMQPError, channel_number: int, class_id: int, method_id: int) -> None:
         """The one place an error becomes channel.close or connection.close."""
+        if self.pending_confirms:
+            # Publishes before the failing frame were routed: their confirms go out first, not
+            # never (they are only held back to coalesce them per read).
+            self.flush_confirms()
         class_id = exc.class_id or class_id
         method_id = exc.method_id or method_id
         channel = self.channels.get(channel_number) if channel_number else None
