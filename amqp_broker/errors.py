@@ -76,10 +76,11 @@ class AMQPError(Exception):
     def reply_text(self) -> str:
         """The reply text as RabbitMQ formats it, e.g. ``NOT_FOUND - no queue 'q' in vhost '/'``."""
         text = f"{REPLY_NAMES.get(self.reply_code, 'ERROR')} - {self.text}"
-        # reply-text is a shortstr: at most 255 bytes on the wire (spec 4.2.5.3).
+        # reply-text is a shortstr: at most 255 bytes on the wire (spec 4.2.5.3). RabbitMQ cuts a
+        # longer text to 252 bytes and appends "...".
         encoded = text.encode("utf-8")
         if len(encoded) > 255:
-            text = encoded[:255].decode("utf-8", "ignore")
+            text = encoded[:252].decode("utf-8", "ignore") + "..."
         return text
 
     def __repr__(self) -> str:

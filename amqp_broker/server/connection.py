@@ -131,19 +131,21 @@ class ServerConnection:
                 interval = 1.0 if protocol.state != OPEN else 5.0
             await trio.sleep(interval)
             now = trio.current_time()
+            # Giving up cancels the whole connection: the writer may be stuck in send_all() to a
+            # peer that stopped reading, and would otherwise hold the socket until TCP gives up.
             if protocol.state < OPEN and now - started > HANDSHAKE_TIMEOUT:
                 protocol.close_reason = "handshake timeout"
                 protocol.connection_lost()
-                self._wake()
+                cancel_scope.cancel()
                 return
             if protocol.close_reason and not protocol.finished:
                 closing_since = closing_since or now
                 if now - closing_since > CLOSE_OK_TIMEOUT:
                     protocol.connection_lost()
-                    self._wake()
+                    cancel_scope.cancel()
                     return
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
-                self._wake()
+                cancel_scope.cancel()
                 return
 
     def force_close(self, reply_text: str) -> None:

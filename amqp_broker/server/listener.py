@@ -43,7 +43,9 @@ class BrokerServer:
         )
         async with trio.open_nursery() as nursery:
             if handle_signals:
-                nursery.start_soon(self._watch_signals)
+                # start(), not start_soon(): SIGINT/SIGTERM must be ours before "startup complete"
+                # is logged, or a signal sent right after that line kills the process outright.
+                await nursery.start(self._watch_signals)
             accept_scope = trio.CancelScope()
 
             async def accept() -> None:
@@ -64,8 +66,9 @@ class BrokerServer:
             nursery.cancel_scope.cancel()
         log.info("stopped")
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 self.shutdown()
