@@ -21,11 +21,12 @@ from ..errors import (
     NOT_IMPLEMENTED,
     ConnectionError,
     access_refused,
+    not_found,
     precondition_failed,
 )
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
-from .vhost import generate_name
+from .vhost import _int_arg, generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -52,6 +53,17 @@ class Channel:
         self.confirm_mode = False
         self.publish_seq = 0
         self.tx: list[tuple] | None = None
+        # The queue last declared on this channel (queue.declare, passive or not): RabbitMQ reads an
+        # empty queue name in bind/unbind/purge/delete/consume/get as this one.
+        self.most_recent_queue = ""
+
+    def queue_name(self, name: str) -> str:
+        """``name``, or for '' the channel's most recently declared queue (RabbitMQ's shortcut)."""
+        if name:
+            return name
+        if not self.most_recent_queue:
+            raise not_found("no previously declared queue")
+        return self.most_recent_queue
 
     # -- delivery (called by queues) --------------------------------------------------------------
 
@@ -85,6 +97,10 @@ class Channel:
             raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
         if global_:
             self.global_prefetch = prefetch_count
+            # RabbitMQ's limiter starts from the channel's unacked count at this moment, basic.get
+            # deliveries included (rabbit_limiter:limit_prefetch(_, _, queue:len(UAMQ))); later gets
+            # are not counted, and acking those earlier gets does not give their slots back.
+            self.consumer_unacked = len(self.unacked)
             self._dispatch_all()
         else:
             self.prefetch_count = prefetch_count
@@ -93,7 +109,11 @@ class Channel:
         self, queue_name: str, consumer_tag: str, no_ack: bool, exclusive: bool, arguments: dict
     ) -> str:
         """basic.consume; returns the consumer tag. Deliveries start with :meth:`start_consumer`."""
-        queue = self.vhost.get_queue(queue_name, self.session)
+        queue = self.vhost.get_queue(self.queue_name(queue_name), self.session)
+        if arguments and "x-priority" in arguments:
+            problem = _int_arg(arguments["x-priority"])
+            if problem is not None:
+                raise precondition_failed(f"invalid arg 'x-priority' for {queue.describe()}: {problem}")
         if not consumer_tag:
             consumer_tag = generate_name("amq.ctag-")
         elif consumer_tag in self.consumers:
@@ -136,7 +156,10 @@ class Channel:
                 f"user_id property set to '{user_id}' but authenticated user was '{self.session.user}'"
             )
         if self.tx is not None:
-            self.tx.append(("publish", exchange, message, mandatory))
+            # RabbitMQ routes a transactional publish now and delivers at commit to the queues
+            # (by name) it was routed to then: later binding changes do not affect it.
+            names = [queue.name for queue in self.vhost.route(exchange, message)]
+            self.tx.append(("publish", names, message, mandatory))
             return
         self._route(exchange, message, mandatory)
         if self.confirm_mode:
@@ -153,7 +176,7 @@ class Channel:
 
     def basic_get(self, queue_name: str, no_ack: bool) -> tuple[int, QueueEntry, int] | None:
         """basic.get: (delivery_tag, entry, messages remaining) or None for get-empty."""
-        queue = self.vhost.get_queue(queue_name, self.session)
+        queue = self.vhost.get_queue(self.queue_name(queue_name), self.session)
         entry = queue.get()
         if entry is None:
             return None
@@ -278,8 +301,12 @@ class Channel:
         staged, self.tx = self.tx, []
         for action in staged:
             if action[0] == "publish":
-                _, exchange, message, mandatory = action
-                self._route(exchange, message, mandatory)
+                _, names, message, mandatory = action
+                queues = [q for q in map(self.vhost.queues.get, names) if q is not None]
+                for queue in queues:
+                    queue.publish(message)
+                if not queues and mandatory:
+                    self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
             elif action[0] == "ack":
                 self._settle(action[1], requeue=False, drop=True)
             else:

@@ -31,6 +31,7 @@ class Consumer:
         "prefetch",
         "unacked",
         "arguments",
+        "priority",
     )
 
     def __init__(
@@ -53,6 +54,8 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.arguments = arguments
+        # x-priority (validated as an integer by the channel): higher goes first (RabbitMQ 3.2+).
+        self.priority = arguments.get("x-priority", 0) if arguments else 0
 
     def can_take(self) -> bool:
         """Whether one more message may be delivered now (flow, write buffer and prefetch)."""
@@ -90,6 +93,8 @@ class Queue:
         # merged with ``ready`` on every pop (RabbitMQ keeps a requeued message's position).
         self.requeued: list[QueueEntry] = []
         self.consumers: deque[Consumer] = deque()
+        # Consumers with a non-zero x-priority; while zero, dispatch is plain round-robin.
+        self.prioritised = 0
         self.had_consumers = False
         self.deleted = False
         self._seq = 0
@@ -157,7 +162,11 @@ class Queue:
         ready = self.ready
         requeued = self.requeued
         while (ready or requeued) and consumers:
-            if len(consumers) == 1:
+            if self.prioritised:
+                consumer = self._next_by_priority()
+                if consumer is None:
+                    return
+            elif len(consumers) == 1:
                 consumer = consumers[0]
                 if not consumer.can_take():
                     return
@@ -170,6 +179,20 @@ class Queue:
                 else:
                     return
             consumer.channel.deliver(consumer, self._pop())
+
+    def _next_by_priority(self) -> Consumer | None:
+        """The first consumer (in round-robin order) of the highest priority that can take a
+        message, moved to the back; lower priorities only get messages while higher ones are full."""
+        consumers = self.consumers
+        best = None
+        best_index = 0
+        for index, consumer in enumerate(consumers):
+            if (best is None or consumer.priority > best.priority) and consumer.can_take():
+                best, best_index = consumer, index
+        if best is not None:
+            del consumers[best_index]
+            consumers.append(best)
+        return best
 
     def purge(self) -> int:
         """Drop every ready message; unacknowledged ones are untouched (as RabbitMQ)."""
@@ -188,6 +211,8 @@ class Queue:
             raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
         self.consumers.append(consumer)
         self.had_consumers = True
+        if consumer.priority:
+            self.prioritised += 1
 
     def remove_consumer(self, consumer: Consumer) -> None:
         """Detach a consumer; an auto-delete queue goes away with its last consumer."""
@@ -195,6 +220,8 @@ class Queue:
             self.consumers.remove(consumer)
         except ValueError:
             return
+        if consumer.priority:
+            self.prioritised -= 1
         if self.auto_delete and not self.consumers and not self.deleted:
             self.vhost.delete_queue(self)
 

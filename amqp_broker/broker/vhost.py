@@ -102,16 +102,31 @@ def _describe_arg(value: Any) -> str:
 _MISSING = object()
 
 
+def _type_class(value: Any) -> str:
+    # rabbit_misc:type_class/1: every integer width is one class, as are float and double.
+    name = field_type_name(value)
+    return "int" if name in ("signedint", "long") else "float" if name == "double" else name
+
+
+def _is_default_queue_type(value: Any) -> bool:
+    return value in ("classic", b"classic")
+
+
 def _check_args(kind: str, name: str, vhost: str, keys: Iterable[str], new: dict, old: dict) -> None:
     for key in keys:
         a = new.get(key, _MISSING)
         b = old.get(key, _MISSING)
         if a is _MISSING and b is _MISSING:
             continue
-        if a is not _MISSING and b is not _MISSING and type(a) is type(b) and a == b:
+        if key == "x-queue-type" and (
+            (a is _MISSING and _is_default_queue_type(b)) or (b is _MISSING and _is_default_queue_type(a))
+        ):
+            continue  # RabbitMQ: an omitted x-queue-type is the default, 'classic'
+        same_class = a is not _MISSING and b is not _MISSING and _type_class(a) == _type_class(b)
+        if same_class and a == b:
             continue
-        if a is not _MISSING and b is not _MISSING and field_type_name(a) == field_type_name(b):
-            # Same type: RabbitMQ prints just the values.
+        if same_class:
+            # Same type class: RabbitMQ prints just the values.
             received, current = _show(a), _show(b)
         else:
             received, current = _describe_arg(a), _describe_arg(b)
@@ -409,9 +424,24 @@ class VHost:
         if exchange.bind(queue, routing_key, arguments):
             queue.bound_from[exchange] = None
 
-    def unbind_queue(self, queue: Queue, exchange: Exchange, routing_key: str, arguments: dict) -> None:
-        """queue.unbind (idempotent, as RabbitMQ 3.x)."""
+    def unbind_queue(
+        self, queue: Queue, exchange: Exchange, routing_key: str, arguments: dict,
+        session: "Session | None" = None,
+    ) -> None:
+        """queue.unbind (idempotent, as RabbitMQ 3.x).
+
+        A missing binding is fine even on another connection's exclusive queue, but removing an
+        existing one needs exclusive access (405), as rabbit_binding:remove checks only then.
+        Callers pass ``session`` to get that check.
+        """
         self._check_bindable(exchange)
+        if (
+            session is not None
+            and queue.exclusive_owner is not None
+            and queue.exclusive_owner is not session
+            and exchange.has_binding(queue, routing_key, arguments)
+        ):
+            raise self._locked(queue)
         if exchange.unbind(queue, routing_key, arguments):
             if not any(key[0] is queue for key in exchange.bindings):
                 queue.bound_from.pop(exchange, None)

@@ -765,6 +765,7 @@ class Connection:
         queue = session.vhost.declare_queue(  # type: ignore[union-attr]
             session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
         )
+        channel.core.most_recent_queue = queue.name
         if not m.nowait:
             self._wake()
             codec.write_queue_declare_ok(
@@ -773,9 +774,11 @@ class Connection:
 
     def _queue_bind(self, channel: ChannelState, m: Any) -> None:
         vhost = self.session.vhost  # type: ignore[union-attr]
-        queue = vhost.get_queue(m.queue, self.session)
-        exchange = vhost.get_exchange(m.exchange)
-        vhost.bind_queue(queue, exchange, m.routing_key, m.arguments or {})
+        name = channel.core.queue_name(m.queue)
+        routing_key = m.routing_key if m.queue or m.routing_key else name
+        exchange = vhost.get_exchange(m.exchange)  # RabbitMQ looks up the exchange first
+        queue = vhost.get_queue(name, self.session)
+        vhost.bind_queue(queue, exchange, routing_key, m.arguments or {})
         if not m.nowait:
             self.send_method(channel.number, commands.Queue.BindOk())
 
@@ -785,14 +788,17 @@ class Connection:
         # connection's exclusive queue; only the default exchange is refused.
         if m.exchange == "":
             raise access_refused_error("operation not permitted on the default exchange")
-        queue = vhost.queues.get(m.queue)
+        name = channel.core.queue_name(m.queue)
+        routing_key = m.routing_key if m.queue or m.routing_key else name
+        queue = vhost.queues.get(name)
         exchange = vhost.exchanges.get(m.exchange)
         if queue is not None and exchange is not None:
-            vhost.unbind_queue(queue, exchange, m.routing_key, m.arguments or {})
+            vhost.unbind_queue(queue, exchange, routing_key, m.arguments or {}, self.session)
         self.send_method(channel.number, commands.Queue.UnbindOk())
 
     def _queue_purge(self, channel: ChannelState, m: Any) -> None:
-        queue = self.session.vhost.get_queue(m.queue, self.session)  # type: ignore[union-attr]
+        name = channel.core.queue_name(m.queue)
+        queue = self.session.vhost.get_queue(name, self.session)  # type: ignore[union-attr]
         count = queue.purge()
         if not m.nowait:
             self.send_method(channel.number, commands.Queue.PurgeOk(message_count=count))
@@ -800,9 +806,10 @@ class Connection:
     def _queue_delete(self, channel: ChannelState, m: Any) -> None:
         vhost = self.session.vhost  # type: ignore[union-attr]
         count = 0
-        queue = vhost.queues.get(m.queue)
+        name = channel.core.queue_name(m.queue)
+        queue = vhost.queues.get(name)
         if queue is not None:
-            queue = vhost.get_queue(m.queue, self.session)  # 405 for another connection's queue
+            queue = vhost.get_queue(name, self.session)  # 405 for another connection's queue
             queue.check_delete(m.if_unused, m.if_empty)
             channel.deferred_cancels = []
             try:
