@@ -857,3 +857,19 @@ def encode_properties(props: commands.Basic.Properties) -> bytes:
     except (TypeError, AttributeError, struct.error, OverflowError) as exc:
         raise ValueError(f"cannot encode content properties: {exc}") from exc
     return _U16.pack(flags) + b"".join(parts)
+
+
+def properties_to_dict(properties_raw: bytes) -> dict:
+    """Every set property by its AMQP name, for the rare paths that rewrite properties."""
+    properties = decode_properties(properties_raw)
+    values = {}
+    for name in properties.__slots__:
+        value = getattr(properties, name)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def properties_from_dict(values: dict) -> bytes:
+    """The inverse of :func:`properties_to_dict`."""
+    return encode_properties(commands.Basic.Properties(**values))

@@ -30,7 +30,7 @@ import platform
 import struct
 from typing import Any, Callable
 
-from pamqp import commands, decode as pamqp_decode
+from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 
 from .. import __version__
@@ -41,10 +41,9 @@ from ..errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     CHANNEL_SCOPED,
-    COMMAND_INVALID,
     CONNECTION_FORCED,
+    COMMAND_INVALID,
     FRAME_ERROR,
-    INTERNAL_ERROR,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
     SYNTAX_ERROR,
@@ -52,14 +51,18 @@ from ..errors import (
     AMQPError,
     ChannelError,
     ConnectionError,
-    access_refused as access_refused_error,
 )
 from . import codec
+from .channel import (
+    CHANNEL_HANDLERS,
+    EMPTY_PROPERTIES,
+    UNSUPPORTED,
+    WRITE_LOW_WATER,
+    ChannelState,
+)
 from .codec import (
     BASIC_ACK,
-    BASIC_NACK,
     BASIC_PUBLISH,
-    BASIC_REJECT,
     FRAME_BODY,
     FRAME_END,
     FRAME_HEADER,
@@ -69,31 +72,16 @@ from .codec import (
     decode_basic_publish,
     decode_content_header,
     peek_properties,
-    write_basic_ack,
-    write_basic_nack,
-    write_deliver,
     write_method_frame,
 )
+from .errortext import amqp_name, erlang_binary_w, octets_text
+from .sasl import MECHANISMS, parse_credentials
 
 log = logging.getLogger("amqp_broker.connection")
 
-def _properties_to_dict(raw: bytes) -> dict:
-    properties = codec.decode_properties(raw)
-    values = {}
-    for name in properties.__slots__:
-        value = getattr(properties, name)
-        if value is not None:
-            values[name] = value
-    return values
-
-
-def _properties_from_dict(values: dict) -> bytes:
-    return codec.encode_properties(commands.Basic.Properties(**values))
-
-
 Message.headers_decoder = staticmethod(codec.peek_headers)  # type: ignore[assignment]
-Message.properties_decoder = staticmethod(_properties_to_dict)  # type: ignore[assignment]
-Message.properties_encoder = staticmethod(_properties_from_dict)  # type: ignore[assignment]
+Message.properties_decoder = staticmethod(codec.properties_to_dict)  # type: ignore[assignment]
+Message.properties_encoder = staticmethod(codec.properties_from_dict)  # type: ignore[assignment]
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 # Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.
@@ -102,7 +90,6 @@ _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
 # channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
 _CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
-_EMPTY_PROPERTIES = b"\x00\x00"
 # basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
 _USER_ID_FLAG = 0x10
 
@@ -121,11 +108,6 @@ SERVER_CAPABILITIES = {
 
 AWAIT_HEADER, AWAIT_START_OK, AWAIT_TUNE_OK, AWAIT_OPEN, OPEN, CLOSING, CLOSED = range(7)
 
-# Write-buffer bounds for deliveries: above HIGH the connection's consumers stop taking messages
-# (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
-# consumer must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
-WRITE_HIGH_WATER = 1 << 20
-WRITE_LOW_WATER = 1 << 18
 
 
 def server_properties(cluster_name: str) -> dict:
@@ -146,110 +128,6 @@ def _method_ids(method: Any) -> tuple[int, int]:
     return index >> 16, index & 0xFFFF
 
 
-class ChannelState:
-    """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
-
-    __slots__ = (
-        "conn",
-        "number",
-        "core",
-        "closing",
-        "publish",
-        "properties",
-        "body_size",
-        "body_parts",
-        "body_received",
-        "confirm_upto",
-        "confirm_sent",
-        "deferred_cancels",
-    )
-
-    def __init__(self, conn: "Connection", number: int):
-        self.conn = conn
-        self.number = number
-        self.core: Any = None
-        # True after we sent channel.close: frames are dropped until close-ok (spec 2.2.4).
-        self.closing = False
-        self.publish: tuple | None = None
-        self.properties = _EMPTY_PROPERTIES
-        self.body_size = -1  # -1: no header yet
-        self.body_parts: list[bytes] = []
-        self.body_received = 0
-        self.confirm_upto = 0
-        self.confirm_sent = 0
-        # While this channel's own queue.delete runs, its consumers' basic.cancel waits for the
-        # delete-ok (RabbitMQ's order on the deleting channel; other channels get theirs first).
-        self.deferred_cancels: list[str] | None = None
-
-    # -- the sink interface of broker.channel.Channel ---------------------------------------------
-
-    def writable(self) -> bool:
-        conn = self.conn
-        if len(conn.out) < WRITE_HIGH_WATER:
-            return True
-        conn.delivery_blocked = True
-        return False
-
-    def deliver(self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message) -> None:
-        conn = self.conn
-        out = conn.out
-        if not out:
-            conn.on_output()
-        write_deliver(
-            out,
-            self.number,
-            consumer_tag,
-            delivery_tag,
-            redelivered,
-            message.exchange,
-            message.routing_key,
-            message.properties_raw,
-            message.body,
-            conn.frame_max,
-        )
-
-    def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:
-        conn = self.conn
-        self.flush_confirms()  # a return precedes the confirm of the same message (RabbitMQ)
-        conn._wake()
-        codec.write_return(
-            conn.out,
-            self.number,
-            reply_code,
-            reply_text,
-            message.exchange,
-            message.routing_key,
-            message.properties_raw,
-            message.body,
-            conn.frame_max,
-        )
-
-    def confirm(self, sequence: int, ack: bool) -> None:
-        if ack:
-            self.confirm_upto = sequence
-            self.conn.pending_confirms[self] = None
-        else:
-            self.flush_confirms()
-            self.conn._wake()
-            write_basic_nack(self.conn.out, self.number, sequence, False)
-            self.confirm_sent = sequence
-            self.confirm_upto = sequence
-
-    def flush_confirms(self) -> None:
-        """Send one basic.ack covering every confirm since the last one (multiple when > 1)."""
-        upto = self.confirm_upto
-        sent = self.confirm_sent
-        if upto > sent:
-            self.conn._wake()
-            write_basic_ack(self.conn.out, self.number, upto, upto - sent > 1)
-            self.confirm_sent = upto
-
-    def cancel_notify(self, consumer_tag: str) -> None:
-        if self.deferred_cancels is not None:
-            self.deferred_cancels.append(consumer_tag)
-            return
-        self.conn._wake()
-        codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
 
 class Connection:
@@ -292,13 +170,14 @@ class Connection:
 
     # -- output -----------------------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Tell the server there is output, if ``out`` was empty (call before appending)."""
         if not self.out:
             self.on_output()
 
     def send_method(self, channel: int, method: Any) -> None:
         """Queue one method frame (non-hot path, encoded by pamqp)."""
-        self._wake()
+        self.wake()
         write_method_frame(self.out, channel, method)
 
     # -- input ------------------------------------------------------------------------------------
@@ -320,7 +199,7 @@ class Connection:
                 return
             if bytes(buf[:8]) != PROTOCOL_HEADER:
                 log.warning("%s: bad protocol header %r", self.peer, bytes(buf[:8]))
-                self._wake()
+                self.wake()
                 self.out += PROTOCOL_HEADER
                 self._finish("bad protocol header")
                 return
@@ -433,7 +312,7 @@ class Connection:
             return
         if state < AWAIT_OPEN and (number or not isinstance(method, (commands.Connection.StartOk, commands.Connection.TuneOk))):
             # Before authentication RabbitMQ answers nothing unexpected; it just closes.
-            self._finish(f"unexpected {_amqp_name(method)} during the handshake")
+            self._finish(f"unexpected {amqp_name(method)} during the handshake")
             return
         if number == 0:
             self._on_connection_method(method)
@@ -518,8 +397,8 @@ class Connection:
         properties = channel.properties
         channel.publish = None
         channel.body_size = -1
-        channel.properties = _EMPTY_PROPERTIES
-        if properties == _EMPTY_PROPERTIES:
+        channel.properties = EMPTY_PROPERTIES
+        if properties == EMPTY_PROPERTIES:
             message = Message(exchange, routing_key, properties, body, 0, None, None, None)
         else:
             try:
@@ -544,7 +423,7 @@ class Connection:
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.cluster_name),
-                mechanisms="AMQPLAIN PLAIN",  # RabbitMQ's order
+                mechanisms=MECHANISMS,
                 locales="en_US",
             ),
         )
@@ -591,30 +470,15 @@ class Connection:
         capabilities = self.client_properties.get("capabilities") or {}
         self._auth_failure_close = bool(capabilities.get("authentication_failure_close"))
         mechanism = method.mechanism
-        username = password = None
-        response = method.response
-        if isinstance(response, str):
-            response = response.encode("utf-8", "surrogateescape")
-        try:
-            if mechanism == "PLAIN":
-                # RabbitMQ wants exactly "\0user\0pass" (an empty authzid, no NUL in the password).
-                parts = bytes(response).split(b"\x00")
-                if len(parts) == 3 and not parts[0]:
-                    username, password = parts[1].decode("utf-8"), parts[2].decode("utf-8")
-            elif mechanism == "AMQPLAIN":
-                table = _decode_table_body(bytes(response))
-                username = _as_str(table.get("LOGIN"))
-                password = _as_str(table.get("PASSWORD"))
-        except (ValueError, UnicodeDecodeError, TypeError, IndexError, struct.error,
-                pamqp_exceptions.PAMQPException):
-            username = None
-        if username is None or password is None:
+        credentials = parse_credentials(mechanism, method.response)
+        if credentials is None:
             # An unknown mechanism or a malformed response is a protocol error to RabbitMQ, not a
             # refused login: the socket is dropped without connection.close, whatever the client's
             # capabilities.
             log.warning("%s: invalid %s authentication response; closing", self.peer, mechanism)
             self._finish(f"invalid {mechanism} authentication response")
             return
+        username, password = credentials
         user = self.broker.authenticate(username, password)
         if user is None:
             log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
@@ -672,7 +536,7 @@ class Connection:
                 channel.core = self.session.open_channel(number, channel)
                 self.channels[number] = channel
                 # RabbitMQ's open-ok carries an empty channel-id; pamqp insists on "0".
-                self._wake()
+                self.wake()
                 self.out += _FRAME_HEADER.pack(FRAME_METHOD, number, 8) + _CHANNEL_OPEN_OK_TAIL
                 return
             class_id, method_id = _method_ids(method)
@@ -695,202 +559,17 @@ class Connection:
                 number, 60, 40,
             )
             return
-        handler = _CHANNEL_HANDLERS.get(type(method))
+        handler = CHANNEL_HANDLERS.get(type(method))
         try:
             if handler is None:
                 raise ConnectionError(
-                    NOT_IMPLEMENTED if type(method) in _UNSUPPORTED else COMMAND_INVALID,
-                    f"unexpected method {_amqp_name(method)} on channel {number}",
+                    NOT_IMPLEMENTED if type(method) in UNSUPPORTED else COMMAND_INVALID,
+                    f"unexpected method {amqp_name(method)} on channel {number}",
                 )
             handler(self, channel, method)
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, number, class_id, method_id)
-
-    def _channel_open(self, channel: ChannelState, method: Any) -> None:
-        raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
-
-    def _channel_close(self, channel: ChannelState, method: Any) -> None:
-        # Confirms still held back for coalescing must precede close-ok: nothing may follow it.
-        self.pending_confirms.pop(channel, None)
-        channel.flush_confirms()
-        channel.core.close()
-        del self.channels[channel.number]
-        self.send_method(channel.number, commands.Channel.CloseOk())
-
-    def _channel_close_ok(self, channel: ChannelState, method: Any) -> None:
-        pass  # close-ok for a close we never sent: nothing to do (RabbitMQ ignores it too)
-
-    def _channel_flow(self, channel: ChannelState, method: Any) -> None:
-        if not method.active:
-            # RabbitMQ 3.3+ no longer lets a client stop deliveries with channel.flow.
-            raise ConnectionError(NOT_IMPLEMENTED, "active=false")
-        self.send_method(channel.number, commands.Channel.FlowOk(active=True))
-
-    def _channel_flow_ok(self, channel: ChannelState, method: Any) -> None:
-        pass
-
-    def _exchange_declare(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        vhost.declare_exchange(
-            m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments or {}
-        )
-        if not m.nowait:
-            self.send_method(channel.number, commands.Exchange.DeclareOk())
-
-    def _exchange_delete(self, channel: ChannelState, m: Any) -> None:
-        self.session.vhost.delete_exchange(m.exchange, m.if_unused)  # type: ignore[union-attr]
-        if not m.nowait:
-            self.send_method(channel.number, commands.Exchange.DeleteOk())
-
-    def _exchange_bind(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        destination = vhost.get_exchange(m.destination)
-        source = vhost.get_exchange(m.source)
-        vhost.bind_exchange(destination, source, m.routing_key, m.arguments or {})
-        if not m.nowait:
-            self.send_method(channel.number, commands.Exchange.BindOk())
-
-    def _exchange_unbind(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        destination = vhost.exchanges.get(m.destination)
-        source = vhost.exchanges.get(m.source)
-        if destination is not None and source is not None:
-            vhost.unbind_exchange(destination, source, m.routing_key, m.arguments or {})
-        if not m.nowait:
-            self.send_method(channel.number, commands.Exchange.UnbindOk())
-
-    def _queue_declare(self, channel: ChannelState, m: Any) -> None:
-        session = self.session
-        queue = session.vhost.declare_queue(  # type: ignore[union-attr]
-            session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
-        )
-        channel.core.most_recent_queue = queue.name
-        if not m.nowait:
-            self._wake()
-            codec.write_queue_declare_ok(
-                self.out, channel.number, queue.name, queue.message_count, queue.consumer_count
-            )
-
-    def _queue_bind(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        name = channel.core.queue_name(m.queue)
-        routing_key = m.routing_key if m.queue or m.routing_key else name
-        exchange = vhost.get_exchange(m.exchange)  # RabbitMQ looks up the exchange first
-        queue = vhost.get_queue(name, self.session)
-        vhost.bind_queue(queue, exchange, routing_key, m.arguments or {})
-        if not m.nowait:
-            self.send_method(channel.number, commands.Queue.BindOk())
-
-    def _queue_unbind(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        # RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and even for another
-        # connection's exclusive queue; only the default exchange is refused.
-        if m.exchange == "":
-            raise access_refused_error("operation not permitted on the default exchange")
-        name = channel.core.queue_name(m.queue)
-        routing_key = m.routing_key if m.queue or m.routing_key else name
-        queue = vhost.queues.get(name)
-        exchange = vhost.exchanges.get(m.exchange)
-        if queue is not None and exchange is not None:
-            vhost.unbind_queue(queue, exchange, routing_key, m.arguments or {}, self.session)
-        self.send_method(channel.number, commands.Queue.UnbindOk())
-
-    def _queue_purge(self, channel: ChannelState, m: Any) -> None:
-        name = channel.core.queue_name(m.queue)
-        queue = self.session.vhost.get_queue(name, self.session)  # type: ignore[union-attr]
-        count = queue.purge()
-        if not m.nowait:
-            self.send_method(channel.number, commands.Queue.PurgeOk(message_count=count))
-
-    def _queue_delete(self, channel: ChannelState, m: Any) -> None:
-        vhost = self.session.vhost  # type: ignore[union-attr]
-        count = 0
-        name = channel.core.queue_name(m.queue)
-        queue = vhost.queues.get(name)
-        if queue is not None:
-            queue = vhost.get_queue(name, self.session)  # 405 for another connection's queue
-            queue.check_delete(m.if_unused, m.if_empty)
-            channel.deferred_cancels = []
-            try:
-                count = vhost.delete_queue(queue)
-            finally:
-                cancels, channel.deferred_cancels = channel.deferred_cancels, None
-        else:
-            cancels = []
-        if not m.nowait:
-            self.send_method(channel.number, commands.Queue.DeleteOk(message_count=count))
-        for tag in cancels:
-            channel.cancel_notify(tag)
-
-    def _basic_qos(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_qos(m.prefetch_size, m.prefetch_count, m.global_)
-        self.send_method(channel.number, commands.Basic.QosOk())
-
-    def _basic_consume(self, channel: ChannelState, m: Any) -> None:
-        tag = channel.core.basic_consume(m.queue, m.consumer_tag, m.no_ack, m.exclusive, m.arguments or {})
-        if not m.nowait:
-            self._wake()
-            codec.write_consume_ok(self.out, channel.number, tag)
-        channel.core.start_consumer(tag)
-
-    def _basic_cancel(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_cancel(m.consumer_tag)
-        if not m.nowait:
-            self._wake()
-            codec.write_cancel_ok(self.out, channel.number, m.consumer_tag)
-
-    def _basic_get(self, channel: ChannelState, m: Any) -> None:
-        got = channel.core.basic_get(m.queue, m.no_ack)
-        if got is None:
-            self.send_method(channel.number, commands.Basic.GetEmpty())
-            return
-        tag, entry, remaining = got
-        message = entry.message
-        self._wake()
-        codec.write_get_ok(
-            self.out, channel.number, tag, entry.redelivered, message.exchange, message.routing_key,
-            remaining, message.properties_raw, message.body, self.frame_max,
-        )
-
-    def _basic_ack(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_ack(m.delivery_tag, m.multiple)
-
-    def _basic_nack(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_nack(m.delivery_tag, m.multiple, m.requeue)
-
-    def _basic_reject(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_reject(m.delivery_tag, m.requeue)
-
-    def _basic_recover(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_recover(m.requeue)
-        self.send_method(channel.number, commands.Basic.RecoverOk())
-
-    def _basic_recover_async(self, channel: ChannelState, m: Any) -> None:
-        channel.core.basic_recover(m.requeue)
-
-    def _basic_publish_slow(self, channel: ChannelState, m: Any) -> None:
-        # Only reached when the fast path was skipped (it never is for a well-formed open channel);
-        # kept so that the handler table covers every client method.
-        channel.publish = (m.exchange, m.routing_key, m.mandatory, m.immediate)
-
-    def _confirm_select(self, channel: ChannelState, m: Any) -> None:
-        channel.core.confirm_select()
-        if not m.nowait:
-            self.send_method(channel.number, commands.Confirm.SelectOk())
-
-    def _tx_select(self, channel: ChannelState, m: Any) -> None:
-        channel.core.tx_select()
-        self.send_method(channel.number, commands.Tx.SelectOk())
-
-    def _tx_commit(self, channel: ChannelState, m: Any) -> None:
-        channel.core.tx_commit()
-        self.flush_confirms()
-        self.send_method(channel.number, commands.Tx.CommitOk())
-
-    def _tx_rollback(self, channel: ChannelState, m: Any) -> None:
-        channel.core.tx_rollback()
-        self.send_method(channel.number, commands.Tx.RollbackOk())
 
     # -- errors and lifecycle ---------------------------------------------------------------------
 
@@ -983,7 +662,7 @@ class Connection:
             self.close_reason = "missed heartbeats"
             return False
         if idle_send >= self.heartbeat / 2:
-            self._wake()
+            self.wake()
             self.out += codec.HEARTBEAT_FRAME
         return True
 
@@ -995,70 +674,6 @@ class Connection:
             if session is not None:
                 for channel in list(session.channels.values()):
                     channel.resume()
-
-
-# Erlang's ~p escapes inside a printable binary (io_lib:write_string, latin1 printable range).
-_ERLANG_ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e",
-                   34: '\\"', 92: "\\\\"}
-
-
-def erlang_binary(data: Any, column: int = 0) -> str:
-    """Octets the way RabbitMQ's ``~p`` prints them: ``<<"abc">>`` or ``<<0,20>>``.
-
-    ``column`` is where the term starts on its line: like Erlang's io_lib_pretty, a long byte list
-    is filled up to column 78 (79 for its last element) and continued on lines indented to the
-    first element (calibrated against RabbitMQ 3.10's texts).
-    """
-    raw = bytes(data)
-    if raw and all(32 <= b < 127 or b >= 160 or b in _ERLANG_ESCAPES for b in raw):
-        return '<<"' + "".join(_ERLANG_ESCAPES.get(b) or chr(b) for b in raw) + '">>'
-    if not raw:
-        return "<<>>"
-    elems = [str(b) for b in raw]
-    out = ["<<", elems[0]]
-    col = column + 2 + len(elems[0])
-    last = len(elems) - 1
-    for i in range(1, len(elems)):
-        elem = elems[i]
-        if col + 1 + len(elem) <= (79 if i == last else 78):
-            out.append("," + elem)
-            col += 1 + len(elem)
-        else:
-            out.append(",\n" + " " * (column + 2) + elem)
-            col = column + 2 + len(elem)
-    out.append(">>")
-    return "".join(out)
-
-
-def erlang_binary_w(data: Any) -> str:
-    """Octets the way Erlang's ``~w`` prints them (``cannot decode <<0,0,5,97,98>>``).
-
-    Only the first 128 octets: the reply text is cut at 255 bytes anyway.
-    """
-    return "<<" + ",".join(str(b) for b in bytes(data[:128])) + ">>"
-
-
-def octets_text(frame_type: int, payload: Any, error: Any = None) -> str:
-    """rabbit_reader's ``type T, all octets = <<...>>[: Error]`` (``first 16 octets`` when longer).
-
-    ``error`` is an atom (str) or a tuple of an atom and integers, printed like Erlang's ``~p``.
-    """
-    raw = bytes(payload[:17])
-    which = "all"
-    if len(raw) > 16:
-        which, raw = "first 16", raw[:16]
-    text = f"type {frame_type}, {which} octets = "
-    text += erlang_binary(raw, len(text))
-    if error is None:
-        return text
-    if isinstance(error, str):
-        return f"{text}: {error}"
-    column = len(text) - (text.rfind("\n") + 1) + 2
-    parts = [str(part) for part in error]
-    term = "{" + ",".join(parts) + "}"
-    if column + len(term) > 78:  # io_lib_pretty: one element per line when the tuple does not fit
-        term = "{" + (",\n" + " " * (column + 1)).join(parts) + "}"
-    return f"{text}: {term}"
 
 
 def _negotiate(field: str, minimum: int, server_value: int, client_value: int) -> int:
@@ -1080,61 +695,3 @@ def _negotiate(field: str, minimum: int, server_value: int, client_value: int) -
             10, 30,
         )
     return client_value
-
-
-def _decode_table_body(raw: bytes) -> dict:
-    """AMQPLAIN's response: a field table without its 4-byte length prefix."""
-    _, table = pamqp_decode.field_table(struct.pack(">I", len(raw)) + raw)
-    return table
-
-
-def _as_str(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return value if isinstance(value, str) else None
-
-
-def _amqp_name(method: Any) -> str:
-    """``Basic.Publish`` -> ``basic.publish``, as RabbitMQ names methods in texts."""
-    name = method.name
-    cls, _, meth = name.partition(".")
-    out = []
-    for i, ch in enumerate(meth):
-        if ch.isupper() and i:
-            out.append("_")
-        out.append(ch.lower())
-    return f"{cls.lower()}.{''.join(out)}"
-
-
-_CHANNEL_HANDLERS: dict[type, Callable[[Connection, ChannelState, Any], None]] = {
-    commands.Channel.Open: Connection._channel_open,
-    commands.Channel.Close: Connection._channel_close,
-    commands.Channel.CloseOk: Connection._channel_close_ok,
-    commands.Channel.Flow: Connection._channel_flow,
-    commands.Channel.FlowOk: Connection._channel_flow_ok,
-    commands.Exchange.Declare: Connection._exchange_declare,
-    commands.Exchange.Delete: Connection._exchange_delete,
-    commands.Exchange.Bind: Connection._exchange_bind,
-    commands.Exchange.Unbind: Connection._exchange_unbind,
-    commands.Queue.Declare: Connection._queue_declare,
-    commands.Queue.Bind: Connection._queue_bind,
-    commands.Queue.Unbind: Connection._queue_unbind,
-    commands.Queue.Purge: Connection._queue_purge,
-    commands.Queue.Delete: Connection._queue_delete,
-    commands.Basic.Qos: Connection._basic_qos,
-    commands.Basic.Consume: Connection._basic_consume,
-    commands.Basic.Cancel: Connection._basic_cancel,
-    commands.Basic.Publish: Connection._basic_publish_slow,
-    commands.Basic.Get: Connection._basic_get,
-    commands.Basic.Ack: Connection._basic_ack,
-    commands.Basic.Nack: Connection._basic_nack,
-    commands.Basic.Reject: Connection._basic_reject,
-    commands.Basic.Recover: Connection._basic_recover,
-    commands.Basic.RecoverAsync: Connection._basic_recover_async,
-    commands.Confirm.Select: Connection._confirm_select,
-    commands.Tx.Select: Connection._tx_select,
-    commands.Tx.Commit: Connection._tx_commit,
-    commands.Tx.Rollback: Connection._tx_rollback,
-}
-# Client methods we know but do not serve (RabbitMQ answers them with 540 too).
-_UNSUPPORTED: frozenset[type] = frozenset()

@@ -8,7 +8,6 @@ import socket
 import struct
 import time
 
-import pika
 import pytest
 from pamqp import commands as C
 from pamqp import frame as pframe

@@ -2,8 +2,6 @@
 
 import datetime
 import decimal
-import os
-import sqlite3
 
 import pytest
 

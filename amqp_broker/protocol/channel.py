@@ -1,0 +1,391 @@
+"""Channels on the protocol side: content assembly state, the delivery sink, and the handlers of
+every channel-class method (channel, exchange, queue, basic, confirm, tx).
+
+:class:`ChannelState` is the *sink* :class:`amqp_broker.broker.channel.Channel` delivers through: it
+writes basic.deliver/return/ack/nack/cancel frames straight into the connection's output buffer.
+The handlers decode nothing themselves (pamqp has done it) and raise the core's errors unchanged;
+:meth:`amqp_broker.protocol.connection.Connection._fail` turns those into closes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from pamqp import commands
+
+from ..broker.message import Message
+from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, ConnectionError, access_refused
+from . import codec
+from .codec import write_basic_ack, write_basic_nack, write_deliver
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connection import Connection
+
+EMPTY_PROPERTIES = b"\x00\x00"
+
+# Write-buffer bounds for deliveries: above HIGH the connection's consumers stop taking messages
+# (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
+# consumer must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
+WRITE_HIGH_WATER = 1 << 20
+WRITE_LOW_WATER = 1 << 18
+
+
+class ChannelState:
+    """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
+
+    __slots__ = (
+        "conn",
+        "number",
+        "core",
+        "closing",
+        "publish",
+        "properties",
+        "body_size",
+        "body_parts",
+        "body_received",
+        "confirm_upto",
+        "confirm_sent",
+        "deferred_cancels",
+    )
+
+    def __init__(self, conn: "Connection", number: int):
+        self.conn = conn
+        self.number = number
+        self.core: Any = None
+        # True after we sent channel.close: frames are dropped until close-ok (spec 2.2.4).
+        self.closing = False
+        self.publish: tuple | None = None
+        self.properties = EMPTY_PROPERTIES
+        self.body_size = -1  # -1: no header yet
+        self.body_parts: list[bytes] = []
+        self.body_received = 0
+        self.confirm_upto = 0
+        self.confirm_sent = 0
+        # While this channel's own queue.delete runs, its consumers' basic.cancel waits for the
+        # delete-ok (RabbitMQ's order on the deleting channel; other channels get theirs first).
+        self.deferred_cancels: list[str] | None = None
+
+    # -- the sink interface of broker.channel.Channel ---------------------------------------------
+
+    def writable(self) -> bool:
+        """Whether deliveries may still be written (the connection's buffer is not backed up)."""
+        conn = self.conn
+        if len(conn.out) < WRITE_HIGH_WATER:
+            return True
+        conn.delivery_blocked = True
+        return False
+
+    def deliver(self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message) -> None:
+        """basic.deliver + content, written straight into the connection's output buffer."""
+        conn = self.conn
+        out = conn.out
+        if not out:
+            conn.on_output()
+        write_deliver(
+            out,
+            self.number,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            message.exchange,
+            message.routing_key,
+            message.properties_raw,
+            message.body,
+            conn.frame_max,
+        )
+
+    def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:
+        """basic.return + content for an unroutable mandatory message."""
+        conn = self.conn
+        self.flush_confirms()  # a return precedes the confirm of the same message (RabbitMQ)
+        conn.wake()
+        codec.write_return(
+            conn.out,
+            self.number,
+            reply_code,
+            reply_text,
+            message.exchange,
+            message.routing_key,
+            message.properties_raw,
+            message.body,
+            conn.frame_max,
+        )
+
+    def confirm(self, sequence: int, ack: bool) -> None:
+        """A publisher confirm: acks are coalesced until the end of the read, nacks go at once."""
+        if ack:
+            self.confirm_upto = sequence
+            self.conn.pending_confirms[self] = None
+        else:
+            self.flush_confirms()
+            self.conn.wake()
+            write_basic_nack(self.conn.out, self.number, sequence, False)
+            self.confirm_sent = sequence
+            self.confirm_upto = sequence
+
+    def flush_confirms(self) -> None:
+        """Send one basic.ack covering every confirm since the last one (multiple when > 1)."""
+        upto = self.confirm_upto
+        sent = self.confirm_sent
+        if upto > sent:
+            self.conn.wake()
+            write_basic_ack(self.conn.out, self.number, upto, upto - sent > 1)
+            self.confirm_sent = upto
+
+    def cancel_notify(self, consumer_tag: str) -> None:
+        """Server-sent basic.cancel: the consumer's queue went away."""
+        if self.deferred_cancels is not None:
+            self.deferred_cancels.append(consumer_tag)
+            return
+        self.conn.wake()
+        codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
+
+
+# -- method handlers: (connection, channel, decoded method) ------------------------------------
+
+
+def channel_open(conn: "Connection", channel: ChannelState, method: Any) -> None:
+    raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
+
+
+def channel_close(conn: "Connection", channel: ChannelState, method: Any) -> None:
+    # Confirms still held back for coalescing must precede close-ok: nothing may follow it.
+    conn.pending_confirms.pop(channel, None)
+    channel.flush_confirms()
+    channel.core.close()
+    del conn.channels[channel.number]
+    conn.send_method(channel.number, commands.Channel.CloseOk())
+
+
+def channel_close_ok(conn: "Connection", channel: ChannelState, method: Any) -> None:
+    pass  # close-ok for a close we never sent: nothing to do (RabbitMQ ignores it too)
+
+
+def channel_flow(conn: "Connection", channel: ChannelState, method: Any) -> None:
+    if not method.active:
+        # RabbitMQ 3.3+ no longer lets a client stop deliveries with channel.flow.
+        raise ConnectionError(NOT_IMPLEMENTED, "active=false")
+    conn.send_method(channel.number, commands.Channel.FlowOk(active=True))
+
+
+def channel_flow_ok(conn: "Connection", channel: ChannelState, method: Any) -> None:
+    pass
+
+
+def exchange_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    vhost.declare_exchange(
+        m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments or {}
+    )
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Exchange.DeclareOk())
+
+
+def exchange_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    conn.session.vhost.delete_exchange(m.exchange, m.if_unused)  # type: ignore[union-attr]
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Exchange.DeleteOk())
+
+
+def exchange_bind(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    destination = vhost.get_exchange(m.destination)
+    source = vhost.get_exchange(m.source)
+    vhost.bind_exchange(destination, source, m.routing_key, m.arguments or {})
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Exchange.BindOk())
+
+
+def exchange_unbind(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    destination = vhost.exchanges.get(m.destination)
+    source = vhost.exchanges.get(m.source)
+    if destination is not None and source is not None:
+        vhost.unbind_exchange(destination, source, m.routing_key, m.arguments or {})
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Exchange.UnbindOk())
+
+
+def queue_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    session = conn.session
+    queue = session.vhost.declare_queue(  # type: ignore[union-attr]
+        session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
+    )
+    channel.core.most_recent_queue = queue.name
+    if not m.nowait:
+        conn.wake()
+        codec.write_queue_declare_ok(
+            conn.out, channel.number, queue.name, queue.message_count, queue.consumer_count
+        )
+
+
+def queue_bind(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    name = channel.core.queue_name(m.queue)
+    routing_key = m.routing_key if m.queue or m.routing_key else name
+    exchange = vhost.get_exchange(m.exchange)  # RabbitMQ looks up the exchange first
+    queue = vhost.get_queue(name, conn.session)
+    vhost.bind_queue(queue, exchange, routing_key, m.arguments or {})
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Queue.BindOk())
+
+
+def queue_unbind(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    # RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and even for another
+    # connection's exclusive queue; only the default exchange is refused.
+    if m.exchange == "":
+        raise access_refused("operation not permitted on the default exchange")
+    name = channel.core.queue_name(m.queue)
+    routing_key = m.routing_key if m.queue or m.routing_key else name
+    queue = vhost.queues.get(name)
+    exchange = vhost.exchanges.get(m.exchange)
+    if queue is not None and exchange is not None:
+        vhost.unbind_queue(queue, exchange, routing_key, m.arguments or {}, conn.session)
+    conn.send_method(channel.number, commands.Queue.UnbindOk())
+
+
+def queue_purge(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    name = channel.core.queue_name(m.queue)
+    queue = conn.session.vhost.get_queue(name, conn.session)  # type: ignore[union-attr]
+    count = queue.purge()
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Queue.PurgeOk(message_count=count))
+
+
+def queue_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    vhost = conn.session.vhost  # type: ignore[union-attr]
+    count = 0
+    name = channel.core.queue_name(m.queue)
+    queue = vhost.queues.get(name)
+    if queue is not None:
+        queue = vhost.get_queue(name, conn.session)  # 405 for another connection's queue
+        queue.check_delete(m.if_unused, m.if_empty)
+        channel.deferred_cancels = []
+        try:
+            count = vhost.delete_queue(queue)
+        finally:
+            cancels, channel.deferred_cancels = channel.deferred_cancels, None
+    else:
+        cancels = []
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Queue.DeleteOk(message_count=count))
+    for tag in cancels:
+        channel.cancel_notify(tag)
+
+
+def basic_qos(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_qos(m.prefetch_size, m.prefetch_count, m.global_)
+    conn.send_method(channel.number, commands.Basic.QosOk())
+
+
+def basic_consume(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    tag = channel.core.basic_consume(m.queue, m.consumer_tag, m.no_ack, m.exclusive, m.arguments or {})
+    if not m.nowait:
+        conn.wake()
+        codec.write_consume_ok(conn.out, channel.number, tag)
+    channel.core.start_consumer(tag)
+
+
+def basic_cancel(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_cancel(m.consumer_tag)
+    if not m.nowait:
+        conn.wake()
+        codec.write_cancel_ok(conn.out, channel.number, m.consumer_tag)
+
+
+def basic_get(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    got = channel.core.basic_get(m.queue, m.no_ack)
+    if got is None:
+        conn.send_method(channel.number, commands.Basic.GetEmpty())
+        return
+    tag, entry, remaining = got
+    message = entry.message
+    conn.wake()
+    codec.write_get_ok(
+        conn.out, channel.number, tag, entry.redelivered, message.exchange, message.routing_key,
+        remaining, message.properties_raw, message.body, conn.frame_max,
+    )
+
+
+def basic_ack(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_ack(m.delivery_tag, m.multiple)
+
+
+def basic_nack(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_nack(m.delivery_tag, m.multiple, m.requeue)
+
+
+def basic_reject(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_reject(m.delivery_tag, m.requeue)
+
+
+def basic_recover(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_recover(m.requeue)
+    conn.send_method(channel.number, commands.Basic.RecoverOk())
+
+
+def basic_recover_async(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.basic_recover(m.requeue)
+
+
+def basic_publish_slow(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    # Only reached when the fast path was skipped (it never is for a well-formed open channel);
+    # kept so that the handler table covers every client method.
+    channel.publish = (m.exchange, m.routing_key, m.mandatory, m.immediate)
+
+
+def confirm_select(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.confirm_select()
+    if not m.nowait:
+        conn.send_method(channel.number, commands.Confirm.SelectOk())
+
+
+def tx_select(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.tx_select()
+    conn.send_method(channel.number, commands.Tx.SelectOk())
+
+
+def tx_commit(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.tx_commit()
+    conn.flush_confirms()
+    conn.send_method(channel.number, commands.Tx.CommitOk())
+
+
+def tx_rollback(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    channel.core.tx_rollback()
+    conn.send_method(channel.number, commands.Tx.RollbackOk())
+
+
+CHANNEL_HANDLERS: dict[type, Callable[["Connection", ChannelState, Any], None]] = {
+    commands.Channel.Open: channel_open,
+    commands.Channel.Close: channel_close,
+    commands.Channel.CloseOk: channel_close_ok,
+    commands.Channel.Flow: channel_flow,
+    commands.Channel.FlowOk: channel_flow_ok,
+    commands.Exchange.Declare: exchange_declare,
+    commands.Exchange.Delete: exchange_delete,
+    commands.Exchange.Bind: exchange_bind,
+    commands.Exchange.Unbind: exchange_unbind,
+    commands.Queue.Declare: queue_declare,
+    commands.Queue.Bind: queue_bind,
+    commands.Queue.Unbind: queue_unbind,
+    commands.Queue.Purge: queue_purge,
+    commands.Queue.Delete: queue_delete,
+    commands.Basic.Qos: basic_qos,
+    commands.Basic.Consume: basic_consume,
+    commands.Basic.Cancel: basic_cancel,
+    commands.Basic.Publish: basic_publish_slow,
+    commands.Basic.Get: basic_get,
+    commands.Basic.Ack: basic_ack,
+    commands.Basic.Nack: basic_nack,
+    commands.Basic.Reject: basic_reject,
+    commands.Basic.Recover: basic_recover,
+    commands.Basic.RecoverAsync: basic_recover_async,
+    commands.Confirm.Select: confirm_select,
+    commands.Tx.Select: tx_select,
+    commands.Tx.Commit: tx_commit,
+    commands.Tx.Rollback: tx_rollback,
+}
+# Client methods we know but do not serve (RabbitMQ answers them with 540 too).
+UNSUPPORTED: frozenset[type] = frozenset()

@@ -1,0 +1,47 @@
+"""SASL responses of connection.start-ok: PLAIN and AMQPLAIN, as RabbitMQ accepts them."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pamqp import decode as pamqp_decode
+from pamqp import exceptions as pamqp_exceptions
+
+# The mechanisms offered in connection.start, in RabbitMQ's order.
+MECHANISMS = "AMQPLAIN PLAIN"
+
+
+def _decode_table_body(raw: bytes) -> dict:
+    """AMQPLAIN's response: a field table without its 4-byte length prefix."""
+    _, table = pamqp_decode.field_table(struct.pack(">I", len(raw)) + raw)
+    return table
+
+
+def _as_str(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value if isinstance(value, str) else None
+
+
+def parse_credentials(mechanism: str, response: Any) -> tuple[str, str] | None:
+    """(username, password) from a start-ok response; None when the mechanism is unknown or the
+    response malformed (RabbitMQ treats both as protocol errors, not as refused logins)."""
+    if isinstance(response, str):
+        response = response.encode("utf-8", "surrogateescape")
+    try:
+        if mechanism == "PLAIN":
+            # RabbitMQ wants exactly "\0user\0pass" (an empty authzid, no NUL in the password).
+            parts = bytes(response).split(b"\x00")
+            if len(parts) == 3 and not parts[0]:
+                return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+        elif mechanism == "AMQPLAIN":
+            table = _decode_table_body(bytes(response))
+            username = _as_str(table.get("LOGIN"))
+            password = _as_str(table.get("PASSWORD"))
+            if username is not None and password is not None:
+                return username, password
+    except (ValueError, UnicodeDecodeError, TypeError, IndexError, struct.error,
+            pamqp_exceptions.PAMQPException):
+        pass
+    return None
