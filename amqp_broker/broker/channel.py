@@ -225,7 +225,7 @@ class Channel:
                     self._dispatch_all()
                 else:
                     queue = consumer.queue
-                    if queue.ready or queue.requeued:
+                    if queue.buffer:
                         queue.dispatch()
             return
         entries = self._take(delivery_tag, multiple)
@@ -268,7 +268,7 @@ class Channel:
         for queue, group in by_queue.items():
             queue.requeue(group)
         for queue in touched:
-            if queue.ready or queue.requeued:
+            if queue.buffer:
                 queue.dispatch()
         if self.global_prefetch:
             self._dispatch_all()
@@ -276,7 +276,7 @@ class Channel:
     def _dispatch_all(self) -> None:
         for consumer in list(self.consumers.values()):
             queue = consumer.queue
-            if queue.ready or queue.requeued:
+            if queue.buffer:
                 queue.dispatch()
 
     # -- confirm / tx -----------------------------------------------------------------------------

@@ -6,11 +6,11 @@ publisher's own task, so no task switch is paid per message (design.md, "Speed",
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import access_refused, precondition_failed
+from .buffer import ClassicBuffer, PriorityBuffer
 from .message import Message, QueueEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,8 +70,16 @@ class Consumer:
         return not limit or channel.consumer_unacked < limit
 
 
+def make_buffer(arguments: dict) -> ClassicBuffer | PriorityBuffer:
+    """The buffer a queue's arguments ask for: priority levels with x-max-priority > 0."""
+    max_priority = arguments.get("x-max-priority")
+    if isinstance(max_priority, int) and not isinstance(max_priority, bool) and max_priority > 0:
+        return PriorityBuffer(max_priority)
+    return ClassicBuffer()
+
+
 class Queue:
-    """A classic queue: FIFO of ready entries plus a heap of requeued ones, merged by sequence."""
+    """A queue: its ready messages (a buffer), consumers and bindings."""
 
     def __init__(
         self,
@@ -88,10 +96,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.ready: deque[QueueEntry] = deque()
-        # Requeued entries go back to where they were, not to the tail: a heap keyed by sequence,
-        # merged with ``ready`` on every pop (RabbitMQ keeps a requeued message's position).
-        self.requeued: list[QueueEntry] = []
+        self.buffer: ClassicBuffer | PriorityBuffer = make_buffer(self.arguments)
         self.consumers: deque[Consumer] = deque()
         # Consumers with a non-zero x-priority; while zero, dispatch is plain round-robin.
         self.prioritised = 0
@@ -106,7 +111,7 @@ class Queue:
     @property
     def message_count(self) -> int:
         """Ready messages (not counting unacknowledged ones), as queue.declare-ok reports."""
-        return len(self.ready) + len(self.requeued)
+        return len(self.buffer)
 
     @property
     def consumer_count(self) -> int:
@@ -127,41 +132,31 @@ class Queue:
     def publish(self, message: Message) -> None:
         """Append a routed message and hand it to a consumer if one can take it."""
         self._seq += 1
-        self.ready.append(QueueEntry(message, self, self._seq))
+        self.buffer.append(QueueEntry(message, self, self._seq))
         if self.consumers:
             self.dispatch()
 
-    def _pop(self) -> QueueEntry:
-        requeued = self.requeued
-        ready = self.ready
-        if requeued and (not ready or requeued[0].seq < ready[0].seq):
-            return heapq.heappop(requeued)
-        return ready.popleft()
-
     def get(self) -> QueueEntry | None:
         """basic.get: take the next ready entry, or None when empty."""
-        if not self.ready and not self.requeued:
-            return None
-        return self._pop()
+        return self.buffer.pop()
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Put entries back at their original positions, flagged redelivered, then dispatch."""
         if self.deleted:
             return
-        requeued = self.requeued
+        buffer = self.buffer
         for entry in entries:
             entry.redelivered = True
             entry.consumer = None
-            heapq.heappush(requeued, entry)
+            buffer.requeue(entry)
         if self.consumers:
             self.dispatch()
 
     def dispatch(self) -> None:
         """Deliver ready messages round-robin to consumers that have room."""
         consumers = self.consumers
-        ready = self.ready
-        requeued = self.requeued
-        while (ready or requeued) and consumers:
+        buffer = self.buffer
+        while buffer and consumers:
             if self.prioritised:
                 consumer = self._next_by_priority()
                 if consumer is None:
@@ -178,7 +173,7 @@ class Queue:
                         break
                 else:
                     return
-            consumer.channel.deliver(consumer, self._pop())
+            consumer.channel.deliver(consumer, buffer.pop())
 
     def _next_by_priority(self) -> Consumer | None:
         """The first consumer (in round-robin order) of the highest priority that can take a
@@ -196,10 +191,7 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every ready message; unacknowledged ones are untouched (as RabbitMQ)."""
-        count = self.message_count
-        self.ready.clear()
-        self.requeued.clear()
-        return count
+        return len(self.buffer.clear())
 
     # -- consumers --------------------------------------------------------------------------------
 

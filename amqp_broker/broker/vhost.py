@@ -407,8 +407,7 @@ class VHost:
         for consumer in list(queue.consumers):
             consumer.channel.consumer_cancelled_by_server(consumer)
         queue.consumers.clear()
-        queue.ready.clear()
-        queue.requeued.clear()
+        queue.buffer.clear()
         return count
 
     # -- bindings ---------------------------------------------------------------------------------
