@@ -81,7 +81,11 @@ class Channel:
             self.unacked[tag] = entry
             consumer.unacked += 1
             self.consumer_unacked += 1
+            self.sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
+            return
         self.sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
+        if entry.stored:
+            entry.queue.drop(entry)
 
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell a client that understands it."""
@@ -186,6 +190,8 @@ class Channel:
             entry.consumer = None
             entry.delivery_tag = tag
             self.unacked[tag] = entry
+        elif entry.stored:
+            queue.drop(entry)
         return tag, entry, queue.message_count
 
     def _take(self, delivery_tag: int, multiple: bool) -> list[QueueEntry]:
@@ -216,6 +222,8 @@ class Channel:
             entry = self.unacked.pop(delivery_tag, None)
             if entry is None:
                 raise precondition_failed(f"unknown delivery tag {delivery_tag}")
+            if entry.stored:
+                entry.queue.drop(entry)
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1
@@ -232,7 +240,7 @@ class Channel:
         if self.tx is not None:
             self.tx.append(("ack", entries))
             return
-        self._settle(entries, requeue=False, drop=True)
+        self._settle(entries, requeue=False, reason=None)
 
     def basic_nack(self, delivery_tag: int, multiple: bool, requeue: bool) -> None:
         """basic.nack / basic.reject: requeue in place, or drop."""
@@ -240,7 +248,7 @@ class Channel:
         if self.tx is not None:
             self.tx.append(("nack", entries, requeue))
             return
-        self._settle(entries, requeue=requeue, drop=not requeue)
+        self._settle(entries, requeue=requeue, reason="rejected")
 
     def basic_reject(self, delivery_tag: int, requeue: bool) -> None:
         """basic.reject: a single-message nack."""
@@ -252,9 +260,11 @@ class Channel:
             raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
         entries = list(self.unacked.values())
         self.unacked.clear()
-        self._settle(entries, requeue=True, drop=False)
+        self._settle(entries, requeue=True)
 
-    def _settle(self, entries: Iterable[QueueEntry], requeue: bool, drop: bool) -> None:
+    def _settle(self, entries: Iterable[QueueEntry], requeue: bool, reason: str | None = None) -> None:
+        """Finish with delivered entries: requeue them, or drop them from their queues (acked when
+        ``reason`` is None, else dead-lettered for that reason where the queue says so)."""
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         touched: set[Queue] = set()
         for entry in entries:
@@ -265,6 +275,8 @@ class Channel:
                 touched.add(consumer.queue)
             if requeue:
                 by_queue[entry.queue].append(entry)
+            elif reason is not None or entry.stored:
+                entry.queue.drop(entry, reason)
         for queue, group in by_queue.items():
             queue.requeue(group)
         for queue in touched:
@@ -308,9 +320,9 @@ class Channel:
                 if not queues and mandatory:
                     self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
             elif action[0] == "ack":
-                self._settle(action[1], requeue=False, drop=True)
+                self._settle(action[1], requeue=False, reason=None)
             else:
-                self._settle(action[1], requeue=action[2], drop=not action[2])
+                self._settle(action[1], requeue=action[2], reason="rejected")
 
     def tx_rollback(self) -> None:
         """tx.rollback: drop staged publishes; staged acks' messages become unacked again."""

@@ -104,7 +104,7 @@ class QueueEntry:
     position (RabbitMQ 3.x classic queues do the same).
     """
 
-    __slots__ = ("message", "queue", "seq", "redelivered", "consumer", "delivery_tag")
+    __slots__ = ("message", "queue", "seq", "redelivered", "consumer", "delivery_tag", "stored")
 
     def __init__(self, message: Message, queue: Any, seq: int):
         self.message = message
@@ -113,6 +113,8 @@ class QueueEntry:
         self.redelivered = False
         self.consumer: Any = None
         self.delivery_tag = 0
+        # True while a copy is in the store: leaving the queue must then delete it there too.
+        self.stored = False
 
     def __lt__(self, other: "QueueEntry") -> bool:
         return self.seq < other.seq

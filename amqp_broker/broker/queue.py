@@ -140,6 +140,14 @@ class Queue:
         """basic.get: take the next ready entry, or None when empty."""
         return self.buffer.pop()
 
+    def drop(self, entry: QueueEntry, reason: str | None = None) -> None:
+        """The entry leaves this queue for good.
+
+        ``reason`` is None when it was acknowledged (or delivered with no_ack); otherwise it is
+        RabbitMQ's dead-letter reason: ``rejected``, ``expired``, ``maxlen`` or ``delivery_limit``.
+        Every exit of a message goes through here, so persistence and dead-lettering hook in once.
+        """
+
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Put entries back at their original positions, flagged redelivered, then dispatch."""
         if self.deleted:
@@ -191,7 +199,11 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every ready message; unacknowledged ones are untouched (as RabbitMQ)."""
-        return len(self.buffer.clear())
+        removed = self.buffer.clear()
+        for entry in removed:
+            if entry.stored:
+                self.drop(entry)
+        return len(removed)
 
     # -- consumers --------------------------------------------------------------------------------
 
