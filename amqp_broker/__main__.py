@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import trio
 
 from amqp_broker.config import ConfigError, Settings, build_arg_parser, settings_from_args
+from amqp_broker.store.sqlite import StoreError
 
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
 
@@ -64,6 +65,8 @@ def _serve(settings: Settings) -> int:
         where = f"{settings.host or '*'}:{settings.port}"
         if isinstance(error, ConfigError):
             print(f"amqp-broker: configuration error: {error}", file=sys.stderr)
+        elif isinstance(error, StoreError):
+            print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
         else:
             print(f"amqp-broker: cannot start (listening on {where}): {error}", file=sys.stderr)
         log.debug("start-up failed", exc_info=exc)
@@ -71,13 +74,13 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
-def _only_error(exc: BaseException) -> OSError | ConfigError | None:
+def _only_error(exc: BaseException) -> OSError | ConfigError | StoreError | None:
     """The OSError or ConfigError that ``exc`` is, or that an exception group holds alone.
 
     trio wraps errors that escape a nursery in exception groups; a group holding anything else
     gives None, so the caller re-raises it with its full traceback.
     """
-    if isinstance(exc, (OSError, ConfigError)):
+    if isinstance(exc, (OSError, ConfigError, StoreError)):
         return exc
     if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         return _only_error(exc.exceptions[0])

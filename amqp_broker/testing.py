@@ -10,6 +10,7 @@ SIGTERM does (clients get 320 CONNECTION_FORCED).
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -25,6 +26,10 @@ class BrokerThread:
     """A broker on its own trio loop in a daemon thread."""
 
     def __init__(self, settings: Settings | None = None, **overrides: Any):
+        if settings is None and "data_dir" not in overrides:
+            # A private data directory, so test brokers never share (or leave behind) state.
+            self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
+            overrides["data_dir"] = self._tmp.name
         base = settings or Settings(host="127.0.0.1", port=0)
         self.settings = dataclasses.replace(base, **overrides) if overrides else base
         self.server: BrokerServer | None = None
@@ -75,6 +80,9 @@ class BrokerThread:
                 pass
         self._thread.join(30)
         self._thread = None
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
 
     def __enter__(self) -> "BrokerThread":
         return self.start()

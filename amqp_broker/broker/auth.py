@@ -59,6 +59,17 @@ class UserStore:
         """Let user ``name`` open ``vhost`` (full configure/write/read, as guest has on '/')."""
         self.users[name].vhosts.add(vhost)
 
+    def record(self, name: str) -> dict:
+        """A user as a store record."""
+        user = self.users[name]
+        return {"password_hash": user.password_hash, "tags": list(user.tags), "vhosts": sorted(user.vhosts)}
+
+    def restore_user(self, name: str, record: dict) -> User:
+        """Re-create a user from a store record (or a definitions file entry)."""
+        user = User(name, record["password_hash"], list(record.get("tags", [])), set(record.get("vhosts", [])))
+        self.users[name] = user
+        return user
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user when the password matches, else None."""
         user = self.users.get(name)

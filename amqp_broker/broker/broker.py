@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import NOT_ALLOWED, ConnectionError
 from .auth import User, UserStore
+from .persistence import Persistence
 from .session import Session
 from .vhost import VHost
 
@@ -15,6 +18,7 @@ class Broker:
         self.users = UserStore()
         self.vhosts: dict[str, VHost] = {}
         self.sessions: set[Session] = set()
+        self.persistence: Persistence | None = None
         self.add_vhost(default_vhost)
         if default_user:
             self.users.add_user(default_user, default_pass, ["administrator"])
@@ -25,7 +29,38 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(name)
+            if self.persistence is not None:
+                vhost.persistence = self.persistence
+                self.persistence.store.put("vhost", (name,), {})
         return vhost
+
+    def save_user(self, name: str) -> None:
+        """Write a user (after a change) to the store, when there is one."""
+        if self.persistence is not None:
+            self.persistence.store.put("user", (name,), self.users.record(name))
+
+    def attach_store(self, store: Any) -> dict[str, int]:
+        """Rebuild durable state from ``store`` and write through to it from now on.
+
+        On a first start (an empty store) the default vhost and user are written to it; after
+        that the store's users and vhosts are the truth, as with RabbitMQ's default_user, which
+        only applies to a fresh node."""
+        persistence = Persistence(store)
+        snapshot_users = bool(store.load().definitions.get("user"))
+        if snapshot_users:
+            self.users.users.clear()
+        counts = persistence.restore(self)
+        self.persistence = persistence
+        for vhost in self.vhosts.values():
+            vhost.persistence = persistence
+            store.put("vhost", (vhost.name,), {})
+            for queue in vhost.queues.values():
+                if queue.durable and queue.exclusive_owner is None:
+                    queue.persistence = persistence
+        if not snapshot_users:
+            for name in self.users.users:
+                self.save_user(name)
+        return counts
 
     def authenticate(self, username: str, password: str) -> User | None:
         """Check credentials; None when refused."""

@@ -12,7 +12,7 @@ layer with these methods::
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import (
@@ -52,6 +52,8 @@ class Channel:
         self.consumer_unacked = 0
         self.confirm_mode = False
         self.publish_seq = 0
+        # Confirms waiting for an earlier one to reach the disk: [sequence, done, ok].
+        self.confirm_backlog: deque[list] = deque()
         self.tx: list[tuple] | None = None
         # The queue last declared on this channel (queue.declare, passive or not): RabbitMQ reads an
         # empty queue name in bind/unbind/purge/delete/consume/get as this one.
@@ -165,18 +167,52 @@ class Channel:
             names = [queue.name for queue in self.vhost.route(exchange, message)]
             self.tx.append(("publish", names, message, mandatory))
             return
-        self._route(exchange, message, mandatory)
+        stored = self._route(exchange, message, mandatory)
         if self.confirm_mode:
             self.publish_seq += 1
-            self.sink.confirm(self.publish_seq, True)
+            if stored or self.confirm_backlog:
+                self._confirm_later(self.publish_seq, stored)
+            else:
+                self.sink.confirm(self.publish_seq, True)
 
-    def _route(self, exchange: Any, message: Message, mandatory: bool) -> None:
+    def _route(self, exchange: Any, message: Message, mandatory: bool) -> bool:
+        """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
         routed = False
+        stored = False
         for queue in self.vhost.route(exchange, message):
             routed = True
             queue.publish(message)
+            if queue.persistence is not None:
+                stored = True
         if not routed and mandatory:
             self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+        return stored and message.delivery_mode == 2
+
+    def _confirm_later(self, sequence: int, wait_for_disk: bool) -> None:
+        """Queue a confirm behind earlier ones; a stored message's waits for its fsync.
+
+        Confirms leave in publish order, so the protocol layer can coalesce them into one
+        multiple-ack; a persistent message routed to a durable queue is confirmed only once it is
+        on disk (RabbitMQ's guarantee)."""
+        item = [sequence, not wait_for_disk, True]
+        self.confirm_backlog.append(item)
+        if not wait_for_disk:
+            self._release_confirms()
+            return
+
+        def written(ok: bool) -> None:
+            item[1] = True
+            item[2] = ok
+            self._release_confirms()
+
+        self.vhost.persistence.store.after_commit(written)
+
+    def _release_confirms(self) -> None:
+        backlog = self.confirm_backlog
+        while backlog and backlog[0][1]:
+            sequence, _, ok = backlog.popleft()
+            if self.open:
+                self.sink.confirm(sequence, ok)
 
     def basic_get(self, queue_name: str, no_ack: bool) -> tuple[int, QueueEntry, int] | None:
         """basic.get: (delivery_tag, entry, messages remaining) or None for get-empty."""

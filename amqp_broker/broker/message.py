@@ -34,6 +34,8 @@ class Message:
     headers_decoder: Callable[[bytes], dict | None] = staticmethod(lambda raw: None)  # type: ignore[assignment]
     properties_decoder: Callable[[bytes], dict] = staticmethod(lambda raw: {})  # type: ignore[assignment]
     properties_encoder: Callable[[dict], bytes] = staticmethod(lambda props: b"\x00\x00")  # type: ignore[assignment]
+    # (delivery_mode, priority, expiration) from raw properties, for messages read back from disk.
+    properties_peeker: Callable[[bytes], tuple] = staticmethod(lambda raw: (0, None, None))  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -64,6 +66,12 @@ class Message:
         if self._headers is _UNDECODED:
             self._headers = Message.headers_decoder(self.properties_raw)
         return self._headers
+
+    @classmethod
+    def from_stored(cls, exchange: str, routing_key: str, properties_raw: bytes, body: bytes) -> "Message":
+        """Rebuild a message read back from the store, peeking its properties again."""
+        delivery_mode, priority, expiration = Message.properties_peeker(properties_raw)
+        return cls(exchange, routing_key, properties_raw, body, delivery_mode, priority, expiration)
 
     def properties(self) -> dict:
         """Every set property by its AMQP name (``content_type``, ``headers``, ...), decoded."""

@@ -105,6 +105,9 @@ class Queue:
         self._seq = 0
         # Exchanges holding a binding to this queue, so a delete can remove them; kept by the vhost.
         self.bound_from: dict[Any, None] = {}
+        # Set for durable queues when the broker has a store: persistent messages are written there.
+        self.persistence: Any = None
+        self.store_id: int | None = None
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -132,9 +135,20 @@ class Queue:
     def publish(self, message: Message) -> None:
         """Append a routed message and hand it to a consumer if one can take it."""
         self._seq += 1
-        self.buffer.append(QueueEntry(message, self, self._seq))
+        entry = QueueEntry(message, self, self._seq)
+        if self.persistence is not None and message.delivery_mode == 2:
+            self.persistence.store_message(self, entry)
+        self.buffer.append(entry)
         if self.consumers:
             self.dispatch()
+
+    def restore_entry(self, message: Message, seq: int, redelivered: bool) -> None:
+        """Put back a message read from the store at start-up (in sequence order)."""
+        entry = QueueEntry(message, self, seq)
+        entry.stored = True
+        entry.redelivered = redelivered
+        self._seq = max(self._seq, seq)
+        self.buffer.append(entry)
 
     def get(self) -> QueueEntry | None:
         """basic.get: take the next ready entry, or None when empty."""
@@ -147,6 +161,8 @@ class Queue:
         RabbitMQ's dead-letter reason: ``rejected``, ``expired``, ``maxlen`` or ``delivery_limit``.
         Every exit of a message goes through here, so persistence and dead-lettering hook in once.
         """
+        if entry.stored:
+            self.persistence.remove_message(self, entry)
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Put entries back at their original positions, flagged redelivered, then dispatch."""
@@ -154,6 +170,8 @@ class Queue:
             return
         buffer = self.buffer
         for entry in entries:
+            if entry.stored and not entry.redelivered:
+                self.persistence.mark_redelivered(self, entry)
             entry.redelivered = True
             entry.consumer = None
             buffer.requeue(entry)

@@ -219,6 +219,8 @@ class VHost:
         self.queues: dict[str, Queue] = {}
         # Number of exchange-to-exchange bindings; while zero, routing skips the graph walk.
         self.exchange_bindings = 0
+        # The broker's Persistence when it has a store: durable definitions are written through it.
+        self.persistence: Any = None
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -276,6 +278,8 @@ class VHost:
             return existing
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
+        if durable and self.persistence is not None:
+            self.persistence.save_exchange(exchange)
         return exchange
 
     def _check_exchange_equivalence(
@@ -312,6 +316,7 @@ class VHost:
 
     def _remove_exchange(self, exchange: Exchange) -> None:
         del self.exchanges[exchange.name]
+        destinations = list({key[0]: None for key in exchange.bindings})
         for (dest, _rk, _args) in list(exchange.bindings):
             if isinstance(dest, Exchange):
                 self.exchange_bindings -= 1
@@ -325,6 +330,8 @@ class VHost:
             if removed:
                 self.exchange_bindings -= removed
                 self._maybe_auto_delete(source)
+        if self.persistence is not None:
+            self.persistence.delete_exchange(exchange, destinations)
 
     def _maybe_auto_delete(self, exchange: Exchange) -> None:
         # An auto-delete exchange goes once its last binding as a source is removed (RabbitMQ).
@@ -371,6 +378,9 @@ class VHost:
         self.queues[name] = queue
         if exclusive and session is not None:
             session.exclusive_queues.add(queue)
+        if durable and not exclusive and self.persistence is not None:
+            queue.persistence = self.persistence
+            self.persistence.save_queue(queue)
         return queue
 
     def _check_queue_equivalence(
@@ -408,6 +418,8 @@ class VHost:
             consumer.channel.consumer_cancelled_by_server(consumer)
         queue.consumers.clear()
         queue.buffer.clear()
+        if queue.persistence is not None:
+            queue.persistence.delete_queue(queue)
         return count
 
     # -- bindings ---------------------------------------------------------------------------------
@@ -422,6 +434,8 @@ class VHost:
         self._validate(exchange, routing_key, arguments)
         if exchange.bind(queue, routing_key, arguments):
             queue.bound_from[exchange] = None
+            if queue.persistence is not None and exchange.durable:
+                queue.persistence.save_queue(queue)
 
     def unbind_queue(
         self, queue: Queue, exchange: Exchange, routing_key: str, arguments: dict,
@@ -444,6 +458,8 @@ class VHost:
         if exchange.unbind(queue, routing_key, arguments):
             if not any(key[0] is queue for key in exchange.bindings):
                 queue.bound_from.pop(exchange, None)
+            if queue.persistence is not None and exchange.durable:
+                queue.persistence.save_queue(queue)
             self._maybe_auto_delete(exchange)
 
     def bind_exchange(self, destination: Exchange, source: Exchange, routing_key: str, arguments: dict) -> None:
@@ -453,6 +469,8 @@ class VHost:
         self._validate(source, routing_key, arguments)
         if source.bind(destination, routing_key, arguments):
             self.exchange_bindings += 1
+            if self.persistence is not None and source.durable and destination.durable:
+                self.persistence.save_exchange(destination)
 
     def unbind_exchange(self, destination: Exchange, source: Exchange, routing_key: str, arguments: dict) -> None:
         """exchange.unbind (idempotent)."""
@@ -460,6 +478,8 @@ class VHost:
         self._check_bindable(destination)
         if source.unbind(destination, routing_key, arguments):
             self.exchange_bindings -= 1
+            if self.persistence is not None and source.durable and destination.durable:
+                self.persistence.save_exchange(destination)
             self._maybe_auto_delete(source)
 
     @staticmethod

@@ -82,6 +82,7 @@ log = logging.getLogger("amqp_broker.connection")
 Message.headers_decoder = staticmethod(codec.peek_headers)  # type: ignore[assignment]
 Message.properties_decoder = staticmethod(codec.properties_to_dict)  # type: ignore[assignment]
 Message.properties_encoder = staticmethod(codec.properties_from_dict)  # type: ignore[assignment]
+Message.properties_peeker = staticmethod(peek_properties)  # type: ignore[assignment]
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 # Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.

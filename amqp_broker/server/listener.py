@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 
@@ -10,6 +11,8 @@ import trio
 
 from ..broker.broker import Broker
 from ..config import Settings
+from ..store.sqlite import SQLiteStore
+from .committer import Committer
 from .connection import ServerConnection
 
 log = logging.getLogger("amqp_broker.server")
@@ -29,6 +32,30 @@ class BrokerServer:
         self.connections: set[ServerConnection] = set()
         self.port = 0
         self._shutdown = trio.Event()
+        self.store: SQLiteStore | None = None
+        self.committer: Committer | None = None
+
+    def open_store(self) -> None:
+        """Open the data directory's store and rebuild durable state from it (before listening)."""
+        if self.store is not None or not self.settings.data_dir:
+            return
+        store = SQLiteStore(self.settings.data_dir)
+        counts = self.broker.attach_store(store)
+        log.info(
+            "data directory %s: recovered %d exchange(s), %d queue(s), %d binding(s), %d message(s)",
+            os.path.abspath(self.settings.data_dir), counts["exchanges"], counts["queues"],
+            counts["bindings"], counts["messages"],
+        )
+        self.store = store
+        self.committer = Committer(store, self._after_commit)
+
+    def _after_commit(self, ok: bool) -> None:
+        # Confirms released by a commit are coalesced per channel; send them now, not at the
+        # publisher's next read.
+        for conn in self.connections:
+            protocol = conn.protocol
+            if protocol.pending_confirms:
+                protocol.flush_confirms()
 
     def shutdown(self) -> None:
         """Ask :meth:`serve` to close every connection with 320 and return."""
@@ -36,6 +63,14 @@ class BrokerServer:
 
     async def serve(self, *, handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound port through ``task_status``, and serve until shutdown."""
+        self.open_store()
+        try:
+            await self._serve(handle_signals, task_status)
+        finally:
+            if self.store is not None:
+                self.store.close(clean=True)
+
+    async def _serve(self, handle_signals: bool, task_status) -> None:
         listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
         self.port = listeners[0].socket.getsockname()[1]
         addresses = ", ".join(
@@ -53,6 +88,8 @@ class BrokerServer:
                     await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
             nursery.start_soon(accept)
+            if self.committer is not None:
+                nursery.start_soon(self.committer.run)
             log.info("Server startup complete; listening on %s (amqp_broker %s)", addresses, _version())
             task_status.started(self.port)
             await self._shutdown.wait()
