@@ -74,6 +74,8 @@ class Settings:
     port: int = 5672
     #: Directory for durable state, relative to the working directory unless absolute.
     data_dir: str = "./data"
+    #: A definitions.json file (RabbitMQ's format) imported at every start; "" for none.
+    definitions: str = ""
     #: One of :data:`LOG_LEVELS`.
     log_level: str = "info"
     #: User created on first start (with full permissions on ``default_vhost``).
@@ -92,10 +94,13 @@ class Settings:
     channel_max: int = 2047
     #: Milliseconds a delivery may stay unacknowledged before the channel is closed; 0 disables.
     consumer_timeout_ms: int = 1800000
-    #: Fraction of total memory above which publishers are blocked.
+    #: Fraction of total memory above which publishers are blocked (a value above 1 is bytes).
     memory_high_watermark: float = 0.4
     #: Free bytes on data_dir's disk below which publishers are blocked; 0 disables.
     disk_free_limit_bytes: int = 50000000
+    #: Bytes of ready messages (bodies + per-message overhead) a queue keeps in memory before the
+    #: rest of its backlog is paged to the store in data_dir.
+    queue_memory_limit_bytes: int = 67108864
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -119,6 +124,7 @@ class Settings:
             )
         _check_range("consumer_timeout_ms", self.consumer_timeout_ms, 0, None)
         _check_range("disk_free_limit_bytes", self.disk_free_limit_bytes, 0, None)
+        _check_range("queue_memory_limit_bytes", self.queue_memory_limit_bytes, 0, None)
         if not (math.isfinite(self.memory_high_watermark) and self.memory_high_watermark >= 0):
             raise ConfigError(
                 "memory_high_watermark must be a fraction >= 0, "
@@ -204,6 +210,7 @@ _FLAG_HELP = {
     "host": 'interface to listen on ("" = all interfaces; default: all)',
     "port": "TCP port for AMQP clients (default: 5672; 0 = any free port)",
     "data_dir": "directory for durable state (default: ./data)",
+    "definitions": "definitions.json file to import at start-up (default: none)",
     "log_level": f"log level: {', '.join(LOG_LEVELS)} (default: info)",
     "default_user": "user created on first start (default: guest)",
     "default_pass": "password of the default user (default: guest)",
@@ -225,10 +232,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parsed namespace), so :func:`settings_from_args` can tell flags from defaults. Flag values
     stay strings; conversion and validation happen in :func:`settings_from_args`.
 
-    The parser has subcommands in ``namespace.command``: ``serve`` (run the broker) is the only
-    one so far, and also what runs when none is given (``command`` is then ``None``). The setting
-    flags are accepted both before and after the subcommand. Later subcommands (such as
-    ``definitions export|import FILE``) are added with ``parents=[common]`` like ``serve``.
+    The parser has subcommands in ``namespace.command``: ``serve`` (run the broker), also what
+    runs when none is given (``command`` is then ``None``), and ``definitions`` with
+    ``namespace.definitions_action`` ``export`` or ``import`` and ``namespace.file``. The setting
+    flags are accepted both before and after the subcommand.
     """
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = common.add_argument_group("settings (each also AMQP_BROKER_<NAME> in the environment)")
@@ -252,6 +259,32 @@ def build_arg_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
         "serve", parents=[common], help="run the broker (the default when no command is given)"
+    )
+    definitions = commands.add_parser(
+        "definitions",
+        parents=[common],
+        help="export or import definitions (RabbitMQ's definitions.json) in the data directory",
+        description="Export or import users, vhosts, permissions, exchanges, queues and bindings "
+        "in RabbitMQ's definitions.json format, in the data directory (--data-dir).",
+    )
+    actions = definitions.add_subparsers(dest="definitions_action", metavar="ACTION", required=True)
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="write the data directory's definitions to FILE (safe while the broker runs)",
+    )
+    export.add_argument("file", metavar="FILE", help='file to write ("-" for standard output)')
+    load = actions.add_parser(
+        "import",
+        parents=[common],
+        help="import FILE into the data directory (stop the broker first; it reads them on start)",
+    )
+    load.add_argument("file", metavar="FILE", help='file to read ("-" for standard input)')
+    load.add_argument(
+        "--force",
+        action="store_true",
+        default=False,
+        help="import even though the data directory looks in use (after a broker crashed)",
     )
     return parser
 

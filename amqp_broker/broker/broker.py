@@ -6,19 +6,31 @@ from typing import Any
 
 from ..errors import NOT_ALLOWED, ConnectionError
 from .auth import User, UserStore
+from .consumer_timeout import ConsumerTimeouts
 from .persistence import Persistence
+from .replyto import DirectReplyTo
 from .session import Session
+from .timers import Timers
 from .vhost import VHost
 
 
 class Broker:
     """All broker state of one process. Knows nothing of sockets or frames."""
 
-    def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/"):
+    def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/",
+                 *, consumer_timeout_ms: int = 1800000):
         self.users = UserStore()
         self.vhosts: dict[str, VHost] = {}
         self.sessions: set[Session] = set()
         self.persistence: Persistence | None = None
+        # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
+        self.timers = Timers()
+        # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).
+        self.replies = DirectReplyTo()
+        # RabbitMQ's consumer_timeout (ms an unacked delivery may wait; 0 disables it).
+        self.consumer_timeouts = (
+            ConsumerTimeouts(self, consumer_timeout_ms) if consumer_timeout_ms > 0 else None
+        )
         self.add_vhost(default_vhost)
         if default_user:
             self.users.add_user(default_user, default_pass, ["administrator"])
@@ -29,6 +41,8 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(name)
+            vhost.replies = self.replies
+            vhost.timers = self.timers
             if self.persistence is not None:
                 vhost.persistence = self.persistence
                 self.persistence.store.put("vhost", (name,), {})
@@ -39,13 +53,13 @@ class Broker:
         if self.persistence is not None:
             self.persistence.store.put("user", (name,), self.users.record(name))
 
-    def attach_store(self, store: Any) -> dict[str, int]:
+    def attach_store(self, store: Any, page_limit: int | None = None) -> dict[str, int]:
         """Rebuild durable state from ``store`` and write through to it from now on.
 
         On a first start (an empty store) the default vhost and user are written to it; after
         that the store's users and vhosts are the truth, as with RabbitMQ's default_user, which
         only applies to a fresh node."""
-        persistence = Persistence(store)
+        persistence = Persistence(store) if page_limit is None else Persistence(store, page_limit)
         snapshot_users = bool(store.load().definitions.get("user"))
         if snapshot_users:
             self.users.users.clear()

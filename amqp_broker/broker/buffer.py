@@ -136,3 +136,159 @@ class PriorityBuffer:
     def __iter__(self) -> Iterator[QueueEntry]:
         for level in self.levels:
             yield from level
+
+
+# What one resident message costs beyond its body (Message, QueueEntry, bytes headers, deque slot),
+# measured on CPython 3.11; it makes a backlog of tiny messages count, not just the bodies.
+ENTRY_OVERHEAD = 300
+# Messages read back from disk at a time when a paged backlog is consumed.
+PAGE_IN_CHUNK = 2048
+
+
+class PagedBuffer(ClassicBuffer):
+    """A classic buffer that moves its tail to the store once it holds more than ``limit`` bytes.
+
+    Once paging starts, every new message goes to the store (in order: the disk part is always
+    newer than the resident part), and the resident part is refilled from disk in chunks as it
+    drains. A paged message's body stays in memory only until the batch that wrote it is
+    committed (``store.committed_id``), so reads never race the committer: what is not yet on disk
+    is still in ``pending``. Persistent messages of durable queues are already in the store, so
+    paging them costs no extra write.
+    """
+
+    __slots__ = ("queue", "store", "limit", "resident", "paging", "pending", "on_disk", "read_after",
+                 "last_paged_seq", "recovered_upto")
+
+    def __init__(self, queue, store, limit: int) -> None:
+        super().__init__()
+        self.queue = queue
+        self.store = store
+        self.limit = limit
+        self.resident = 0  # accounted bytes (body + overhead) of ready and requeued entries
+        self.paging = False
+        self.pending: deque[tuple[int, QueueEntry]] = deque()  # (batch id, entry) not yet on disk
+        self.on_disk = 0  # paged messages only on disk
+        self.read_after = 0  # highest seq already read back (or before the first paged seq)
+        self.last_paged_seq = 0
+        # Entries read back with seq <= this are flagged redelivered (recovered after a crash).
+        self.recovered_upto = 0
+
+    def __len__(self) -> int:
+        return len(self.ready) + len(self.requeued) + len(self.pending) + self.on_disk
+
+    def __bool__(self) -> bool:
+        return bool(self.ready) or bool(self.requeued) or self.on_disk > 0 or bool(self.pending)
+
+    def append(self, entry: QueueEntry) -> None:
+        if self.paging and not self.on_disk and not self.pending and self.resident <= self.limit // 2:
+            # The paged part has drained and memory is well below the limit: back to memory.
+            self.paging = False
+        if not self.paging:
+            self.ready.append(entry)
+            size = len(entry.message.body)
+            self.bytes += size
+            self.resident += size + ENTRY_OVERHEAD
+            if self.resident > self.limit:
+                self.paging = True
+                self.read_after = entry.seq
+            return
+        queue = self.queue
+        if queue.store_id is None:
+            queue.store_id = self.store.new_queue_id()
+        if not entry.stored:
+            message = entry.message
+            self.store.add_message(
+                queue.store_id, entry.seq, message.exchange, message.routing_key,
+                message.properties_raw, message.body, False, entry.redelivered,
+            )
+            entry.stored = True
+        self.bytes += len(entry.message.body)
+        self.pending.append((self.store.batch_id, entry))
+        self.last_paged_seq = entry.seq
+        self._release_committed()
+
+    def _release_committed(self) -> None:
+        pending = self.pending
+        committed = self.store.committed_id
+        while pending and pending[0][0] <= committed:
+            pending.popleft()
+            self.on_disk += 1
+
+    def requeue(self, entry: QueueEntry) -> None:
+        super().requeue(entry)
+        self.resident += len(entry.message.body) + ENTRY_OVERHEAD
+
+    def _refill(self) -> bool:
+        """Bring the next chunk of the paged part into memory; False when nothing is paged."""
+        if not self.paging:
+            return False
+        self._release_committed()
+        if self.on_disk:
+            queue = self.queue
+            rows = self.store.read_messages(queue.store_id, self.read_after, PAGE_IN_CHUNK)
+            rows = [row for row in rows if row.seq <= self.last_paged_seq]
+            if rows:
+                from .message import Message  # local: buffer.py stays importable without cycles
+
+                for row in rows:
+                    message = Message.from_stored(row.exchange, row.routing_key, row.properties, row.body)
+                    entry = QueueEntry(message, queue, row.seq)
+                    entry.stored = True
+                    entry.redelivered = row.redelivered or row.seq <= self.recovered_upto
+                    self.ready.append(entry)
+                    self.resident += len(row.body) + ENTRY_OVERHEAD
+                self.read_after = rows[-1].seq
+                self.on_disk -= len(rows)
+                return True
+            # Counted as on disk but not readable: only possible if a commit failed and is being
+            # retried; serve what is still in memory meanwhile.
+        if self.pending:
+            for _batch, entry in self.pending:
+                self.ready.append(entry)
+                self.resident += len(entry.message.body) + ENTRY_OVERHEAD
+                self.read_after = entry.seq
+            self.pending.clear()
+            if not self.on_disk:
+                self.paging = False
+            return True
+        self.paging = False
+        return False
+
+    def peek(self) -> QueueEntry | None:
+        entry = super().peek()
+        if entry is None and self._refill():
+            entry = super().peek()
+        return entry
+
+    def pop(self) -> QueueEntry | None:
+        entry = super().pop()
+        if entry is None:
+            if not self._refill():
+                return None
+            entry = super().pop()
+            if entry is None:
+                return None
+        self.resident -= len(entry.message.body) + ENTRY_OVERHEAD
+        return entry
+
+    def clear(self) -> list[QueueEntry]:
+        removed = super().clear()
+        removed.extend(entry for _batch, entry in self.pending)
+        self.pending.clear()
+        if self.on_disk and self.queue.store_id is not None:
+            self.store.remove_range(self.queue.store_id, self.read_after + 1, self.last_paged_seq)
+        self.on_disk = 0
+        self.paging = False
+        self.resident = 0
+        return removed
+
+    def restore(self, count: int, first_seq: int, last_seq: int, crashed: bool) -> None:
+        """Take over a recovered queue's stored messages without reading them all into memory."""
+        if not count:
+            return
+        self.paging = True
+        self.on_disk += count
+        self.read_after = first_seq - 1
+        self.last_paged_seq = max(self.last_paged_seq, last_seq)
+        if crashed:
+            self.recovered_upto = last_seq

@@ -8,6 +8,8 @@ layer with these methods::
     confirm(sequence, ack)                                       # publisher confirm (coalesced there)
     cancel_notify(consumer_tag)                                  # server-sent basic.cancel
     writable() -> bool                                           # False while the socket is backed up
+    flush_confirms()                                             # write coalesced confirms now
+    fail(error)                                                  # close the channel with this error
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from ..errors import (
     not_found,
     precondition_failed,
 )
+from . import replyto
+from .expiry import parse_expiration
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
+from .replyto import REPLY_PREFIX, REPLY_QUEUE, REPLY_QUEUE_BYTES, REPLY_TO_FLAG, ReplyConsumer
 from .vhost import _int_arg, generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +56,8 @@ class Channel:
         # what basic.qos(global=true) limits, as RabbitMQ's limiter counts.
         self.consumer_unacked = 0
         self.confirm_mode = False
+        # Set by _route when a queue refused the message being published (x-overflow): nack it.
+        self.publish_rejected = False
         self.publish_seq = 0
         # Confirms waiting for an earlier one to reach the disk: [sequence, done, ok].
         self.confirm_backlog: deque[list] = deque()
@@ -58,6 +65,12 @@ class Channel:
         # The queue last declared on this channel (queue.declare, passive or not): RabbitMQ reads an
         # empty queue name in bind/unbind/purge/delete/consume/get as this one.
         self.most_recent_queue = ""
+        # Direct reply-to: this channel's reply consumer, and a reply to itself held back until the
+        # publish that produced it has been returned/confirmed (RabbitMQ's order).
+        self.reply_consumer: ReplyConsumer | None = None
+        self.pending_reply: tuple[ReplyConsumer, Message] | None = None
+        # Consumer timeout: (time, highest delivery tag then) checkpoints; see consumer_timeout.py.
+        self.timeout_marks: deque[tuple[float, int]] = deque()
 
     def queue_name(self, name: str) -> str:
         """``name``, or for '' the channel's most recently declared queue (RabbitMQ's shortcut)."""
@@ -115,7 +128,10 @@ class Channel:
         self, queue_name: str, consumer_tag: str, no_ack: bool, exclusive: bool, arguments: dict
     ) -> str:
         """basic.consume; returns the consumer tag. Deliveries start with :meth:`start_consumer`."""
-        queue = self.vhost.get_queue(self.queue_name(queue_name), self.session)
+        queue_name = self.queue_name(queue_name)
+        if queue_name == REPLY_QUEUE:
+            return replyto.consume(self, consumer_tag, no_ack, lambda: generate_name("amq.ctag-"))
+        queue = self.vhost.get_queue(queue_name, self.session)
         if arguments and "x-priority" in arguments:
             problem = _int_arg(arguments["x-priority"])
             if problem is not None:
@@ -124,6 +140,8 @@ class Channel:
             consumer_tag = generate_name("amq.ctag-")
         elif consumer_tag in self.consumers:
             raise ConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        if queue.ext is not None:
+            queue.ext.check_consume(self.global_prefetch)
         consumer = Consumer(consumer_tag, self, queue, no_ack, exclusive, self.prefetch_count, arguments)
         self.consumers[consumer_tag] = consumer
         try:
@@ -141,6 +159,12 @@ class Channel:
 
     def basic_cancel(self, consumer_tag: str) -> None:
         """basic.cancel: unknown tags are fine (RabbitMQ answers cancel-ok)."""
+        reply = self.reply_consumer
+        if reply is not None and reply.tag == consumer_tag:
+            # RabbitMQ matches the reply consumer first, even when a queue consumer shares its tag.
+            self.reply_consumer = None
+            self.vhost.replies.unregister(reply)
+            return
         consumer = self.consumers.pop(consumer_tag, None)
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)
@@ -156,24 +180,40 @@ class Channel:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
         if exchange.internal:
             raise access_refused(f"cannot publish to internal {exchange.describe()}")
+        raw = message.properties_raw
+        if raw and raw[0] & REPLY_TO_FLAG and REPLY_QUEUE_BYTES in raw:
+            # Direct reply-to (rabbit_channel:maybe_set_fast_reply_to, before the user_id check).
+            message = replyto.rewrite_reply_to(self, message)
         user_id = message.user_id
         if user_id is not None and user_id != self.session.user:
             raise precondition_failed(
                 f"user_id property set to '{user_id}' but authenticated user was '{self.session.user}'"
             )
+        if message.expiration is not None:
+            parse_expiration(message.expiration)  # 406 as rabbit_channel:check_expiration_header
         if self.tx is not None:
             # RabbitMQ routes a transactional publish now and delivers at commit to the queues
             # (by name) it was routed to then: later binding changes do not affect it.
             names = [queue.name for queue in self.vhost.route(exchange, message)]
+            if not names and not exchange.name and routing_key.startswith(REPLY_PREFIX):
+                # RabbitMQ hands a reply over while routing, so even uncommitted ones arrive now.
+                self._deliver_reply_now(message)
             self.tx.append(("publish", names, message, mandatory))
             return
         stored = self._route(exchange, message, mandatory)
         if self.confirm_mode:
             self.publish_seq += 1
-            if stored or self.confirm_backlog:
+            if self.publish_rejected:
+                # A queue refused it (x-overflow reject-publish): RabbitMQ nacks the message even
+                # when other queues took it.
+                self.publish_rejected = False
+                self._confirm_rejected(self.publish_seq)
+            elif stored or self.confirm_backlog:
                 self._confirm_later(self.publish_seq, stored)
             else:
                 self.sink.confirm(self.publish_seq, True)
+        if self.pending_reply is not None:
+            self._flush_reply()
 
     def _route(self, exchange: Any, message: Message, mandatory: bool) -> bool:
         """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
@@ -181,12 +221,49 @@ class Channel:
         stored = False
         for queue in self.vhost.route(exchange, message):
             routed = True
-            queue.publish(message)
+            if queue.publish(message) is False and self.confirm_mode:
+                self.publish_rejected = True
             if queue.persistence is not None:
                 stored = True
-        if not routed and mandatory:
-            self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+        if not routed:
+            if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
+                self._route_reply(message)
+            if mandatory:
+                self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
         return stored and message.delivery_mode == 2
+
+    # -- direct reply-to ----------------------------------------------------------------------------
+
+    def _route_reply(self, message: Message) -> None:
+        """A publish to the default exchange named a reply consumer: hand the message over. It
+        still counts as unroutable (returned if mandatory), as in RabbitMQ. The delivery waits
+        until the publish's return and confirm are written: RabbitMQ hands it to the consumer's
+        channel process, which runs after the publishing one (always so for a reply to itself)."""
+        consumer = self.vhost.replies.lookup(message.routing_key)
+        if consumer is not None:  # else an unknown or stale name: dropped
+            self.pending_reply = (consumer, message)
+
+    def _flush_reply(self) -> None:
+        consumer, message = self.pending_reply  # type: ignore[misc]
+        self.pending_reply = None
+        self.sink.flush_confirms()
+        consumer.channel.deliver_reply(consumer, message)
+
+    def _deliver_reply_now(self, message: Message) -> None:
+        consumer = self.vhost.replies.lookup(message.routing_key)
+        if consumer is not None:
+            consumer.channel.deliver_reply(consumer, message)
+
+    def deliver_reply(self, consumer: ReplyConsumer, message: Message) -> None:
+        """basic.deliver to this channel's reply consumer: no ack expected, so the delivery tag
+        is the next one without using it up (RabbitMQ's deliver_reply does the same)."""
+        if self.open and self.reply_consumer is consumer:
+            self.sink.deliver(consumer.tag, self.next_delivery_tag + 1, False, message)
+
+    def declare_reply_queue(self, name: str) -> None:
+        """queue.declare of a name under ``amq.rabbitmq.reply-to`` (declare-ok: 0 messages, 1
+        consumer) or 404."""
+        replyto.declare(self, name)
 
     def _confirm_later(self, sequence: int, wait_for_disk: bool) -> None:
         """Queue a confirm behind earlier ones; a stored message's waits for its fsync.
@@ -206,6 +283,14 @@ class Channel:
             self._release_confirms()
 
         self.vhost.persistence.store.after_commit(written)
+
+    def _confirm_rejected(self, sequence: int) -> None:
+        """A basic.nack for ``sequence``, in order behind confirms still waiting for the disk."""
+        if self.confirm_backlog:
+            self.confirm_backlog.append([sequence, True, False])
+            self._release_confirms()
+        else:
+            self.sink.confirm(sequence, False)
 
     def _release_confirms(self) -> None:
         backlog = self.confirm_backlog
@@ -347,18 +432,24 @@ class Channel:
         if self.tx is None:
             raise precondition_failed("channel is not transactional")
         staged, self.tx = self.tx, []
+        rejected = False
         for action in staged:
             if action[0] == "publish":
                 _, names, message, mandatory = action
                 queues = [q for q in map(self.vhost.queues.get, names) if q is not None]
                 for queue in queues:
-                    queue.publish(message)
+                    if queue.publish(message) is False:
+                        rejected = True
                 if not queues and mandatory:
                     self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
             elif action[0] == "ack":
                 self._settle(action[1], requeue=False, reason=None)
             else:
                 self._settle(action[1], requeue=action[2], reason="rejected")
+        if rejected:
+            # A queue refused a publish (x-overflow reject-publish): everything else is applied,
+            # then the channel is closed, as RabbitMQ 3.10 does (measured).
+            raise precondition_failed("partial tx completion")
 
     def tx_rollback(self) -> None:
         """tx.rollback: drop staged publishes; staged acks' messages become unacked again."""
@@ -378,6 +469,11 @@ class Channel:
         if not self.open:
             return
         self.open = False
+        reply = self.reply_consumer
+        if reply is not None:
+            self.reply_consumer = None
+            self.vhost.replies.unregister(reply)
+        self.timeout_marks.clear()
         entries = list(self.unacked.values())
         self.unacked.clear()
         if self.tx:

@@ -49,6 +49,13 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
+        # alternate-exchange (a RabbitMQ extension): where a message this exchange cannot route goes
+        # (by name, looked up at routing time: it may be declared later); checked once here so the
+        # hot path tests one attribute.
+        alternate = self.arguments.get("alternate-exchange")
+        if isinstance(alternate, bytes):
+            alternate = alternate.decode("utf-8", "replace")
+        self.alternate: str | None = alternate if isinstance(alternate, str) else None
         # (destination, routing_key, frozen arguments) -> arguments, in binding order.
         self.bindings: dict[tuple, dict] = {}
 

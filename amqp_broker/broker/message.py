@@ -112,7 +112,10 @@ class QueueEntry:
     position (RabbitMQ 3.x classic queues do the same).
     """
 
-    __slots__ = ("message", "queue", "seq", "redelivered", "consumer", "delivery_tag", "stored")
+    __slots__ = (
+        "message", "queue", "seq", "redelivered", "consumer", "delivery_tag", "stored",
+        "expires", "delivery_count",
+    )
 
     def __init__(self, message: Message, queue: Any, seq: int):
         self.message = message
@@ -123,6 +126,10 @@ class QueueEntry:
         self.delivery_tag = 0
         # True while a copy is in the store: leaving the queue must then delete it there too.
         self.stored = False
+        # Deadline (Timers.clock seconds) after which it is dead (message TTL), or None.
+        self.expires: float | None = None
+        # Times it went back to a quorum queue (x-delivery-count, x-delivery-limit).
+        self.delivery_count = 0
 
     def __lt__(self, other: "QueueEntry") -> bool:
         return self.seq < other.seq

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import access_refused, precondition_failed
 from .buffer import ClassicBuffer, PriorityBuffer
+from .extensions import QueueExtensions, extensions_for
 from .message import Message, QueueEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,6 +101,10 @@ class Queue:
         self.consumers: deque[Consumer] = deque()
         # Consumers with a non-zero x-priority; while zero, dispatch is plain round-robin.
         self.prioritised = 0
+        # x-single-active-consumer: only ``consumers[0]`` (the first registered) gets messages; the
+        # others wait here in registration order. Dispatch needs no check: it sees one consumer.
+        self.single_active = self.arguments.get("x-single-active-consumer") is True
+        self.waiting_consumers: list[Consumer] = []
         self.had_consumers = False
         self.deleted = False
         self._seq = 0
@@ -108,6 +113,9 @@ class Queue:
         # Set for durable queues when the broker has a store: persistent messages are written there.
         self.persistence: Any = None
         self.store_id: int | None = None
+        # TTL, x-expires, length limits, dead-lettering, quorum semantics (extensions.py); None for
+        # a queue with none of those arguments, so the hot path pays a single test.
+        self.ext: QueueExtensions | None = extensions_for(self)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -118,8 +126,12 @@ class Queue:
 
     @property
     def consumer_count(self) -> int:
-        """Active consumers."""
-        return len(self.consumers)
+        """Consumers (with single active consumer, the waiting ones count too, as in RabbitMQ)."""
+        return len(self.consumers) + len(self.waiting_consumers)
+
+    def all_consumers(self) -> list[Consumer]:
+        """Every consumer, active ones first."""
+        return [*self.consumers, *self.waiting_consumers]
 
     @property
     def exclusive(self) -> bool:
@@ -132,8 +144,19 @@ class Queue:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    def publish(self, message: Message) -> None:
-        """Append a routed message and hand it to a consumer if one can take it."""
+    def publish(self, message: Message) -> bool:
+        """Append a routed message and hand it to a consumer if one can take it.
+
+        Returns False when the queue refused it (x-overflow reject-publish: the publisher is
+        nacked)."""
+        ext = self.ext
+        if ext is None and message.expiration is not None:
+            ext = self.ext = QueueExtensions(self)  # a per-message TTL needs expiry checks
+        if ext is not None:
+            admitted = ext.admit(message)
+            if admitted is None:
+                return False
+            message = admitted
         self._seq += 1
         entry = QueueEntry(message, self, self._seq)
         if self.persistence is not None and message.delivery_mode == 2:
@@ -141,6 +164,13 @@ class Queue:
         self.buffer.append(entry)
         if self.consumers:
             self.dispatch()
+        if ext is not None:
+            ext.published(entry)
+        return True
+
+    def skip_to(self, seq: int) -> None:
+        """New messages get sequence numbers above ``seq`` (recovered messages hold those below)."""
+        self._seq = max(self._seq, seq)
 
     def restore_entry(self, message: Message, seq: int, redelivered: bool) -> None:
         """Put back a message read from the store at start-up (in sequence order)."""
@@ -152,7 +182,10 @@ class Queue:
 
     def get(self) -> QueueEntry | None:
         """basic.get: take the next ready entry, or None when empty."""
-        return self.buffer.pop()
+        if self.ext is not None:
+            self.ext.touch()  # basic.get counts as use for x-expires
+        buffer = self.buffer
+        return buffer.pop() if buffer else None  # the truth test drops expired heads first
 
     def drop(self, entry: QueueEntry, reason: str | None = None) -> None:
         """The entry leaves this queue for good.
@@ -162,19 +195,26 @@ class Queue:
         Every exit of a message goes through here, so persistence and dead-lettering hook in once.
         """
         if entry.stored:
-            self.persistence.remove_message(self, entry)
+            self.vhost.persistence.remove_message(self, entry)
+        if reason is not None and self.ext is not None:
+            self.ext.dropped(entry, reason)
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Put entries back at their original positions, flagged redelivered, then dispatch."""
         if self.deleted:
             return
+        ext = self.ext
+        if ext is not None:
+            entries = ext.requeueing(entries)
         buffer = self.buffer
         for entry in entries:
             if entry.stored and not entry.redelivered:
-                self.persistence.mark_redelivered(self, entry)
+                self.vhost.persistence.mark_redelivered(self, entry)
             entry.redelivered = True
             entry.consumer = None
             buffer.requeue(entry)
+        if ext is not None:
+            ext.requeued()
         if self.consumers:
             self.dispatch()
 
@@ -217,16 +257,24 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every ready message; unacknowledged ones are untouched (as RabbitMQ)."""
-        removed = self.buffer.clear()
-        for entry in removed:
+        count = len(self.buffer)
+        for entry in self.buffer.clear():
             if entry.stored:
                 self.drop(entry)
-        return len(removed)
+        return count
 
     # -- consumers --------------------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
         """Attach a consumer; exclusive consumers lock the queue (403 as RabbitMQ)."""
+        if self.single_active:
+            # RabbitMQ 3.10 refuses exclusive consumers on such a queue even when it has no
+            # consumer (exclusive_consume_unavailable, same text as a queue in exclusive use).
+            if consumer.exclusive:
+                raise access_refused(f"{self.describe()} in exclusive use")
+            if self.consumers:
+                self.waiting_consumers.append(consumer)
+                return
         if consumer.exclusive and self.consumers:
             raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
         if self.consumers and self.consumers[0].exclusive:
@@ -241,11 +289,33 @@ class Queue:
         try:
             self.consumers.remove(consumer)
         except ValueError:
+            if consumer in self.waiting_consumers:
+                self.waiting_consumers.remove(consumer)
             return
         if consumer.priority:
             self.prioritised -= 1
+        if self.waiting_consumers and not self.deleted:
+            self._activate_next()
         if self.auto_delete and not self.consumers and not self.deleted:
             self.vhost.delete_queue(self)
+        elif self.ext is not None:
+            self.ext.consumers_changed()  # x-expires counts from the last consumer leaving
+
+    def _activate_next(self) -> None:
+        """The single active consumer went: the waiting consumer of the highest x-priority, first
+        registered among equals, takes over (RabbitMQ 3.10: priorities do not matter for which
+        consumer is active at first, but pick its successor), and gets the ready messages."""
+        waiting = self.waiting_consumers
+        best = 0
+        for index in range(1, len(waiting)):
+            if waiting[index].priority > waiting[best].priority:
+                best = index
+        consumer = waiting.pop(best)
+        self.consumers.append(consumer)
+        if consumer.priority:
+            self.prioritised += 1
+        if self.buffer:
+            self.dispatch()
 
     def check_delete(self, if_unused: bool, if_empty: bool) -> None:
         """Raise 406 when queue.delete's if-unused/if-empty conditions do not hold."""

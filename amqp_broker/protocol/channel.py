@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from pamqp import commands
 
 from ..broker.message import Message
+from ..broker.replyto import REPLY_QUEUE
 from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, ConnectionError, access_refused
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
@@ -140,6 +141,13 @@ class ChannelState:
         self.conn.wake()
         codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
+    def fail(self, error: Any) -> None:
+        """The core closes this channel on its own (a consumer timeout): channel.close with the
+        error and no class or method id, as RabbitMQ sends it."""
+        conn = self.conn
+        if not self.closing and conn.channels.get(self.number) is self and conn.session is not None:
+            conn._fail(error, self.number, 0, 0)
+
 
 # -- method handlers: (connection, channel, decoded method) ------------------------------------
 
@@ -207,6 +215,13 @@ def exchange_unbind(conn: "Connection", channel: ChannelState, m: Any) -> None:
 
 
 def queue_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
+    if m.queue.startswith(REPLY_QUEUE):
+        # Direct reply-to's pseudo-queue, passive or not: 0 messages, 1 consumer (or 404).
+        channel.core.declare_reply_queue(m.queue)
+        if not m.nowait:
+            conn.wake()
+            codec.write_queue_declare_ok(conn.out, channel.number, m.queue, 0, 1)
+        return
     session = conn.session
     queue = session.vhost.declare_queue(  # type: ignore[union-attr]
         session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
@@ -288,10 +303,13 @@ def basic_consume(conn: "Connection", channel: ChannelState, m: Any) -> None:
 
 
 def basic_cancel(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    channel.core.basic_cancel(m.consumer_tag)
+    # cancel-ok first: cancelling a single active consumer hands the ready messages to the next
+    # one, possibly on this channel, and those deliveries must not overtake the ok (RabbitMQ's queue
+    # process sends the ok before it delivers anything else).
     if not m.nowait:
         conn.wake()
         codec.write_cancel_ok(conn.out, channel.number, m.consumer_tag)
+    channel.core.basic_cancel(m.consumer_tag)
 
 
 def basic_get(conn: "Connection", channel: ChannelState, m: Any) -> None:

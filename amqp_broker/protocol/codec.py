@@ -29,6 +29,11 @@ from pamqp import commands
 from pamqp import decode as _pdecode
 from pamqp import encode as _pencode
 
+from ..broker.fields import TypedArray, TypedTable
+from .fieldtable import encode_table as _typed_table
+from .fieldtable import encode_typed_value as _typed_value
+from .fieldtable import peek_headers_typed
+
 __all__ = [
     "FRAME_METHOD",
     "FRAME_HEADER",
@@ -814,6 +819,8 @@ def _encode_field_value(value: Any) -> bytes:
     if isinstance(value, dict):
         return b"F" + _encode_table(value)
     if isinstance(value, list):
+        if isinstance(value, TypedArray):
+            return _typed_value("A", value, _encode_field_value)
         data = b"".join([_encode_field_value(item) for item in value])
         return b"A" + _U32.pack(len(data)) + data
     return _pencode.encode_table_value(value)
@@ -826,6 +833,9 @@ def _encode_table(value: dict) -> bytes:
         return b"\x00\x00\x00\x00"
     if not isinstance(value, dict):
         raise TypeError(f"dict required, received {type(value)}")
+    if isinstance(value, TypedTable):
+        # Headers the broker rewrote: every value keeps its original wire type (see fieldtable).
+        return _typed_table(value, _encode_field_value)
     parts = []
     for key, item in value.items():
         parts.append(_SS_CACHE.get(key) or _shortstr(key))
@@ -867,6 +877,9 @@ def properties_to_dict(properties_raw: bytes) -> dict:
         value = getattr(properties, name)
         if value is not None:
             values[name] = value
+    if "headers" in values:
+        # Typed, so that re-encoding keeps every value's type and order (RabbitMQ does).
+        values["headers"] = peek_headers_typed(properties_raw, _headers_span)
     return values
 
 

@@ -168,6 +168,10 @@ class Connection:
         self.close_reason = ""
         self._inbuf = bytearray()
         self._auth_failure_close = False
+        # True once a message was published here: flow control holds only publishing connections.
+        self.publishing = False
+        self._blocked_capable = False
+        self._blocked_sent = False
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -397,6 +401,7 @@ class Connection:
         exchange, routing_key, mandatory, immediate = channel.publish  # type: ignore[misc]
         properties = channel.properties
         channel.publish = None
+        self.publishing = True
         channel.body_size = -1
         channel.properties = EMPTY_PROPERTIES
         if properties == EMPTY_PROPERTIES:
@@ -457,11 +462,18 @@ class Connection:
             elif isinstance(method, commands.Connection.CloseOk):
                 self._finish("closed")
             elif isinstance(method, commands.Connection.UpdateSecret) and state == OPEN:
+                # RabbitMQ hands the new secret to each auth backend whose state can expire; the
+                # internal (PLAIN/AMQPLAIN user database) backend's cannot, so any secret is
+                # accepted unchecked and the connection carries on (rabbit_access_control).
+                log.info("%s: user '%s' updated its secret (reason: %s)",
+                         self.peer, self.user.name, method.reason)
                 self.send_method(0, commands.Connection.UpdateSecretOk())
             elif isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
                 pass  # a client telling us it is blocked needs no answer
             else:
-                raise ConnectionError(CHANNEL_ERROR, "unexpected method in connection state running")
+                # rabbit_reader names its state: "opening" until connection.open, then "running".
+                phase = "opening" if state == AWAIT_OPEN else "running"
+                raise ConnectionError(CHANNEL_ERROR, f"unexpected method in connection state {phase}")
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, 0, class_id, method_id)
@@ -470,6 +482,7 @@ class Connection:
         self.client_properties = method.client_properties or {}
         capabilities = self.client_properties.get("capabilities") or {}
         self._auth_failure_close = bool(capabilities.get("authentication_failure_close"))
+        self._blocked_capable = bool(capabilities.get("connection.blocked"))
         mechanism = method.mechanism
         credentials = parse_credentials(mechanism, method.response)
         if credentials is None:
@@ -565,7 +578,8 @@ class Connection:
             if handler is None:
                 raise ConnectionError(
                     NOT_IMPLEMENTED if type(method) in UNSUPPORTED else COMMAND_INVALID,
-                    f"unexpected method {amqp_name(method)} on channel {number}",
+                    # rabbit_channel's catch-all clause for methods a client may not send.
+                    "unimplemented method",
                 )
             handler(self, channel, method)
         except AMQPError as exc:
@@ -646,6 +660,18 @@ class Connection:
         self._release()
         self.state = CLOSED
         self.finished = True
+
+    def notify_blocked(self, reason: str) -> None:
+        """An alarm went off: tell a client that understands connection.blocked (RabbitMQ)."""
+        if self.state == OPEN and self._blocked_capable and not self._blocked_sent:
+            self._blocked_sent = True
+            self.send_method(0, commands.Connection.Blocked(reason=reason))
+
+    def notify_unblocked(self) -> None:
+        """The alarms cleared: connection.unblocked to those that were told they were blocked."""
+        if self._blocked_sent and self.state == OPEN:
+            self._blocked_sent = False
+            self.send_method(0, commands.Connection.Unblocked())
 
     def heartbeat_tick(self, idle_receive: float, idle_send: float) -> bool:
         """Timer hook: send a heartbeat when we've been quiet; False when the peer is dead.

@@ -16,6 +16,10 @@ from ..store.sqlite import SQLiteStore, StoreError
 
 log = logging.getLogger("amqp_broker.store")
 
+# After a failed write (disk full, I/O error) wait this long before trying again, so a broken disk
+# costs one attempt per second, not a busy loop.
+RETRY_DELAY = 1.0
+
 
 class Committer:
     """Drives :meth:`SQLiteStore.write_batch` off the event loop."""
@@ -45,10 +49,14 @@ class Committer:
                 await trio.to_thread.run_sync(store.write_batch, batch)
             except StoreError as exc:
                 ok = False
-                log.error("%s; %d confirm(s) will be nacked", exc, len(batch.callbacks))
+                log.error("%s; %d confirm(s) will be nacked, retrying in %.0f s",
+                          exc, len(batch.callbacks), RETRY_DELAY)
+            store.batch_done(batch, ok)
             if ok and self.failing:
                 log.warning("the store at %s is writable again", store.path)
             self.failing = not ok
             for callback in batch.callbacks:
                 callback(ok)
             self.on_committed(ok)
+            if not ok:
+                await trio.sleep(RETRY_DELAY)

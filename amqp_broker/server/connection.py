@@ -75,6 +75,7 @@ class ServerConnection:
 
     async def _reader(self) -> None:
         protocol = self.protocol
+        server = self.server
         receive = self.stream.receive_some
         try:
             while not protocol.finished:
@@ -82,6 +83,12 @@ class ServerConnection:
                 if not data:
                     break
                 self.last_receive = trio.current_time()
+                if protocol.publishing:
+                    # A publishing connection is not served while publishers are held; what was
+                    # read waits, unprocessed (RabbitMQ stops reading such a connection).
+                    server.check_store_backlog()
+                    if server.flow.active:
+                        await server.flow.wait()
                 try:
                     protocol.receive_data(data)
                 except Exception:  # a bug must cost one connection, never the broker

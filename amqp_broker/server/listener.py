@@ -13,12 +13,20 @@ from ..broker.broker import Broker
 from ..config import Settings
 from ..store.sqlite import SQLiteStore
 from .committer import Committer
+from .flow import FlowControl
+from .flow import memory_limit
+from .flow import monitor as flow_monitor
 from .connection import ServerConnection
+from .timers import drive_timers
 
 log = logging.getLogger("amqp_broker.server")
 
 # On shutdown, how long connections get to answer our connection.close before we drop them.
 SHUTDOWN_GRACE = 2.0
+# Bytes waiting for the disk above which publishers pause, and below which they resume: bounds the
+# memory a disk slower than the publishers can cost (about RabbitMQ's credit-flow budget).
+STORE_BACKLOG_HIGH = 32 * 1024 * 1024
+STORE_BACKLOG_LOW = 8 * 1024 * 1024
 SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
 
 
@@ -27,20 +35,39 @@ class BrokerServer:
 
     def __init__(self, settings: Settings, broker: Broker | None = None):
         self.settings = settings
-        self.broker = broker or Broker(settings.default_user, settings.default_pass, settings.default_vhost)
+        self.broker = broker or Broker(
+            settings.default_user, settings.default_pass, settings.default_vhost,
+            consumer_timeout_ms=settings.consumer_timeout_ms,
+        )
         self.cluster_name = f"amqp_broker@{socket.gethostname()}"
         self.connections: set[ServerConnection] = set()
         self.port = 0
         self._shutdown = trio.Event()
         self.store: SQLiteStore | None = None
         self.committer: Committer | None = None
+        self.flow = FlowControl(lambda: list(self.connections))
+        # Alarm thresholds in bytes (0: off); attributes so a test or an operator can change them.
+        self.memory_limit = memory_limit(settings.memory_high_watermark)
+        self.disk_free_limit = settings.disk_free_limit_bytes
+
+    def alarm_limits(self) -> tuple[int, str, int]:
+        """(memory limit, data directory, free-disk limit) for the alarm monitor."""
+        return self.memory_limit, self.settings.data_dir, self.disk_free_limit
 
     def open_store(self) -> None:
         """Open the data directory's store and rebuild durable state from it (before listening)."""
         if self.store is not None or not self.settings.data_dir:
             return
         store = SQLiteStore(self.settings.data_dir)
-        counts = self.broker.attach_store(store)
+        if self.settings.definitions:
+            # Attach, then import the file (every start, as RabbitMQ's load_definitions).
+            from ..definitions import boot_with_definitions
+
+            counts = boot_with_definitions(
+                self.broker, store, self.settings.definitions, self.settings.queue_memory_limit_bytes
+            )
+        else:
+            counts = self.broker.attach_store(store, self.settings.queue_memory_limit_bytes)
         log.info(
             "data directory %s: recovered %d exchange(s), %d queue(s), %d binding(s), %d message(s)",
             os.path.abspath(self.settings.data_dir), counts["exchanges"], counts["queues"],
@@ -49,7 +76,16 @@ class BrokerServer:
         self.store = store
         self.committer = Committer(store, self._after_commit)
 
+    def check_store_backlog(self) -> None:
+        """Pause publishers while more than STORE_BACKLOG_HIGH bytes wait for the disk."""
+        store = self.store
+        if store is not None and store.backlog_bytes > STORE_BACKLOG_HIGH:
+            self.flow.block("store")
+
     def _after_commit(self, ok: bool) -> None:
+        store = self.store
+        if store is not None and store.backlog_bytes < STORE_BACKLOG_LOW:
+            self.flow.unblock("store")
         # Confirms released by a commit are coalesced per channel; send them now, not at the
         # publisher's next read.
         for conn in self.connections:
@@ -88,8 +124,10 @@ class BrokerServer:
                     await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
             nursery.start_soon(accept)
+            nursery.start_soon(drive_timers, self.broker.timers)
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
+            nursery.start_soon(flow_monitor, self.flow, self.alarm_limits)
             log.info("Server startup complete; listening on %s (amqp_broker %s)", addresses, _version())
             task_status.started(self.port)
             await self._shutdown.wait()

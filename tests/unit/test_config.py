@@ -30,6 +30,7 @@ def test_defaults_match_rabbitmq() -> None:
     s = load_settings([], environ={})
     assert s == Settings()
     assert (s.host, s.port, s.data_dir, s.log_level) == ("", 5672, "./data", "info")
+    assert s.definitions == ""
     assert (s.default_user, s.default_pass, s.default_vhost) == ("guest", "guest", "/")
     assert s.loopback_users == ()
     assert (s.heartbeat, s.frame_max, s.channel_max) == (60, 131072, 2047)
@@ -187,3 +188,17 @@ def test_parser_subcommand_room() -> None:
     assert load_settings(["serve", "--port", "7"], environ={}).port == 7
     with pytest.raises(SystemExit):
         parser.parse_args(["--no-such-flag"])
+
+
+def test_definitions_subcommand_and_setting() -> None:
+    parser = build_arg_parser()
+    args = parser.parse_args(["definitions", "import", "defs.json", "--force", "--data-dir", "d"])
+    assert (args.command, args.definitions_action, args.file, args.force, args.data_dir) == (
+        "definitions", "import", "defs.json", True, "d")
+    args = parser.parse_args(["--data-dir", "d", "definitions", "export", "-"])
+    assert (args.definitions_action, args.file, args.data_dir) == ("export", "-", "d")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["definitions"])  # export or import is required
+    assert load_settings(["--definitions", "boot.json"], environ={}).definitions == "boot.json"
+    env = {"AMQP_BROKER_DEFINITIONS": "env.json"}
+    assert load_settings([], environ=env).definitions == "env.json"

@@ -1,0 +1,356 @@
+"""RabbitMQ's queue extensions: TTL, x-expires, length limits, dead-lettering, quorum queues.
+
+A queue whose arguments ask for none of these has ``queue.ext is None`` and its hot path pays one
+attribute test per publish. Otherwise :class:`QueueExtensions` holds what the arguments say, parsed
+once at declare time, and :class:`~amqp_broker.broker.queue.Queue` calls it at a few points:
+``admit`` (before enqueueing), ``published`` (after the first dispatch), ``requeueing`` /
+``requeued``, ``dropped`` (a message left with a reason: dead-letter it), ``touch`` (declare and
+basic.get count as use for x-expires) and ``consumers_changed``.
+
+Every rule here was checked against RabbitMQ 3.10.8 (see tests/integration/
+test_extensions_lifecycle.py); the citations name the Erlang function that implements it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
+from . import deadletter
+from .expiry import ExtBuffer, cancel
+from .fields import LONG, TypedTable
+from .message import Message, QueueEntry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .queue import Queue
+
+CLASSIC = "classic"
+QUORUM = "quorum"
+STREAM = "stream"
+
+# Arguments that make a queue need this module (x-overflow alone changes nothing).
+_EXTENSION_ARGS = (
+    "x-message-ttl", "x-expires", "x-dead-letter-exchange", "x-max-length", "x-max-length-bytes",
+)
+
+# Arguments each queue type refuses at declare ("invalid arg 'k' for queue 'q' in vhost '/' of
+# queue type rabbit_quorum_queue"), as measured against RabbitMQ 3.10.8 for every argument it
+# knows; unknown arguments (x-foo) are accepted by all types.
+UNSUPPORTED_ARGS = {
+    CLASSIC: frozenset((
+        "x-max-in-memory-length", "x-max-in-memory-bytes", "x-quorum-initial-group-size",
+        "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size",
+        "x-queue-leader-locator", "x-delivery-limit", "x-dead-letter-strategy",
+    )),
+    QUORUM: frozenset((
+        "x-max-priority", "x-queue-mode", "x-queue-version", "x-max-age",
+        "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-master-locator",
+    )),
+    STREAM: frozenset((
+        "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+        "x-max-length", "x-max-in-memory-length", "x-max-in-memory-bytes", "x-max-priority",
+        "x-overflow", "x-queue-mode", "x-queue-version", "x-single-active-consumer",
+        "x-quorum-initial-group-size", "x-queue-master-locator", "x-delivery-limit",
+        "x-dead-letter-strategy",
+    )),
+}
+_TYPE_MODULES = {CLASSIC: "rabbit_classic_queue", QUORUM: "rabbit_quorum_queue", STREAM: "rabbit_stream_queue"}
+DELIVERY_COUNT = "x-delivery-count"
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
+
+
+def queue_type(arguments: dict) -> str:
+    """``classic``, ``quorum`` or ``stream`` (validated at declare)."""
+    value = _text(arguments.get("x-queue-type", CLASSIC))
+    return value if value in _TYPE_MODULES else CLASSIC
+
+
+def _int(arguments: dict, key: str) -> int | None:
+    value = arguments.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- declare-time checks (vhost.declare_queue calls these, in RabbitMQ's order) ------------------
+
+
+def check_server_named(arguments: dict) -> None:
+    """rabbit_amqqueue:is_server_named_allowed/1: only classic queues may be server-named."""
+    kind = queue_type(arguments)
+    if kind != CLASSIC:
+        raise precondition_failed(f"Cannot declare a server-named queue for type {_TYPE_MODULES[kind]}")
+
+
+def check_dead_letter_exchange(queue: str, vhost: str, arguments: dict) -> None:
+    """rabbit_channel's queue.declare: x-dead-letter-exchange must be a longstr."""
+    if "x-dead-letter-exchange" in arguments:
+        value = arguments["x-dead-letter-exchange"]
+        if not isinstance(value, (str, bytes)):
+            from .vhost import field_type_name
+
+            kind = "binary" if isinstance(value, bytearray) else field_type_name(value)
+            raise precondition_failed(
+                f"invalid type '{kind}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'"
+            )
+
+
+def check_queue_type(queue: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
+                     arguments: dict) -> None:
+    """A new queue's type-specific rules: refused arguments (in argument order), then
+    rabbit_quorum_queue:declare's / rabbit_stream_queue's property checks."""
+    kind = queue_type(arguments)
+    unsupported = UNSUPPORTED_ARGS[kind]
+    for key in arguments:
+        if key in unsupported:
+            raise precondition_failed(
+                f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {_TYPE_MODULES[kind]}"
+            )
+    if kind == CLASSIC:
+        return
+    where = f"for queue '{queue}' in vhost '{vhost}'"
+    if auto_delete:
+        raise precondition_failed(f"invalid property 'auto-delete' {where}")
+    if exclusive:
+        raise precondition_failed(f"invalid property 'exclusive-owner' {where}")
+    if not durable:
+        raise precondition_failed(f"invalid property 'non-durable' {where}")
+
+
+def queue_class(arguments: dict) -> Any:
+    """The class a new queue with ``arguments`` is made of (streams are a Queue subclass)."""
+    if queue_type(arguments) == STREAM:
+        from .stream import StreamQueue
+
+        return StreamQueue
+    from .queue import Queue
+
+    return Queue
+
+
+def extensions_for(queue: "Queue") -> "QueueExtensions | None":
+    """The queue's extension state, or None when its arguments ask for nothing here."""
+    arguments = queue.arguments
+    if queue_type(arguments) == QUORUM or any(key in arguments for key in _EXTENSION_ARGS):
+        return QueueExtensions(queue)
+    return None
+
+
+def with_delivery_count(message: Message, count: int) -> Message:
+    """The message with ``x-delivery-count`` set (a long, headers re-sorted: rabbit_basic:add_header
+    goes through set_table_value), as quorum queues deliver every message in 3.10."""
+    properties = message.properties()
+    properties.pop("cluster_id", None)
+    headers = properties.get("headers")
+    headers = headers.copy() if isinstance(headers, TypedTable) else TypedTable()
+    headers.set(DELIVERY_COUNT, LONG, count)
+    properties["headers"] = TypedTable(sorted(headers.entries(), key=lambda e: e[0].encode("utf-8")))
+    return message.with_properties(properties)
+
+
+class QueueExtensions:
+    """What a queue's extension arguments say, and the timers and hooks that carry it out."""
+
+    def __init__(self, queue: "Queue"):
+        arguments = queue.arguments
+        self.queue = queue
+        self.timers = queue.vhost.timers
+        self.quorum = queue_type(arguments) == QUORUM
+        self.ttl = _int(arguments, "x-message-ttl")
+        dlx = arguments.get("x-dead-letter-exchange")
+        self.dlx: str | None = _text(dlx) if dlx is not None else None
+        dlrk = arguments.get("x-dead-letter-routing-key")
+        self.dlrk: str | None = _text(dlrk) if dlrk is not None else None
+        self.max_length = _int(arguments, "x-max-length")
+        self.max_bytes = _int(arguments, "x-max-length-bytes")
+        overflow = _text(arguments.get("x-overflow", "drop-head"))
+        limited = self.max_length is not None or self.max_bytes is not None
+        # Quorum queues in 3.10 accept reject-publish-dlx but act as drop-head (measured).
+        self.drop_head = limited and (overflow == "drop-head" or (self.quorum and overflow == "reject-publish-dlx"))
+        self.reject = limited and not self.drop_head
+        self.reject_dlx = self.reject and overflow == "reject-publish-dlx"
+        limit = _int(arguments, "x-delivery-limit") if self.quorum else None
+        self.delivery_limit = limit
+        self.expires = _int(arguments, "x-expires")
+        self.buffer: ExtBuffer | None = None
+        # True once expiry checks are needed: a queue TTL, or a message with an expiration seen.
+        self.ttl_active = False
+        self._ttl_timer: Any = None
+        self._ttl_timer_at = 0.0
+        self._expiring = False
+        self._expiry_timer: Any = None
+        # The buffer is wrapped at the first publish, not here: the store may still replace a new
+        # queue's buffer with a paged one (persistence.attach_queue), which is what gets wrapped.
+        self.ttl_active = self.ttl is not None
+        if self.expires is not None:
+            self.touch()
+
+    def _wrap(self) -> None:
+        if self.buffer is None:
+            queue = self.queue
+            self.buffer = queue.buffer = ExtBuffer(queue.buffer, self, returns_first=self.quorum)
+
+    def _activate_ttl(self) -> None:
+        self.ttl_active = True
+        self._wrap()
+
+    # -- publish --------------------------------------------------------------------------------
+
+    def admit(self, message: Message) -> Message | None:
+        """Before enqueueing: None when x-overflow refuses it (rabbit_amqqueue_process:
+        maybe_deliver_or_enqueue, whose will_overflow counts ready messages only, consumers or
+        not); otherwise the message to enqueue."""
+        if self.reject:
+            buffer = self.queue.buffer
+            if (self.max_length is not None and len(buffer) + 1 > self.max_length) or (
+                self.max_bytes is not None and buffer.bytes + len(message.body) > self.max_bytes
+            ):
+                if self.reject_dlx and self.dlx is not None:
+                    deadletter.dead_letter(self.queue, message, deadletter.MAXLEN, self.dlx, self.dlrk)
+                return None
+        if message.expiration is not None and not self.ttl_active:
+            self._activate_ttl()
+        elif self.buffer is None and (self.ttl_active or self.quorum):
+            self._wrap()
+        if self.quorum:
+            message = with_delivery_count(message, 0)
+        return message
+
+    def published(self, entry: QueueEntry) -> None:
+        """After the first dispatch: set the TTL (not before, so a message a consumer can take at
+        once is delivered even with TTL 0), drop the head while over a limit (maybe_drop_head),
+        then expire the head (drop_expired_msgs)."""
+        if self.ttl_active:
+            ttl = self.message_ttl(entry.message)
+            if ttl is not None:
+                entry.expires = self.timers.clock() + ttl / 1000.0
+        if self.drop_head:
+            self.enforce_limits()
+        if self.ttl_active:
+            self.expire()
+
+    def message_ttl(self, message: Message) -> int | None:
+        """The lower of the queue's x-message-ttl and the message's expiration, in ms."""
+        ttl = self.ttl
+        expiration = message.expiration
+        if expiration is not None:
+            try:
+                own = int(expiration)
+            except ValueError:  # validated at publish; a recovered message may not have been
+                own = None
+            if own is not None and (ttl is None or own < ttl):
+                ttl = own
+        return ttl
+
+    def enforce_limits(self) -> None:
+        """Drop (and dead-letter, reason maxlen) from the head until within the limits."""
+        queue = self.queue
+        buffer = queue.buffer
+        max_length = self.max_length
+        max_bytes = self.max_bytes
+        dropped = []
+        while (max_length is not None and len(buffer) > max_length) or (
+            max_bytes is not None and buffer.bytes > max_bytes
+        ):
+            entry = buffer.pop()
+            if entry is None:
+                break
+            dropped.append(entry)
+        for entry in dropped:
+            queue.drop(entry, deadletter.MAXLEN)
+
+    # -- requeue --------------------------------------------------------------------------------
+
+    def requeueing(self, entries: Any) -> Any:
+        """Quorum queues count returns; past x-delivery-limit a message is dead-lettered
+        (reason delivery_limit) or dropped instead of coming back (rabbit_fifo:return_one)."""
+        if not self.quorum:
+            return entries
+        self._wrap()  # recovered messages can come back before any publish wrapped the buffer
+        kept = []
+        for entry in entries:
+            entry.delivery_count += 1
+            limit = self.delivery_limit
+            if limit is not None and entry.delivery_count > limit:
+                entry.queue.drop(entry, deadletter.DELIVERY_LIMIT)
+                continue
+            entry.message = with_delivery_count(entry.message, entry.delivery_count)
+            kept.append(entry)
+        return kept
+
+    def requeued(self) -> None:
+        """After a requeue: limits, then expiry, as requeue_and_run does."""
+        if self.drop_head:
+            self.enforce_limits()
+        if self.ttl_active:
+            self.expire()
+
+    # -- leaving ----------------------------------------------------------------------------------
+
+    def dropped(self, entry: QueueEntry, reason: str) -> None:
+        """A message left for ``reason``: dead-letter it if the queue has a DLX."""
+        if self.dlx is not None and not self.queue.deleted:
+            strip = (DELIVERY_COUNT,) if self.quorum else ()
+            deadletter.dead_letter(self.queue, entry.message, reason, self.dlx, self.dlrk, strip)
+
+    # -- message TTL ------------------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """Remove expired messages at the head (dead-lettered, reason expired) and set the timer
+        for the next head's deadline."""
+        if self._expiring or self.buffer is None:
+            return
+        self._expiring = True
+        try:
+            expired = self.buffer.take_expired(self.timers.clock())
+            queue = self.queue
+            for entry in expired:
+                queue.drop(entry, deadletter.EXPIRED)
+        finally:
+            self._expiring = False
+        self._arm_ttl()
+
+    def _arm_ttl(self) -> None:
+        deadline = self.buffer.next_deadline()  # type: ignore[union-attr]
+        if deadline is None:
+            return
+        if self._ttl_timer is not None:
+            if self._ttl_timer_at <= deadline:
+                return  # an earlier timer will look again when it fires
+            self._ttl_timer.cancel()
+        self._ttl_timer_at = deadline
+        self._ttl_timer = self.timers.call_at(deadline, self._ttl_fired)
+
+    def _ttl_fired(self) -> None:
+        self._ttl_timer = None
+        if not self.queue.deleted:
+            self.expire()
+
+    # -- x-expires --------------------------------------------------------------------------------
+
+    def touch(self) -> None:
+        """The queue was used (declared, redeclared, passive-declared, basic.get): restart the
+        x-expires countdown if it has no consumers (rabbit_amqqueue_process:ensure_expiry_timer)."""
+        if self.expires is None or self.queue.consumers:
+            return
+        cancel(self._expiry_timer)
+        self._expiry_timer = self.timers.call_later(self.expires / 1000.0, self._expiry_fired)
+
+    def consumers_changed(self) -> None:
+        """The last consumer left: the countdown starts again from now."""
+        if not self.queue.consumers:
+            self.touch()
+
+    def _expiry_fired(self) -> None:
+        self._expiry_timer = None
+        queue = self.queue
+        if not queue.deleted and not queue.consumers:
+            queue.vhost.delete_queue(queue)
+
+    # -- consume ----------------------------------------------------------------------------------
+
+    def check_consume(self, global_prefetch: int) -> None:
+        """Quorum queues refuse a consumer on a channel with a global prefetch (540, measured)."""
+        if self.quorum and global_prefetch:
+            raise ConnectionError(NOT_IMPLEMENTED, f"{self.queue.describe()} does not support global qos")

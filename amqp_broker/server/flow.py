@@ -1,0 +1,127 @@
+"""Publisher flow control: stop reading from publishing connections while the broker can't keep up.
+
+Two kinds of reason, as in RabbitMQ:
+
+* **alarms** (``memory``, ``disk``): the resident memory passed the high watermark, or free disk
+  space fell below the limit. Every client that announced the ``connection.blocked`` capability
+  gets ``connection.blocked`` with RabbitMQ's reason text, then ``connection.unblocked`` when the
+  alarm clears; connections that publish are not read meanwhile.
+* **flow** (``store``): more bytes wait to be written to disk than the store's budget. Publishers
+  are paused silently until the committer catches up (RabbitMQ's internal credit flow).
+
+Consumers keep being served throughout: that is how backlogs drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Callable, Iterable
+
+import trio
+
+log = logging.getLogger("amqp_broker.flow")
+
+ALARMS = ("memory", "disk")
+# RabbitMQ's connection.blocked reason texts.
+BLOCKED_REASONS = {"memory": "low on memory", "disk": "low on disk space"}
+# How often memory and free disk are sampled (RabbitMQ checks memory every 500 ms by default).
+MONITOR_INTERVAL = 0.5
+
+
+class FlowControl:
+    """The set of active reasons to stop reading publishers, and the event they wait for."""
+
+    def __init__(self, connections: Callable[[], Iterable]):
+        self.reasons: set[str] = set()
+        self._resumed = trio.Event()
+        self._resumed.set()
+        self._connections = connections
+
+    @property
+    def active(self) -> bool:
+        """Whether publishers must wait."""
+        return bool(self.reasons)
+
+    async def wait(self) -> None:
+        """Return once no reason to hold publishers is left."""
+        while self.reasons:
+            await self._resumed.wait()
+
+    def block(self, reason: str) -> None:
+        """Start holding publishers for ``reason`` (idempotent)."""
+        if reason in self.reasons:
+            return
+        was_alarmed = any(r in ALARMS for r in self.reasons)
+        self.reasons.add(reason)
+        if self._resumed.is_set():
+            self._resumed = trio.Event()
+        if reason in ALARMS:
+            log.warning("%s alarm set: publishers are blocked", reason)
+            if not was_alarmed:
+                for conn in self._connections():
+                    conn.protocol.notify_blocked(BLOCKED_REASONS[reason])
+
+    def unblock(self, reason: str) -> None:
+        """Stop holding publishers for ``reason`` (idempotent)."""
+        if reason not in self.reasons:
+            return
+        self.reasons.discard(reason)
+        if reason in ALARMS:
+            log.warning("%s alarm cleared", reason)
+            if not any(r in ALARMS for r in self.reasons):
+                for conn in self._connections():
+                    conn.protocol.notify_unblocked()
+        if not self.reasons:
+            self._resumed.set()
+
+
+def total_memory() -> int:
+    """Physical memory in bytes (MemTotal)."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_limit(watermark: float) -> int:
+    """The high watermark in bytes: a fraction of RAM when <= 1 (RabbitMQ's relative
+    vm_memory_high_watermark), an absolute number of bytes when larger; 0 disables the alarm."""
+    if watermark <= 0:
+        return 0
+    if watermark <= 1:
+        return int(total_memory() * watermark)
+    return int(watermark)
+
+
+async def monitor(flow: FlowControl, limits: Callable[[], tuple[int, str, int]]) -> None:
+    """Raise and clear the memory and disk alarms until cancelled.
+
+    ``limits()`` gives (memory limit in bytes or 0, data directory, free-disk limit in bytes or 0),
+    read every round so they can change while running."""
+    while True:
+        memory, data_dir, disk_free_limit = limits()
+        if memory and resident_memory() > memory:
+            flow.block("memory")
+        else:
+            flow.unblock("memory")
+        if disk_free_limit and data_dir:
+            try:
+                free = shutil.disk_usage(data_dir).free
+            except OSError:
+                free = disk_free_limit
+            if free < disk_free_limit:
+                flow.block("disk")
+            else:
+                flow.unblock("disk")
+        else:
+            flow.unblock("disk")
+        await trio.sleep(MONITOR_INTERVAL)

@@ -1,0 +1,203 @@
+"""Backlogs page to disk instead of growing memory; alarms block publishers; store failures nack.
+
+Real pika clients against an in-process broker with a small per-queue memory limit, so a few
+thousand messages exercise the same paths as a million.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pika
+import pytest
+
+from amqp_broker.testing import BrokerThread
+
+LIMIT = 64 * 1024  # queue_memory_limit_bytes for these tests
+
+
+def connect(broker, **kwargs):
+    return pika.BlockingConnection(
+        pika.ConnectionParameters("127.0.0.1", broker.port, heartbeat=0, **kwargs)
+    )
+
+
+def buffer_state(broker, queue_name):
+    def read():
+        buffer = broker.server.broker.vhosts["/"].queues[queue_name].buffer
+        return {
+            "len": len(buffer), "paging": buffer.paging, "resident": buffer.resident,
+            "on_disk": buffer.on_disk, "pending": len(buffer.pending),
+        }
+    return broker.call(read)
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def drain_bodies(channel, queue):
+    bodies = []
+    while True:
+        method, _props, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return bodies
+        bodies.append(body)
+
+
+@pytest.fixture
+def small_broker(tmp_path):
+    with BrokerThread(data_dir=str(tmp_path), queue_memory_limit_bytes=LIMIT) as broker:
+        yield broker
+
+
+def test_a_deep_backlog_pages_to_disk_and_drains_in_order(small_broker):
+    conn = connect(small_broker)
+    ch = conn.channel()
+    ch.queue_declare("deep")
+    count = 3000
+    for i in range(count):
+        ch.basic_publish("", "deep", b"%06d" % i + b"." * 1000)
+    wait_for(lambda: buffer_state(small_broker, "deep")["len"] == count, what="all enqueued")
+    state = wait_for(
+        lambda: (s := buffer_state(small_broker, "deep"))["on_disk"] > 0 and s, what="paged to disk"
+    )
+    assert state["paging"] and state["resident"] <= LIMIT + 2000
+    assert ch.queue_declare("deep", passive=True).method.message_count == count
+    # Take a few, requeue one: it comes back first, flagged, then the rest in order.
+    first = ch.basic_get("deep")
+    second = ch.basic_get("deep")
+    ch.basic_nack(second[0].delivery_tag, requeue=True)
+    ch.basic_ack(first[0].delivery_tag)
+    method, _props, body = ch.basic_get("deep", auto_ack=True)
+    assert body.startswith(b"000001") and method.redelivered
+    rest = drain_bodies(ch, "deep")
+    assert [int(b[:6]) for b in rest] == list(range(2, count))
+    drained = buffer_state(small_broker, "deep")
+    assert (drained["len"], drained["resident"], drained["on_disk"], drained["pending"]) == (0, 0, 0, 0)
+    ch.basic_publish("", "deep", b"small again")  # a drained queue keeps new messages in memory
+    wait_for(lambda: buffer_state(small_broker, "deep")["len"] == 1, what="enqueued")
+    assert buffer_state(small_broker, "deep") == {
+        "len": 1, "paging": False, "resident": len(b"small again") + 300, "on_disk": 0, "pending": 0
+    }
+    conn.close()
+
+
+def test_consumers_drain_a_paged_backlog(small_broker):
+    conn = connect(small_broker)
+    ch = conn.channel()
+    ch.queue_declare("deep-consume")
+    for i in range(2000):
+        ch.basic_publish("", "deep-consume", b"%06d" % i + b"." * 500)
+    wait_for(lambda: buffer_state(small_broker, "deep-consume")["on_disk"] > 0, what="paging")
+    got = []
+
+    def on_message(channel, method, _props, body):
+        got.append(int(body[:6]))
+        channel.basic_ack(method.delivery_tag)
+        if len(got) == 2000:
+            channel.stop_consuming()
+
+    ch.basic_qos(prefetch_count=50)
+    ch.basic_consume("deep-consume", on_message)
+    conn.call_later(20, ch.stop_consuming)
+    ch.start_consuming()
+    assert got == list(range(2000))
+    conn.close()
+
+
+def test_purging_a_paged_queue_empties_memory_and_disk(small_broker):
+    conn = connect(small_broker)
+    ch = conn.channel()
+    ch.queue_declare("deep-purge")
+    for i in range(1500):
+        ch.basic_publish("", "deep-purge", b"x" * 1000)
+    wait_for(lambda: buffer_state(small_broker, "deep-purge")["len"] == 1500, what="enqueued")
+    assert ch.queue_purge("deep-purge").method.message_count == 1500
+    assert ch.basic_get("deep-purge")[0] is None
+    ch.basic_publish("", "deep-purge", b"after")
+    assert ch.basic_get("deep-purge", auto_ack=True)[2] == b"after"
+    conn.close()
+
+
+def test_a_paged_durable_backlog_survives_a_restart(tmp_path):
+    with BrokerThread(data_dir=str(tmp_path), queue_memory_limit_bytes=LIMIT) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        ch.queue_declare("deep-durable", durable=True)
+        ch.confirm_delivery()
+        for i in range(2500):
+            ch.basic_publish(
+                "", "deep-durable", b"%06d" % i + b"." * 700, pika.BasicProperties(delivery_mode=2)
+            )
+        ch.basic_publish("", "deep-durable", b"transient", pika.BasicProperties(delivery_mode=1))
+        assert buffer_state(broker, "deep-durable")["on_disk"] > 0
+        conn.close()
+    with BrokerThread(data_dir=str(tmp_path), queue_memory_limit_bytes=LIMIT) as broker:
+        conn = connect(broker)
+        ch = conn.channel()
+        assert ch.queue_declare("deep-durable", durable=True, passive=True).method.message_count == 2500
+        bodies = drain_bodies(ch, "deep-durable")
+        assert [int(b[:6]) for b in bodies] == list(range(2500))
+        conn.close()
+
+
+def test_memory_alarm_blocks_publishers_and_clears(small_broker):
+    events = []
+    publisher = connect(small_broker)
+    publisher.add_on_connection_blocked_callback(lambda conn, frame: events.append(frame.method.NAME))
+    publisher.add_on_connection_unblocked_callback(lambda conn, frame: events.append(frame.method.NAME))
+    pch = publisher.channel()
+    pch.queue_declare("alarm")
+    pch.basic_publish("", "alarm", b"before")  # alarms hold connections that publish
+    cch_setup = connect(small_broker).channel()
+    assert cch_setup.basic_get("alarm", auto_ack=True)[2] == b"before"
+    consumer = connect(small_broker)
+    cch = consumer.channel()
+    server = small_broker.server
+    small_broker.call(setattr, server, "memory_limit", 1)  # any RSS is above one byte
+    wait_for(lambda: publisher.process_data_events(0) or "Connection.Blocked" in events, what="blocked")
+    assert small_broker.call(lambda: sorted(server.flow.reasons)) == ["memory"]
+    pch.basic_publish("", "alarm", b"held back")
+    # The message is not read while the alarm lasts: nothing arrives in the queue.
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        assert cch.queue_declare("alarm", passive=True).method.message_count == 0
+        time.sleep(0.05)
+    small_broker.call(setattr, server, "memory_limit", 0)
+    wait_for(lambda: publisher.process_data_events(0) or "Connection.Unblocked" in events, what="unblocked")
+    wait_for(lambda: cch.queue_declare("alarm", passive=True).method.message_count == 1, what="delivery")
+    assert events == ["Connection.Blocked", "Connection.Unblocked"]
+    publisher.close()
+    consumer.close()
+
+
+def test_a_failing_store_nacks_persistent_publishes_and_recovers(small_broker):
+    conn = connect(small_broker)
+    ch = conn.channel()
+    ch.queue_declare("failing", durable=True)
+    ch.confirm_delivery()
+    store = small_broker.server.store
+    small_broker.call(store._db.execute, "PRAGMA query_only = 1")  # every write now fails
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("", "failing", b"not on disk", pika.BasicProperties(delivery_mode=2))
+    # Transient messages and other connections are unaffected.
+    other = connect(small_broker)
+    och = other.channel()
+    och.queue_declare("unaffected")
+    och.basic_publish("", "unaffected", b"fine")
+    assert och.basic_get("unaffected", auto_ack=True)[2] == b"fine"
+    small_broker.call(store._db.execute, "PRAGMA query_only = 0")
+    ch.basic_publish("", "failing", b"on disk", pika.BasicProperties(delivery_mode=2))
+    # The nacked message was still enqueued (and is written by the retried batch), as a nack
+    # only means "may not have been handled": both are there.
+    bodies = drain_bodies(ch, "failing")
+    assert bodies == [b"not on disk", b"on disk"]
+    conn.close()
+    other.close()
