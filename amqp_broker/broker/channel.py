@@ -123,6 +123,9 @@ class Channel:
             self._dispatch_all()
         else:
             self.prefetch_count = prefetch_count
+            # rabbit_channel: a per-consumer qos also lifts a channel-wide limit set before it
+            # ("ensures that if default was set, it's overridden": rabbit_limiter:unlimit_prefetch).
+            self.global_prefetch = 0
 
     def basic_consume(
         self, queue_name: str, consumer_tag: str, no_ack: bool, exclusive: bool, arguments: dict

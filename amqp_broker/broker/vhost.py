@@ -176,11 +176,11 @@ def _queue_type(value: Any) -> str | None:
 
 
 def _max_priority(value: Any) -> str | None:
-    return _non_negative(value) or (f"{{value_too_large,{value},255}}" if value > 255 else None)
+    return _non_negative(value) or (f"{{max_value_exceeded,{value}}}" if value > 255 else None)
 
 
 def _bool_arg(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f'"expected bool, got {field_type_name(value)}"'
+    return None if isinstance(value, bool) else f"{{unacceptable_type,{field_type_name(value)}}}"
 
 
 # Declare-time validation of queue arguments, as rabbit_amqqueue:declare_args/0 does; the error

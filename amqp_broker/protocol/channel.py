@@ -120,7 +120,9 @@ class ChannelState:
         else:
             self.flush_confirms()
             self.conn.wake()
-            write_basic_nack(self.conn.out, self.number, sequence, False)
+            # RabbitMQ's nack for a refused publish has multiple=true and requeue=true (its
+            # coalescing sends every nack as "up to"; earlier confirms are already out).
+            write_basic_nack(self.conn.out, self.number, sequence, True, True)
             self.confirm_sent = sequence
             self.confirm_upto = sequence
 
