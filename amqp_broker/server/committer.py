@@ -42,21 +42,26 @@ class Committer:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 continue
-            batch = store.take_batch()
-            ok = True
-            try:
-                # Not cancellable on purpose: a batch is either written whole or reported failed.
-                await trio.to_thread.run_sync(store.write_batch, batch)
-            except StoreError as exc:
-                ok = False
-                log.error("%s; %d confirm(s) will be nacked, retrying in %.0f s",
-                          exc, len(batch.callbacks), RETRY_DELAY)
-            store.batch_done(batch, ok)
-            if ok and self.failing:
-                log.warning("the store at %s is writable again", store.path)
-            self.failing = not ok
-            for callback in batch.callbacks:
-                callback(ok)
-            self.on_committed(ok)
+            # Shielded from here on: once taken, a batch must be written (or handed back) even
+            # if shutdown cancels this task, or what it held would be lost.
+            with trio.CancelScope(shield=True):
+                batch = store.take_batch()
+                ok = True
+                try:
+                    await trio.to_thread.run_sync(store.write_batch, batch)
+                except StoreError as exc:
+                    ok = False
+                    log.error("%s; %d confirm(s) will be nacked, retrying in %.0f s",
+                              exc, len(batch.callbacks), RETRY_DELAY)
+                store.batch_done(batch, ok)
+                if ok and self.failing:
+                    log.warning("the store at %s is writable again", store.path)
+                self.failing = not ok
+                for callback in batch.callbacks:
+                    try:
+                        callback(ok)
+                    except Exception:  # one channel's bug must not stop durability for all
+                        log.exception("confirm callback failed")
+                self.on_committed(ok)
             if not ok:
                 await trio.sleep(RETRY_DELAY)

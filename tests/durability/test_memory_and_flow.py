@@ -201,3 +201,19 @@ def test_a_failing_store_nacks_persistent_publishes_and_recovers(small_broker):
     assert bodies == [b"not on disk", b"on disk"]
     conn.close()
     other.close()
+
+
+def test_declarations_made_just_before_a_clean_stop_survive(tmp_path):
+    """Shutdown cancels the committer; a batch it had already taken must still be written
+    (before the fix, about 4 stops in 10 lost some of these declarations)."""
+    for trial in range(15):
+        data_dir = tmp_path / f"trial{trial}"
+        with BrokerThread(data_dir=str(data_dir)) as broker:
+            conn = connect(broker)
+            ch = conn.channel()
+            for i in range(5):
+                ch.queue_declare(f"declared-{i}", durable=True)
+            conn.close()
+        with BrokerThread(data_dir=str(data_dir)) as broker:
+            names = broker.call(lambda: sorted(broker.server.broker.vhosts["/"].queues))
+        assert names == [f"declared-{i}" for i in range(5)], f"trial {trial}"
