@@ -1,4 +1,5 @@
-"""Command-line entry point: ``amqp-broker [serve] [--port N ...]`` or ``python -m amqp_broker``.
+"""Command-line entry point: ``amqp-broker [serve] [--port N ...]`` or ``python -m amqp_broker``;
+``amqp-broker definitions export|import FILE`` exports or imports definitions in the data directory.
 
 Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a configuration error or when the
 broker cannot start because of an OS error (port in use, data directory not writable), 2 on a
@@ -31,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``amqp-broker`` command with ``argv`` (default ``sys.argv[1:]``); return its status.
 
     With no command, or ``serve``, loads the settings, configures logging and runs
-    :func:`amqp_broker.server.run_broker` until it returns on SIGINT/SIGTERM.
+    :func:`amqp_broker.server.run_broker` until it returns on SIGINT/SIGTERM. ``definitions
+    export|import FILE`` works on the data directory and returns 0, or 1 on an error.
     """
     args = build_arg_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
@@ -44,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "serve"
     if command == "serve":
         return _serve(settings)
-    # Later: "definitions" (export|import FILE), dispatched here.
+    if command == "definitions":
+        return _definitions(settings, args.definitions_action, args.file, getattr(args, "force", False))
     print(f"amqp-broker: unknown command {command!r}", file=sys.stderr)  # pragma: no cover
     return 2  # pragma: no cover
 
@@ -71,6 +74,44 @@ def _serve(settings: Settings) -> int:
             print(f"amqp-broker: cannot start (listening on {where}): {error}", file=sys.stderr)
         log.debug("start-up failed", exc_info=exc)
         return 1
+    return 0
+
+
+def _definitions(settings: Settings, action: str, path: str, force: bool) -> int:
+    """``definitions export FILE`` / ``definitions import FILE`` on ``settings.data_dir``."""
+    from amqp_broker import definitions  # imported late, as the server
+
+    keys = ("users", "vhosts", "permissions", "exchanges", "queues", "bindings")
+    try:
+        if action == "export":
+            data = definitions.export_data_dir(settings)
+            definitions.write_definitions_file(data, path)
+            counts = {key: len(data[key]) for key in keys}
+            what = f"exported from {settings.data_dir} to {path}"
+        else:
+            data = definitions.read_definitions_file(path)
+            counts = definitions.import_data_dir(settings, data, force=force)
+            what = f"imported from {path} into {settings.data_dir}"
+    except (definitions.DefinitionsError, StoreError) as exc:
+        print(f"amqp-broker: definitions {action}: {exc}", file=sys.stderr)
+        return 1
+    summary = ", ".join(f"{counts[key]} {key}" for key in keys)
+    if counts.get("skipped"):
+        summary += f" ({counts['skipped']} entries skipped or ignored: see the warnings above)"
+    print(f"amqp-broker: {what}: {summary}", file=sys.stderr)
+    if action == "import":
+        transient = [
+            f"{kind[:-1]} {entry.get('name')!r} in vhost {entry.get('vhost')!r}"
+            for kind in ("exchanges", "queues")
+            for entry in data.get(kind) or []
+            if isinstance(entry, dict) and entry.get("durable") is False
+        ]
+        if transient:
+            print(
+                "amqp-broker: transient, so not kept (a data directory holds durable definitions "
+                f"only): {', '.join(transient)}",
+                file=sys.stderr,
+            )
     return 0
 
 
