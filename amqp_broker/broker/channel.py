@@ -102,6 +102,11 @@ class Channel:
         if entry.stored:
             entry.queue.drop(entry)
 
+    def deliver_message(self, consumer: Consumer, message: Message) -> None:
+        """A no-ack delivery of a message nothing needs to track (see Queue.publish)."""
+        self.next_delivery_tag += 1
+        self.sink.deliver(consumer.tag, self.next_delivery_tag, False, message)
+
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell a client that understands it."""
         if self.consumers.pop(consumer.tag, None) is not None and self.open:
@@ -222,7 +227,11 @@ class Channel:
         """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
         routed = False
         stored = False
-        for queue in self.vhost.route(exchange, message):
+        vhost = self.vhost
+        destinations = exchange.route(message)
+        if vhost.exchange_bindings or (not destinations and exchange.alternate is not None):
+            destinations = vhost.route(exchange, message)  # the graph walk; rare
+        for queue in destinations:
             routed = True
             if queue.publish(message) is False and self.confirm_mode:
                 self.publish_rejected = True

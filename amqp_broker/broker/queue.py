@@ -61,7 +61,8 @@ class Consumer:
     def can_take(self) -> bool:
         """Whether one more message may be delivered now (flow, write buffer and prefetch)."""
         channel = self.channel
-        if not channel.can_deliver():
+        # Channel.can_deliver, inlined: this runs once per delivery.
+        if not (channel.open and channel.sink.writable()):
             return False
         if self.no_ack:
             return True
@@ -158,11 +159,27 @@ class Queue:
                 return False
             message = admitted
         self._seq += 1
+        consumers = self.consumers
+        if ext is None and len(consumers) == 1 and not self.prioritised and not self.buffer:
+            # The common 1:1 case: nothing waiting, one consumer with room. Hand the message over
+            # directly, skipping the buffer; a no-ack delivery of a message that is not stored
+            # needs no queue entry at all.
+            consumer = consumers[0]
+            if consumer.can_take():
+                persist = self.persistence is not None and message.delivery_mode == 2
+                if consumer.no_ack and not persist:
+                    consumer.channel.deliver_message(consumer, message)
+                    return True
+                entry = QueueEntry(message, self, self._seq)
+                if persist:
+                    self.persistence.store_message(self, entry)
+                consumer.channel.deliver(consumer, entry)
+                return True
         entry = QueueEntry(message, self, self._seq)
         if self.persistence is not None and message.delivery_mode == 2:
             self.persistence.store_message(self, entry)
         self.buffer.append(entry)
-        if self.consumers:
+        if consumers:
             self.dispatch()
         if ext is not None:
             ext.published(entry)

@@ -386,7 +386,14 @@ def write_deliver(
             FRAME_END, FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, len(body)
         )
         out += props
-        _write_bodies(out, channel, body, frame_max)
+        size = len(body)
+        if size and size <= frame_max - FRAME_OVERHEAD:
+            # The common case, inlined from _write_bodies: one body frame.
+            out += _CE_BODY_HDR.pack(FRAME_END, FRAME_BODY, channel, size)
+            out += body
+            out.append(FRAME_END)
+        else:
+            _write_bodies(out, channel, body, frame_max)
     except struct.error as exc:
         del out[start:]
         raise ValueError(f"cannot encode basic.deliver: {exc}") from exc

@@ -89,6 +89,8 @@ PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 PRE_TUNE_FRAME_MAX = 8192
 _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
+# body-size in a content header payload: after class-id (2) and weight (2).
+_BODY_SIZE = struct.Struct(">Q")
 # channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
 _CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
 # basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
@@ -233,7 +235,9 @@ class Connection:
                     )
                 pos = end + 1
                 if frame_type == FRAME_METHOD:
-                    self._on_method(channel, buf, start, end)
+                    after = self._on_method(channel, buf, start, end, end_all)
+                    if after:
+                        pos = after
                 elif frame_type == FRAME_BODY:
                     self._on_body(channel, buf, start, end)
                 elif frame_type == FRAME_HEADER:
@@ -270,7 +274,9 @@ class Connection:
 
     # -- frames -----------------------------------------------------------------------------------
 
-    def _on_method(self, number: int, buf: Any, start: int, end: int) -> None:
+    def _on_method(self, number: int, buf: Any, start: int, end: int, end_all: int = 0) -> int:
+        """Handle one method frame; returns the position after any content frames it consumed
+        too (the publish fast path), or 0."""
         if end - start < 4:
             raise ConnectionError(FRAME_ERROR, "method frame too short")
         index = _METHOD_INDEX.unpack_from(buf, start)[0]
@@ -280,10 +286,10 @@ class Connection:
             if channel is not None and not channel.closing and channel.body_size < 0 and channel.publish is None:
                 if index == BASIC_PUBLISH:
                     try:
-                        channel.publish = decode_basic_publish(buf, start + 4, end)
+                        publish = decode_basic_publish(buf, start + 4, end)
                     except ValueError as exc:
                         raise ConnectionError(SYNTAX_ERROR, f"basic.publish: {exc}") from None
-                    return
+                    return self._publish_inline(channel, publish, buf, end + 1, end_all)
                 if index == BASIC_ACK:
                     try:
                         tag, multiple = decode_basic_ack(buf, start + 4, end)
@@ -292,7 +298,7 @@ class Connection:
                         raise ConnectionError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
                     except ChannelError as exc:
                         self._fail(exc, number, 60, 80)
-                    return
+                    return 0
         try:
             method = commands.INDEX_MAPPING[index]()
         except KeyError:
@@ -327,6 +333,40 @@ class Connection:
                 UNEXPECTED_FRAME, octets_text(1, buf[start:end])
             )
         self._on_channel_method(number, method)
+
+    def _publish_inline(self, channel: ChannelState, publish: tuple, buf: Any, pos: int, end_all: int) -> int:
+        """The hot path: when the content header and the (single) body frame of a publish are
+        already in the buffer, handle all three frames here, without the per-frame dispatch and
+        channel-state bookkeeping. Anything unusual (a split body, another channel, a malformed
+        frame) falls back to the frame-by-frame path, which owns every error. Returns the position
+        after the consumed frames, or 0 when it fell back."""
+        number = channel.number
+        frame_max = self.frame_max
+        if end_all - pos >= 22:
+            unpack_header = _FRAME_HEADER.unpack_from
+            frame_type, frame_channel, size = unpack_header(buf, pos)
+            header_end = pos + 7 + size
+            if (frame_type == FRAME_HEADER and frame_channel == number and size >= 14
+                    and header_end < end_all and size <= frame_max and buf[header_end] == FRAME_END
+                    and buf[pos + 7] == 0 and buf[pos + 8] == 60):
+                body_size = _BODY_SIZE.unpack_from(buf, pos + 11)[0]
+                if size == 14 and not buf[pos + 19] and not buf[pos + 20]:
+                    properties = EMPTY_PROPERTIES  # no properties: share one object
+                else:
+                    properties = bytes(buf[pos + 19 : header_end])
+                if body_size == 0:
+                    self._publish(channel, publish, properties, b"")
+                    return header_end + 1
+                body_pos = header_end + 1
+                if end_all - body_pos >= 7:
+                    frame_type, frame_channel, size = unpack_header(buf, body_pos)
+                    body_end = body_pos + 7 + size
+                    if (frame_type == FRAME_BODY and frame_channel == number and size == body_size
+                            and body_end < end_all and size <= frame_max and buf[body_end] == FRAME_END):
+                        self._publish(channel, publish, properties, bytes(buf[body_pos + 7 : body_end]))
+                        return body_end + 1
+        channel.publish = publish
+        return 0
 
     def _on_header(self, number: int, buf: Any, start: int, end: int) -> None:
         channel = self._content_channel(2, number, buf, start, end)
@@ -398,12 +438,18 @@ class Connection:
         return channel
 
     def _complete_publish(self, channel: ChannelState, body: bytes) -> None:
-        exchange, routing_key, mandatory, immediate = channel.publish  # type: ignore[misc]
+        publish = channel.publish
         properties = channel.properties
         channel.publish = None
-        self.publishing = True
         channel.body_size = -1
         channel.properties = EMPTY_PROPERTIES
+        self._publish(channel, publish, properties, body)  # type: ignore[arg-type]
+
+    def _publish(self, channel: ChannelState, publish: tuple, properties: bytes, body: bytes) -> None:
+        """A whole message has arrived: build it (peeking only what the broker acts on) and hand
+        it to the core."""
+        exchange, routing_key, mandatory, immediate = publish
+        self.publishing = True
         if properties == EMPTY_PROPERTIES:
             message = Message(exchange, routing_key, properties, body, 0, None, None, None)
         else:

@@ -1,0 +1,104 @@
+"""A regression guard for the hot path that times nothing: it counts the Python function calls
+the broker makes per message published and delivered, and fails when that grows past a budget.
+
+Each budget is the count measured when it was set plus a small margin; lower it when the path gets
+cheaper, and raise it only with a reason in the commit message (design.md, "Speed": every call on
+this path is paid hundreds of thousands of times a second).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from pamqp import body as pbody
+from pamqp import commands, frame, header
+
+from amqp_broker.broker.broker import Broker
+from amqp_broker.protocol.connection import Connection
+
+MESSAGES = 500
+
+# Python-level calls per message (sys.setprofile "call" events), measured then rounded up.
+BUDGETS = {
+    "no-ack, 16 B, empty properties": 16,
+    "manual ack (one ack per message), 16 B": 21,
+    "no-ack, 16 B, delivery_mode 2 on a transient queue": 17,
+}
+
+
+def _open(broker: Broker) -> Connection:
+    conn = Connection(broker, "test")
+    conn.receive_data(b"AMQP\x00\x00\x09\x01")
+    conn.receive_data(frame.marshal(commands.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest"), 0))
+    conn.receive_data(frame.marshal(commands.Connection.TuneOk(
+        channel_max=2047, frame_max=131072, heartbeat=0), 0))
+    conn.receive_data(frame.marshal(commands.Connection.Open(virtual_host="/"), 0))
+    conn.receive_data(frame.marshal(commands.Channel.Open(), 1))
+    conn.out.clear()
+    return conn
+
+
+def _publishes(count: int, properties: commands.Basic.Properties | None) -> bytes:
+    one = (frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+           + frame.marshal(header.ContentHeader(body_size=16, properties=properties), 1)
+           + frame.marshal(pbody.ContentBody(b"x" * 16), 1))
+    return one * count
+
+
+def _count_calls(action) -> int:
+    calls = 0
+
+    def profiler(_frame, event, _arg):
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(profiler)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def _measure(manual_ack: bool, properties=None) -> float:
+    broker = Broker()
+    publisher, consumer = _open(broker), _open(broker)
+    publisher.receive_data(frame.marshal(commands.Queue.Declare(queue="q"), 1))
+    consumer.receive_data(frame.marshal(commands.Basic.Consume(
+        queue="q", consumer_tag="c", no_ack=not manual_ack), 1))
+    publishes = _publishes(MESSAGES, properties)
+    acks = b"".join(
+        frame.marshal(commands.Basic.Ack(delivery_tag=tag), 1) for tag in range(1, MESSAGES + 1)
+    )
+    publisher.out.clear()
+    consumer.out.clear()
+
+    def run() -> None:
+        publisher.receive_data(publishes)
+        if manual_ack:
+            consumer.receive_data(acks)
+
+    calls = _count_calls(run)
+    # Every message really went through: one deliver frame each, nothing left in the queue.
+    assert consumer.out.count(b"\x00\x3c\x00\x3c") == MESSAGES
+    assert len(broker.vhosts["/"].queues["q"].buffer) == 0
+    if manual_ack:
+        assert not consumer.channels[1].core.unacked
+    return calls / MESSAGES
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_calls_per_message_stay_within_budget(name):
+    if name.startswith("manual"):
+        per_message = _measure(manual_ack=True)
+    elif "delivery_mode" in name:
+        per_message = _measure(False, commands.Basic.Properties(delivery_mode=2))
+    else:
+        per_message = _measure(manual_ack=False)
+    print(f"{name}: {per_message:.1f} Python calls per message (budget {BUDGETS[name]})")
+    assert per_message <= BUDGETS[name], (
+        f"{name}: {per_message:.1f} calls per message, budget {BUDGETS[name]}: the hot path grew"
+    )
