@@ -59,8 +59,9 @@ class Channel:
         # Set by _route when a queue refused the message being published (x-overflow): nack it.
         self.publish_rejected = False
         self.publish_seq = 0
-        # Confirms waiting for an earlier one to reach the disk: [sequence, done, ok].
+        # Confirms waiting (or behind one waiting) for the disk: [sequence, batch, ok].
         self.confirm_backlog: deque[list] = deque()
+        self._awaited_batch = 0
         self.tx: list[tuple] | None = None
         # The queue last declared on this channel (queue.declare, passive or not): RabbitMQ reads an
         # empty queue name in bind/unbind/purge/delete/consume/get as this one.
@@ -282,31 +283,40 @@ class Channel:
 
         Confirms leave in publish order, so the protocol layer can coalesce them into one
         multiple-ack; a persistent message routed to a durable queue is confirmed only once it is
-        on disk (RabbitMQ's guarantee)."""
-        item = [sequence, not wait_for_disk, True]
-        self.confirm_backlog.append(item)
+        on disk (RabbitMQ's guarantee). Backlog items are [sequence, batch, ok]: ``batch`` is the
+        store batch holding the message's write, 0 once nothing is awaited. One commit callback
+        per channel and batch, not per message."""
         if not wait_for_disk:
+            self.confirm_backlog.append([sequence, 0, True])
             self._release_confirms()
             return
+        store = self.vhost.persistence.store
+        batch = store.batch_id
+        self.confirm_backlog.append([sequence, batch, True])
+        if self._awaited_batch != batch:
+            self._awaited_batch = batch
+            store.after_commit(lambda ok: self._batch_written(batch, ok))
 
-        def written(ok: bool) -> None:
-            item[1] = True
-            item[2] = ok
-            self._release_confirms()
-
-        self.vhost.persistence.store.after_commit(written)
+    def _batch_written(self, batch: int, ok: bool) -> None:
+        for item in self.confirm_backlog:
+            if item[1] > batch:
+                break  # written by a later batch (items are in batch order)
+            if item[1]:
+                item[1] = 0
+                item[2] = ok
+        self._release_confirms()
 
     def _confirm_rejected(self, sequence: int) -> None:
         """A basic.nack for ``sequence``, in order behind confirms still waiting for the disk."""
         if self.confirm_backlog:
-            self.confirm_backlog.append([sequence, True, False])
+            self.confirm_backlog.append([sequence, 0, False])
             self._release_confirms()
         else:
             self.sink.confirm(sequence, False)
 
     def _release_confirms(self) -> None:
         backlog = self.confirm_backlog
-        while backlog and backlog[0][1]:
+        while backlog and not backlog[0][1]:
             sequence, _, ok = backlog.popleft()
             if self.open:
                 self.sink.confirm(sequence, ok)
