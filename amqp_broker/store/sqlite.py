@@ -27,6 +27,10 @@ from . import records
 log = logging.getLogger("amqp_broker.store")
 
 SCHEMA_VERSION = 2
+# What a row waiting for its commit costs in memory beyond its body (the row tuple, its key, and
+# the caller's message object kept alive until then): the backlog counts it, so a backlog of tiny
+# messages is bounded too, not just their bodies.
+ROW_OVERHEAD = 256
 DB_NAME = "amqp_broker.sqlite3"
 
 _SCHEMA = """
@@ -230,7 +234,7 @@ class SQLiteStore:
             message_id(queue_id, seq), int(persistent), int(redelivered), exchange, routing_key,
             properties, body,
         )
-        size = len(body)
+        size = len(body) + ROW_OVERHEAD
         pending.add_bytes += size
         self.backlog_bytes += size
 
@@ -241,7 +245,7 @@ class SQLiteStore:
         if added is None:
             pending.removes.append((message_id(queue_id, seq),))
         else:
-            size = len(added[6])
+            size = len(added[6]) + ROW_OVERHEAD
             pending.add_bytes -= size
             self.backlog_bytes -= size
 
@@ -249,7 +253,7 @@ class SQLiteStore:
         """Delete a queue's messages with first_seq <= seq <= last_seq (a purged paged backlog)."""
         pending = self._touch()
         for key in [k for k in pending.adds if k[0] == queue_id and first_seq <= k[1] <= last_seq]:
-            size = len(pending.adds.pop(key)[6])
+            size = len(pending.adds.pop(key)[6]) + ROW_OVERHEAD
             pending.add_bytes -= size
             self.backlog_bytes -= size
         pending.removed_ranges.append((message_id(queue_id, first_seq), message_id(queue_id, last_seq)))
@@ -267,7 +271,7 @@ class SQLiteStore:
         """Forget every message of a deleted queue."""
         pending = self._touch()
         for key in [k for k in pending.adds if k[0] == queue_id]:
-            size = len(pending.adds.pop(key)[6])
+            size = len(pending.adds.pop(key)[6]) + ROW_OVERHEAD
             pending.add_bytes -= size
             self.backlog_bytes -= size
         pending.dropped_queues.append(_queue_range(queue_id))
