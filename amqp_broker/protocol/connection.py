@@ -172,6 +172,8 @@ class Connection:
         self._auth_failure_close = False
         # True once a message was published here: flow control holds only publishing connections.
         self.publishing = False
+        # A store batch id: output may not be sent before that batch is committed (0: none).
+        self.output_barrier = 0
         self._blocked_capable = False
         self._blocked_sent = False
 
@@ -631,6 +633,12 @@ class Connection:
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, number, class_id, method_id)
+        persistence = self.broker.persistence
+        if persistence is not None and persistence.store.has_pending:
+            # A durable declaration, binding, deletion or tx.commit may have written to the
+            # store: its reply (and everything after it, so order holds) waits for the commit, so
+            # what a client was told is done survives a crash right after.
+            self.output_barrier = persistence.store.batch_id
 
     # -- errors and lifecycle ---------------------------------------------------------------------
 

@@ -28,11 +28,18 @@ class Committer:
         self.store = store
         self.on_committed = on_committed
         self._wakeup = trio.Event()
+        # Set (and replaced) after every successful commit, for wait_committed.
+        self._committed = trio.Event()
         store.on_pending = self._wake
         self.failing = False
 
     def _wake(self) -> None:
         self._wakeup.set()
+
+    async def wait_committed(self, batch_id: int) -> None:
+        """Return once batch ``batch_id`` (and every one before it) is on disk."""
+        while self.store.committed_id < batch_id:
+            await self._committed.wait()
 
     async def run(self) -> None:
         """Commit batches until cancelled."""
@@ -63,5 +70,8 @@ class Committer:
                     except Exception:  # one channel's bug must not stop durability for all
                         log.exception("confirm callback failed")
                 self.on_committed(ok)
+                if ok:
+                    self._committed.set()
+                    self._committed = trio.Event()
             if not ok:
                 await trio.sleep(RETRY_DELAY)

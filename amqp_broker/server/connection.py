@@ -117,6 +117,13 @@ class ServerConnection:
                     await self._wakeup.wait()
                     self._wakeup = trio.Event()
                     continue
+                barrier = protocol.output_barrier
+                if barrier:
+                    committer = self.server.committer
+                    if committer is not None:
+                        await committer.wait_committed(barrier)
+                    if protocol.output_barrier == barrier:
+                        protocol.output_barrier = 0
                 buf = protocol.out
                 protocol.out = spare
                 await send_all(buf)

@@ -168,6 +168,10 @@ class SQLiteStore:
             queue_ids = [record["id"] for _key, record in definitions.get("queue", [])]
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM messages WHERE persistent = 0")
+            if not self._was_clean:
+                # After a crash any recovered message may have been delivered: flag them all, in
+                # the file too, so the flag outlives the next (clean) restart.
+                self._db.execute("UPDATE messages SET redelivered = 1 WHERE redelivered = 0")
             if queue_ids:
                 marks = ",".join("?" * len(queue_ids))
                 self._db.execute(
