@@ -19,6 +19,9 @@ class ClassicBuffer:
 
     __slots__ = ("ready", "requeued", "bytes")
 
+    # Only a PagedBuffer pages; the others never do.
+    paging = False
+
     def __init__(self) -> None:
         self.ready: deque[QueueEntry] = deque()
         self.requeued: list[QueueEntry] = []
@@ -84,6 +87,8 @@ class PriorityBuffer:
     (RabbitMQ's rabbit_priority_queue)."""
 
     __slots__ = ("levels", "max_priority")
+
+    paging = False
 
     def __init__(self, max_priority: int) -> None:
         self.max_priority = max_priority
@@ -157,7 +162,7 @@ class PagedBuffer(ClassicBuffer):
     """
 
     __slots__ = ("queue", "store", "limit", "resident", "paging", "pending", "on_disk", "read_after",
-                 "last_paged_seq", "recovered_upto")
+                 "last_paged_seq", "disk_upto", "recovered_upto")
 
     def __init__(self, queue, store, limit: int) -> None:
         super().__init__()
@@ -170,6 +175,10 @@ class PagedBuffer(ClassicBuffer):
         self.on_disk = 0  # paged messages only on disk
         self.read_after = 0  # highest seq already read back (or before the first paged seq)
         self.last_paged_seq = 0
+        # Highest seq known to be on disk (released from ``pending`` once its batch committed):
+        # a read stops there, since rows of a batch being committed may already be visible while
+        # their entries are still in ``pending``.
+        self.disk_upto = 0
         # Entries read back with seq <= this are flagged redelivered (recovered after a crash).
         self.recovered_upto = 0
 
@@ -211,7 +220,7 @@ class PagedBuffer(ClassicBuffer):
         pending = self.pending
         committed = self.store.committed_id
         while pending and pending[0][0] <= committed:
-            pending.popleft()
+            self.disk_upto = pending.popleft()[1].seq
             self.on_disk += 1
 
     def requeue(self, entry: QueueEntry) -> None:
@@ -226,7 +235,7 @@ class PagedBuffer(ClassicBuffer):
         if self.on_disk:
             queue = self.queue
             rows = self.store.read_messages(queue.store_id, self.read_after, PAGE_IN_CHUNK)
-            rows = [row for row in rows if row.seq <= self.last_paged_seq]
+            rows = [row for row in rows if row.seq <= self.disk_upto]
             if rows:
                 from .message import Message  # local: buffer.py stays importable without cycles
 
@@ -239,6 +248,10 @@ class PagedBuffer(ClassicBuffer):
                     self.resident += len(row.body) + ENTRY_OVERHEAD
                 self.read_after = rows[-1].seq
                 self.on_disk -= len(rows)
+                if not self.on_disk and not self.pending:
+                    # The paged part is all in memory now: stop paging, so no row written later
+                    # (say, of a message handed straight to a consumer) is mistaken for paged.
+                    self.paging = False
                 return True
             # Counted as on disk but not readable: only possible if a commit failed and is being
             # retried; serve what is still in memory meanwhile.
@@ -290,5 +303,6 @@ class PagedBuffer(ClassicBuffer):
         self.on_disk += count
         self.read_after = first_seq - 1
         self.last_paged_seq = max(self.last_paged_seq, last_seq)
+        self.disk_upto = max(self.disk_upto, last_seq)
         if crashed:
             self.recovered_upto = last_seq

@@ -160,7 +160,9 @@ class Queue:
             message = admitted
         self._seq += 1
         consumers = self.consumers
-        if ext is None and len(consumers) == 1 and not self.prioritised and not self.buffer:
+        buffer = self.buffer
+        if (ext is None and len(consumers) == 1 and not self.prioritised and not buffer
+                and not buffer.paging):
             # The common 1:1 case: nothing waiting, one consumer with room. Hand the message over
             # directly, skipping the buffer; a no-ack delivery of a message that is not stored
             # needs no queue entry at all.
@@ -256,7 +258,10 @@ class Queue:
                         break
                 else:
                     return
-            consumer.channel.deliver(consumer, buffer.pop())
+            entry = buffer.pop()
+            if entry is None:
+                return  # defensive: a buffer that said it had messages but had none
+            consumer.channel.deliver(consumer, entry)
 
     def _next_by_priority(self) -> Consumer | None:
         """The first consumer (in round-robin order) of the highest priority that can take a

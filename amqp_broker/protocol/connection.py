@@ -629,16 +629,18 @@ class Connection:
                     # rabbit_channel's catch-all clause for methods a client may not send.
                     "unimplemented method",
                 )
+            persistence = self.broker.persistence
+            writes = persistence.store.writes if persistence is not None else 0
             handler(self, channel, method)
+            if persistence is not None and persistence.store.writes != writes:
+                # This method (a durable declaration, binding or deletion, a tx.commit of
+                # persistent messages) wrote to the store: its reply, and everything after it so
+                # that order holds, waits for the commit, so what a client was told is done
+                # survives a crash right after.
+                self.output_barrier = persistence.store.batch_id
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, number, class_id, method_id)
-        persistence = self.broker.persistence
-        if persistence is not None and persistence.store.has_pending:
-            # A durable declaration, binding, deletion or tx.commit may have written to the
-            # store: its reply (and everything after it, so order holds) waits for the commit, so
-            # what a client was told is done survives a crash right after.
-            self.output_barrier = persistence.store.batch_id
 
     # -- errors and lifecycle ---------------------------------------------------------------------
 

@@ -28,8 +28,9 @@ class Committer:
         self.store = store
         self.on_committed = on_committed
         self._wakeup = trio.Event()
-        # Set (and replaced) after every successful commit, for wait_committed.
+        # Set (and replaced) after every commit attempt, for wait_committed.
         self._committed = trio.Event()
+        self.attempted_id = 0
         store.on_pending = self._wake
         self.failing = False
 
@@ -37,8 +38,10 @@ class Committer:
         self._wakeup.set()
 
     async def wait_committed(self, batch_id: int) -> None:
-        """Return once batch ``batch_id`` (and every one before it) is on disk."""
-        while self.store.committed_id < batch_id:
+        """Return once batch ``batch_id`` (and every one before it) has been written, or an
+        attempt to write it failed: a broken disk must not hold a connection's output (its nacks
+        among it) forever; the write itself is retried."""
+        while self.attempted_id < batch_id:
             await self._committed.wait()
 
     async def run(self) -> None:
@@ -70,8 +73,8 @@ class Committer:
                     except Exception:  # one channel's bug must not stop durability for all
                         log.exception("confirm callback failed")
                 self.on_committed(ok)
-                if ok:
-                    self._committed.set()
-                    self._committed = trio.Event()
+                self.attempted_id = batch.batch_id
+                self._committed.set()
+                self._committed = trio.Event()
             if not ok:
                 await trio.sleep(RETRY_DELAY)

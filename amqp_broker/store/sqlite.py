@@ -146,6 +146,9 @@ class SQLiteStore:
         # Body bytes written but not yet committed (pending plus in flight): the server slows
         # publishers while this is high, so a disk slower than the publishers cannot fill memory.
         self.backlog_bytes = 0
+        # Buffered operations so far: a caller compares it before and after an action to learn
+        # whether that action wrote anything.
+        self.writes = 0
         self._pending = Batch(batch_id=self.batch_id)
         # A second connection for reads: in WAL mode it sees the last commit and never blocks on,
         # or sees half of, a batch the committer thread is writing.
@@ -208,6 +211,7 @@ class SQLiteStore:
     # -- buffered writes (called on the event loop) -----------------------------------------------
 
     def _touch(self) -> Batch:
+        self.writes += 1
         pending = self._pending
         if not pending:
             self.on_pending()

@@ -217,3 +217,50 @@ def test_declarations_made_just_before_a_clean_stop_survive(tmp_path):
         with BrokerThread(data_dir=str(data_dir)) as broker:
             names = broker.call(lambda: sorted(broker.server.broker.vhosts["/"].queues))
         assert names == [f"declared-{i}" for i in range(5)], f"trial {trial}"
+
+
+def test_messages_handed_straight_to_a_consumer_after_a_paged_backlog_are_delivered_once(small_broker):
+    """A drained paged backlog must stop paging: a message then delivered directly leaves a row
+    in the store, and a later refill must not read it back (it did: a second delivery, unflagged,
+    after the ack)."""
+    conn = connect(small_broker)
+    ch = conn.channel()
+    ch.queue_declare("paged-then-direct", durable=True)
+    ch.confirm_delivery()
+    persistent = pika.BasicProperties(delivery_mode=2)
+    sent = 0
+
+    def publish(count):
+        nonlocal sent
+        for _ in range(count):
+            ch.basic_publish("", "paged-then-direct", b"%06d" % sent + b"." * 600, persistent)
+            sent += 1
+
+    publish(400)  # more than LIMIT: pages
+    assert buffer_state(small_broker, "paged-then-direct")["on_disk"] > 0
+    seen = []
+
+    def on_message(channel, method, _props, body):
+        seen.append((int(body[:6]), method.redelivered))
+        channel.basic_ack(method.delivery_tag)
+
+    ch.basic_qos(prefetch_count=20)
+    tag = ch.basic_consume("paged-then-direct", on_message)
+    deadline = time.monotonic() + 20
+    while len(seen) < 400 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    # Drained: the queue is back in memory mode, so the rows written from now on are not taken
+    # for paged ones.
+    assert buffer_state(small_broker, "paged-then-direct")["paging"] is False
+    publish(50)  # these go straight to the consumer
+    while len(seen) < 450 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    ch.basic_cancel(tag)
+    publish(400)  # pages again
+    tag = ch.basic_consume("paged-then-direct", on_message)
+    while len(seen) < 850 and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    conn.process_data_events(0.3)  # anything extra (a duplicate) would arrive now
+    assert [n for n, _ in seen] == list(range(850))
+    assert not any(redelivered for _, redelivered in seen)
+    conn.close()
