@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 
 import trio
 
@@ -128,7 +129,12 @@ class BrokerServer:
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
             nursery.start_soon(flow_monitor, self.flow, self.alarm_limits)
-            log.info("Server startup complete; listening on %s (amqp_broker %s)", addresses, _version())
+            ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s", ready)
+            else:
+                # Tools wait for this line (as with RabbitMQ), so it is printed at any log level.
+                print(ready, file=sys.stderr, flush=True)
             task_status.started(self.port)
             await self._shutdown.wait()
             log.info("stopping: closing %d connection(s)", len(self.connections))

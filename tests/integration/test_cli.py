@@ -246,3 +246,31 @@ def test_signal_right_after_startup_line_is_a_clean_shutdown(run_broker):
         broker = run_broker("--host", "127.0.0.1", "--port", "0")
         broker.started()
         assert broker.stop(signal.SIGTERM) == 0, broker.log
+
+
+def test_startup_line_is_printed_at_any_log_level(tmp_path):
+    """Tools wait for "Server startup complete" (as with RabbitMQ), even with --log-level error."""
+    import socket as _socket
+    import subprocess as _subprocess
+    import sys as _sys
+    import time as _time
+
+    with _socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = _subprocess.Popen(
+        [_sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(tmp_path / "data"), "--log-level", "error"],
+        stderr=_subprocess.PIPE, stdout=_subprocess.DEVNULL, text=True,
+    )
+    try:
+        deadline = _time.monotonic() + 30
+        line = ""
+        while _time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "Server startup complete" in line or not line:
+                break
+        assert "Server startup complete" in line
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
