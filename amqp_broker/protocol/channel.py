@@ -28,6 +28,8 @@ EMPTY_PROPERTIES = b"\x00\x00"
 # (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
 # consumer must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
 WRITE_HIGH_WATER = 1 << 20
+# Bodies at least this large are sent from their own buffer rather than copied into ``out``.
+LARGE_BODY = 16384
 WRITE_LOW_WATER = 1 << 18
 
 
@@ -71,7 +73,7 @@ class ChannelState:
     def writable(self) -> bool:
         """Whether deliveries may still be written (the connection's buffer is not backed up)."""
         conn = self.conn
-        if len(conn.out) < WRITE_HIGH_WATER:
+        if len(conn.out) + conn.pieces_bytes < WRITE_HIGH_WATER:
             return True
         conn.delivery_blocked = True
         return False
@@ -82,6 +84,17 @@ class ChannelState:
         out = conn.out
         if not out:
             conn.on_output()
+        body = message.body
+        if len(body) >= LARGE_BODY and len(body) <= conn.frame_max - 8:
+            # A large body is not copied into the output buffer (growing a bytearray by 64 KiB
+            # costs ~37 us of realloc copies): the frames before it, the body itself and what
+            # follows go out as separate pieces of one sendmsg, in order.
+            codec.write_deliver_head(
+                out, self.number, consumer_tag, delivery_tag, redelivered, message.exchange,
+                message.routing_key, message.properties_raw, len(body),
+            )
+            conn.add_piece(body)
+            return
         write_deliver(
             out,
             self.number,

@@ -402,6 +402,36 @@ def write_deliver(
         raise
 
 
+def write_deliver_head(
+    out: bytearray,
+    channel: int,
+    consumer_tag: str,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str,
+    routing_key: str,
+    properties_raw: bytes,
+    body_size: int,
+) -> None:
+    """Everything :func:`write_deliver` writes for a body that fits in one frame, up to the body:
+    basic.deliver, the content header and the body frame's 7-byte header. The caller sends the
+    body and then one FRAME_END byte."""
+    ctag = _SS_CACHE.get(consumer_tag) or _shortstr(consumer_tag)
+    ex = _SS_CACHE.get(exchange) or _shortstr(exchange)
+    rk = _SS_CACHE.get(routing_key) or _shortstr(routing_key)
+    props = properties_raw or EMPTY_PROPERTIES
+    out += _METHOD_HDR.pack(FRAME_METHOD, channel, 13 + len(ctag) + len(ex) + len(rk), BASIC_DELIVER)
+    out += ctag
+    out += _TAG_BITS.pack(delivery_tag, 1 if redelivered else 0)
+    out += ex
+    out += rk
+    out += _CE_CONTENT_HDR.pack(
+        FRAME_END, FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, body_size
+    )
+    out += props
+    out += _CE_BODY_HDR.pack(FRAME_END, FRAME_BODY, channel, body_size)
+
+
 def write_get_ok(
     out: bytearray,
     channel: int,

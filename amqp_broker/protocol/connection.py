@@ -61,6 +61,7 @@ from .channel import (
     ChannelState,
 )
 from .codec import (
+    FRAME_END_BYTE,
     BASIC_ACK,
     BASIC_PUBLISH,
     FRAME_BODY,
@@ -149,6 +150,9 @@ class Connection:
         self.broker = broker
         self.peer = peer
         self.out = bytearray()
+        # Large bodies queued ahead of ``out`` without being copied (see add_piece).
+        self.out_pieces: list = []
+        self.pieces_bytes = 0
         # Called when ``out`` goes from empty to non-empty: the server wakes its writer.
         self.on_output: Callable[[], None] = lambda: None
         self.state = AWAIT_HEADER
@@ -183,6 +187,24 @@ class Connection:
         """Tell the server there is output, if ``out`` was empty (call before appending)."""
         if not self.out:
             self.on_output()
+
+    def add_piece(self, body: bytes) -> None:
+        """Queue ``body`` after everything written so far without copying it: ``out`` becomes a
+        piece, then the body, and writing resumes in a fresh ``out`` with the body frame's end."""
+        pieces = self.out_pieces
+        pieces.append(self.out)
+        pieces.append(body)
+        self.pieces_bytes += len(self.out) + len(body)
+        self.out = bytearray(FRAME_END_BYTE)
+
+    def take_output(self) -> list:
+        """Everything to send, in order, as buffers (the writer sends them with one sendmsg)."""
+        pieces = self.out_pieces
+        self.out_pieces = []
+        self.pieces_bytes = 0
+        pieces.append(self.out)
+        self.out = bytearray()
+        return pieces
 
     def send_method(self, channel: int, method: Any) -> None:
         """Queue one method frame (non-hot path, encoded by pamqp)."""
@@ -751,7 +773,7 @@ class Connection:
 
     def writer_drained(self) -> None:
         """The writer flushed ``out``; resume deliveries held back while it was full."""
-        if self.delivery_blocked and len(self.out) < WRITE_LOW_WATER:
+        if self.delivery_blocked and len(self.out) + self.pieces_bytes < WRITE_LOW_WATER:
             self.delivery_blocked = False
             session = self.session
             if session is not None:

@@ -26,6 +26,8 @@ log = logging.getLogger("amqp_broker.server")
 RECEIVE_SIZE = 1 << 18
 # A client that has not finished the handshake by then is dropped (RabbitMQ's handshake_timeout).
 HANDSHAKE_TIMEOUT = 10.0
+# Buffers per sendmsg call: well under the kernel's IOV_MAX (1024).
+SENDMSG_MAX_BUFFERS = 512
 # How long we wait for close-ok after sending connection.close before dropping the socket.
 CLOSE_OK_TIMEOUT = 3.0
 
@@ -111,7 +113,7 @@ class ServerConnection:
         spare = bytearray()
         try:
             while True:
-                if not protocol.out:
+                if not protocol.out and not protocol.out_pieces:
                     if protocol.finished:
                         return
                     await self._wakeup.wait()
@@ -124,15 +126,33 @@ class ServerConnection:
                         await committer.wait_committed(barrier)
                     if protocol.output_barrier == barrier:
                         protocol.output_barrier = 0
-                buf = protocol.out
-                protocol.out = spare
-                await send_all(buf)
-                buf.clear()
-                spare = buf
+                if protocol.out_pieces:
+                    await self._send_pieces(protocol.take_output())
+                else:
+                    buf = protocol.out
+                    protocol.out = spare
+                    await send_all(buf)
+                    buf.clear()
+                    spare = buf
                 self.last_send = trio.current_time()
                 protocol.writer_drained()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             protocol.connection_lost()
+
+    async def _send_pieces(self, pieces: list) -> None:
+        """Send buffers in order with sendmsg (a gather write), resuming after partial sends."""
+        sock = self.stream.socket
+        views = [memoryview(piece) for piece in pieces if len(piece)]
+        while views:
+            sent = await sock.sendmsg(views[:SENDMSG_MAX_BUFFERS])
+            while sent:
+                first = views[0]
+                if sent >= len(first):
+                    sent -= len(first)
+                    views.pop(0)
+                else:
+                    views[0] = first[sent:]
+                    sent = 0
 
     async def _timer(self, cancel_scope: trio.CancelScope) -> None:
         protocol = self.protocol
