@@ -100,7 +100,7 @@ class Settings:
     disk_free_limit_bytes: int = 50000000
     #: Bytes of ready messages (bodies + per-message overhead) a queue keeps in memory before the
     #: rest of its backlog is paged to the store in data_dir.
-    queue_memory_limit_bytes: int = 67108864
+    queue_memory_limit_bytes: int = 134217728
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
