@@ -209,7 +209,17 @@ class Channel:
                 self._deliver_reply_now(message)
             self.tx.append(("publish", names, message, mandatory))
             return
-        stored = self._route(exchange, message, mandatory)
+        if not exchange.name and not exchange.vhost.exchange_bindings:
+            # The default exchange, inlined (the commonest publish): the queue named by the key.
+            queue = exchange.vhost.queues.get(message.routing_key)
+            if queue is not None:
+                if queue.publish(message) is False and self.confirm_mode:
+                    self.publish_rejected = True
+                stored = queue.persistence is not None and message.delivery_mode == 2
+            else:
+                stored = self._route(exchange, message, mandatory)
+        else:
+            stored = self._route(exchange, message, mandatory)
         if self.confirm_mode:
             self.publish_seq += 1
             if self.publish_rejected:

@@ -167,6 +167,14 @@ class Queue:
             # directly, skipping the buffer; a no-ack delivery of a message that is not stored
             # needs no queue entry at all.
             consumer = consumers[0]
+            if consumer.no_ack:
+                # Consumer.can_take and Channel.deliver_message, inlined for the no-ack case.
+                channel = consumer.channel
+                if (channel.open and channel.sink.writable()
+                        and (self.persistence is None or message.delivery_mode != 2)):
+                    channel.next_delivery_tag += 1
+                    channel.sink.deliver(consumer.tag, channel.next_delivery_tag, False, message)
+                    return True
             if consumer.can_take():
                 persist = self.persistence is not None and message.delivery_mode == 2
                 if consumer.no_ack and not persist:

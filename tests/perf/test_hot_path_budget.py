@@ -21,9 +21,9 @@ MESSAGES = 500
 
 # Python-level calls per message (sys.setprofile "call" events), measured then rounded up.
 BUDGETS = {
-    "no-ack, 16 B, empty properties": 16,
-    "manual ack (one ack per message), 16 B": 21,
-    "no-ack, 16 B, delivery_mode 2 on a transient queue": 17,
+    "no-ack, 16 B, empty properties": 12,
+    "manual ack (one ack per message), 16 B": 19,
+    "no-ack, 16 B, delivery_mode 2 on a transient queue": 13,
 }
 
 
