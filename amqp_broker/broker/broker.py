@@ -60,10 +60,11 @@ class Broker:
         that the store's users and vhosts are the truth, as with RabbitMQ's default_user, which
         only applies to a fresh node."""
         persistence = Persistence(store) if page_limit is None else Persistence(store, page_limit)
-        snapshot_users = bool(store.load().definitions.get("user"))
+        snapshot = store.load()
+        snapshot_users = bool(snapshot.definitions.get("user"))
         if snapshot_users:
             self.users.users.clear()
-        counts = persistence.restore(self)
+        counts = persistence.restore(self, snapshot)
         self.persistence = persistence
         for vhost in self.vhosts.values():
             vhost.persistence = persistence

@@ -83,10 +83,6 @@ class Channel:
 
     # -- delivery (called by queues) --------------------------------------------------------------
 
-    def can_deliver(self) -> bool:
-        """Whether the channel can take a delivery now (open and its socket not backed up)."""
-        return self.open and self.sink.writable()
-
     def deliver(self, consumer: Consumer, entry: QueueEntry) -> None:
         """Send ``entry`` to ``consumer``, tracking it as unacked unless no_ack."""
         self.next_delivery_tag += 1
@@ -102,11 +98,6 @@ class Channel:
         self.sink.deliver(consumer.tag, tag, entry.redelivered, entry.message)
         if entry.stored:
             entry.queue.drop(entry)
-
-    def deliver_message(self, consumer: Consumer, message: Message) -> None:
-        """A no-ack delivery of a message nothing needs to track (see Queue.publish)."""
-        self.next_delivery_tag += 1
-        self.sink.deliver(consumer.tag, self.next_delivery_tag, False, message)
 
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell a client that understands it."""

@@ -138,12 +138,14 @@ class Persistence:
 
     # -- recovery ---------------------------------------------------------------------------------
 
-    def restore(self, broker: "Broker") -> dict[str, int]:
-        """Rebuild durable state from the store; returns counts for the start-up log line.
+    def restore(self, broker: "Broker", snapshot: Any = None) -> dict[str, int]:
+        """Rebuild durable state from the store (or from ``snapshot``, its already loaded
+        contents); returns counts for the start-up log line.
 
         Runs before the broker's vhosts write to the store (their ``persistence`` is unset), so
         rebuilding writes nothing back."""
-        snapshot = self.store.load()
+        if snapshot is None:
+            snapshot = self.store.load()
         counts = {"exchanges": 0, "queues": 0, "bindings": 0, "messages": 0}
         for (name,), record in snapshot.definitions.get("vhost", []):
             broker.add_vhost(name)

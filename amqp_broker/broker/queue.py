@@ -61,7 +61,7 @@ class Consumer:
     def can_take(self) -> bool:
         """Whether one more message may be delivered now (flow, write buffer and prefetch)."""
         channel = self.channel
-        # Channel.can_deliver, inlined: this runs once per delivery.
+        # The channel is open and its socket not backed up (inlined: runs once per delivery).
         if not (channel.open and channel.sink.writable()):
             return False
         if self.no_ack:
@@ -167,19 +167,15 @@ class Queue:
             # directly, skipping the buffer; a no-ack delivery of a message that is not stored
             # needs no queue entry at all.
             consumer = consumers[0]
-            if consumer.no_ack:
-                # Consumer.can_take and Channel.deliver_message, inlined for the no-ack case.
+            persist = self.persistence is not None and message.delivery_mode == 2
+            if consumer.no_ack and not persist:
+                # Consumer.can_take inlined for the no-ack case; nothing to track, so no entry.
                 channel = consumer.channel
-                if (channel.open and channel.sink.writable()
-                        and (self.persistence is None or message.delivery_mode != 2)):
+                if channel.open and channel.sink.writable():
                     channel.next_delivery_tag += 1
                     channel.sink.deliver(consumer.tag, channel.next_delivery_tag, False, message)
                     return True
-            if consumer.can_take():
-                persist = self.persistence is not None and message.delivery_mode == 2
-                if consumer.no_ack and not persist:
-                    consumer.channel.deliver_message(consumer, message)
-                    return True
+            elif consumer.can_take():
                 entry = QueueEntry(message, self, self._seq)
                 if persist:
                     self.persistence.store_message(self, entry)
