@@ -19,7 +19,8 @@ from pamqp import commands as C
 from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
+
+from pika_helpers import channel_error, connection_error, get_soon, ping, ready_count, ready_soon
 
 SETTLE = 0.25  # seconds to watch for deliveries that must NOT come (absence cannot be awaited)
 
@@ -39,26 +40,6 @@ def publish_n(pub, queue, n=5, start=1):
     for i in range(start, start + n):
         pub.basic_publish("", queue, b"m%d" % i)
 
-
-def channel_error(connection, fn, code, text):
-    """``fn`` must make the broker close the channel (not the connection) with code and text."""
-    with pytest.raises(ChannelClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert connection.is_open
-
-
-def connection_error(connection, fn, code, text):
-    """``fn`` must make the broker close the whole connection with code and text."""
-    with pytest.raises(ConnectionClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert not connection.is_open
-
-
-def ping(channel):
-    """A synchronous round trip, so an asynchronous method's error surfaces."""
-    channel.exchange_declare("amq.direct", passive=True)
 
 
 def wait_for(connection, condition, timeout=5.0):
@@ -86,32 +67,6 @@ def collect(connection, box, n):
     wait_for(connection, lambda: len(box) >= n)
     return box
 
-
-def ready_count(channel, queue):
-    return channel.queue_declare(queue, passive=True).method.message_count
-
-
-def ready_soon(channel, queue, expected, timeout=5.0):
-    """Poll the ready count until it is ``expected`` (a closed channel's requeue is asynchronous
-    in RabbitMQ); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = channel.queue_declare(queue, passive=True).method.message_count
-        if count == expected or time.monotonic() > deadline:
-            assert count == expected
-            return
-        time.sleep(0.01)
-
-
-def get_soon(channel, queue, timeout=5.0):
-    """basic.get (auto-ack), polling until a message is there (see ``ready_soon``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = channel.basic_get(queue, auto_ack=True)
-        if got[0] is not None:
-            return got
-        assert time.monotonic() < deadline, "no message came back"
-        time.sleep(0.01)
 
 
 class Raw:

@@ -13,20 +13,14 @@ from pamqp import commands as C
 from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-from pika.exceptions import ChannelClosedByBroker, UnroutableError
+from pika.exceptions import UnroutableError
+from pika_helpers import channel_error, get_soon, ready_count
 
 SETTLE = 0.25  # seconds to watch for frames that must NOT come (absence cannot be awaited)
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
-
-def channel_error(connection, fn, code, text):
-    """``fn`` must make the broker close the channel (not the connection) with code and text."""
-    with pytest.raises(ChannelClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert connection.is_open
 
 
 def wait_for(connection, condition, timeout=5.0):
@@ -41,32 +35,6 @@ def settle(connection, seconds=SETTLE):
     while time.monotonic() < deadline:
         connection.process_data_events(time_limit=0.05)
 
-
-def ready_count(channel, queue):
-    return channel.queue_declare(queue, passive=True).method.message_count
-
-
-def ready_soon(channel, queue, expected, timeout=5.0):
-    """Poll the ready count until it is ``expected`` (a closed channel's requeue is asynchronous
-    in RabbitMQ); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = channel.queue_declare(queue, passive=True).method.message_count
-        if count == expected or time.monotonic() > deadline:
-            assert count == expected
-            return
-        time.sleep(0.01)
-
-
-def get_soon(channel, queue, timeout=5.0):
-    """basic.get (auto-ack), polling until a message is there (see ``ready_soon``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = channel.basic_get(queue, auto_ack=True)
-        if got[0] is not None:
-            return got
-        assert time.monotonic() < deadline, "no message came back"
-        time.sleep(0.01)
 
 
 class Raw:

@@ -11,7 +11,8 @@ import time
 
 import pika
 import pytest
-from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
+from pika.exceptions import ChannelClosedByBroker
+from pika_helpers import channel_error, connection_error
 
 
 @pytest.fixture
@@ -21,21 +22,6 @@ def pub(connection):
     ch.confirm_delivery()
     return ch
 
-
-def channel_error(connection, fn, code, text):
-    """``fn`` must make the broker close the channel (not the connection) with code and text."""
-    with pytest.raises(ChannelClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert connection.is_open
-
-
-def connection_error(connection, fn, code, text):
-    """``fn`` must make the broker close the whole connection with code and text."""
-    with pytest.raises(ConnectionClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert not connection.is_open
 
 
 def drain(channel, queue):

@@ -23,6 +23,7 @@ from pamqp.header import ContentHeader
 from pika.exceptions import ChannelClosedByBroker, UnroutableError
 
 from amqp_broker.testing import BrokerThread
+from pika_helpers import channel_error, ping
 
 RT = "amq.rabbitmq.reply-to"
 SETTLE = 0.3  # seconds to watch for deliveries that must NOT come (absence cannot be awaited)
@@ -51,18 +52,6 @@ def recorder(box, name):
     """A consumer callback appending (name, body, delivery_tag, redelivered) to ``box``."""
     return lambda _ch, m, _p, body: box.append((name, body.decode(), m.delivery_tag, m.redelivered))
 
-
-def channel_error(connection, fn, code, text):
-    """``fn`` must make the broker close the channel (not the connection) with code and text."""
-    with pytest.raises(ChannelClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert connection.is_open
-
-
-def ping(channel):
-    """A synchronous round trip, so an asynchronous method's error surfaces."""
-    channel.exchange_declare("amq.direct", passive=True)
 
 
 class _UncheckedDeclare(C.Queue.Declare):

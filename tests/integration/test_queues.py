@@ -10,6 +10,7 @@ import time
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
+from pika_helpers import channel_error, get_soon, ready_soon
 
 LOCKED = (
     "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q}' in vhost '/'. "
@@ -35,13 +36,6 @@ def other(params):
         conn.close()
 
 
-def channel_error(connection, fn, code, text):
-    """``fn`` must make the broker close the channel (not the connection) with code and text."""
-    with pytest.raises(ChannelClosedByBroker) as info:
-        fn()
-    assert (info.value.reply_code, info.value.reply_text) == (code, text)
-    assert connection.is_open
-
 
 def wait_for(connection, condition, timeout=5.0):
     """Process I/O until ``condition()`` is truthy; fail at the deadline."""
@@ -55,28 +49,6 @@ def counts(channel, queue):
     ok = channel.queue_declare(queue, passive=True).method
     return ok.message_count, ok.consumer_count
 
-
-def ready_soon(channel, queue, expected, timeout=5.0):
-    """Poll the ready count until it is ``expected`` (a closed channel's requeue is asynchronous
-    in RabbitMQ); fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = channel.queue_declare(queue, passive=True).method.message_count
-        if count == expected or time.monotonic() > deadline:
-            assert count == expected
-            return
-        time.sleep(0.01)
-
-
-def get_soon(channel, queue, timeout=5.0):
-    """basic.get (auto-ack), polling until a message is there (see ``ready_soon``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = channel.basic_get(queue, auto_ack=True)
-        if got[0] is not None:
-            return got
-        assert time.monotonic() < deadline, "no message came back"
-        time.sleep(0.01)
 
 
 def assert_queue_gone(connection, queue, timeout=5.0):

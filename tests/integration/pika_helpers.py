@@ -1,0 +1,57 @@
+"""Helpers shared by the pika integration tests: asserting closes with RabbitMQ's codes and texts,
+and polling queue state with a deadline (never a bare sleep)."""
+
+from __future__ import annotations
+
+import time
+
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
+import pytest
+
+
+def channel_error(connection, fn, code, text):
+    """``fn`` must make the broker close the channel (not the connection) with code and text."""
+    with pytest.raises(ChannelClosedByBroker) as info:
+        fn()
+    assert (info.value.reply_code, info.value.reply_text) == (code, text)
+    assert connection.is_open
+
+
+def connection_error(connection, fn, code, text):
+    """``fn`` must make the broker close the whole connection with code and text."""
+    with pytest.raises(ConnectionClosedByBroker) as info:
+        fn()
+    assert (info.value.reply_code, info.value.reply_text) == (code, text)
+    assert not connection.is_open
+
+
+def ping(channel):
+    """A synchronous round trip, so an asynchronous method's error surfaces."""
+    channel.exchange_declare("amq.direct", passive=True)
+
+
+def ready_count(channel, queue):
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def ready_soon(channel, queue, expected, timeout=5.0):
+    """Poll the ready count until it is ``expected`` (a closed channel's requeue is asynchronous
+    in RabbitMQ); fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = channel.queue_declare(queue, passive=True).method.message_count
+        if count == expected or time.monotonic() > deadline:
+            assert count == expected
+            return
+        time.sleep(0.01)
+
+
+def get_soon(channel, queue, timeout=5.0):
+    """basic.get (auto-ack), polling until a message is there (see ``ready_soon``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = channel.basic_get(queue, auto_ack=True)
+        if got[0] is not None:
+            return got
+        assert time.monotonic() < deadline, "no message came back"
+        time.sleep(0.01)
