@@ -437,7 +437,9 @@ def _(ctx: Context) -> None:
     sp = st.server_properties
     ctx.observe("version", [st.version_major, st.version_minor])
     ctx.observe("capabilities", dict(sorted(sp.get("capabilities", {}).items())))
-    ctx.observe("mechanisms", st.mechanisms)
+    # The order RabbitMQ lists its mechanisms in differs from node to node (it comes from its
+    # plugin registry); clients pick by their own preference, so only the set is compared.
+    ctx.observe("mechanisms", sorted(st.mechanisms.split()))
     ctx.observe("locales", st.locales)
     ctx.observe("server_property_keys", sorted(sp))
     ctx.observe("tune", {"channel_max": tune.channel_max, "frame_max": tune.frame_max,
