@@ -99,6 +99,24 @@ class Channel:
         if entry.stored:
             entry.queue.drop(entry)
 
+    def deliver_many(self, consumer: Consumer, entries: list[QueueEntry]) -> None:
+        """:meth:`deliver` for a batch of entries to an acking consumer, with the bookkeeping done
+        once per batch."""
+        tag = self.next_delivery_tag
+        unacked = self.unacked
+        deliver = self.sink.deliver
+        consumer_tag = consumer.tag
+        for entry in entries:
+            tag += 1
+            entry.consumer = consumer
+            entry.delivery_tag = tag
+            unacked[tag] = entry
+            deliver(consumer_tag, tag, entry.redelivered, entry.message)
+        count = len(entries)
+        self.next_delivery_tag = tag
+        consumer.unacked += count
+        self.consumer_unacked += count
+
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell a client that understands it."""
         if self.consumers.pop(consumer.tag, None) is not None and self.open:
@@ -377,8 +395,12 @@ class Channel:
                     self._dispatch_all()
                 else:
                     queue = consumer.queue
-                    if queue.buffer:
-                        queue.dispatch()
+                    owed = self.session.owed_dispatch
+                    if owed is None:
+                        if queue.buffer:
+                            queue.dispatch()
+                    elif queue not in owed:
+                        owed[queue] = None
             return
         entries = self._take(delivery_tag, multiple)
         if self.tx is not None:

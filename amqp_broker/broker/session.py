@@ -27,6 +27,10 @@ class Session:
         self.channels: dict[int, "Channel"] = {}
         self.exclusive_queues: set["Queue"] = set()
         self.closed = False
+        # While not None, acks record the queues they freed room on here instead of dispatching
+        # at once; the connection calls :meth:`dispatch_owed` after the batch of frames it read
+        # (and before any other method), so a read of N acks costs one dispatch of N messages.
+        self.owed_dispatch: dict[Queue, None] | None = None
 
     def open_channel(self, number: int, sink: Any) -> "Channel":
         """Create the core channel ``number`` delivering through ``sink``."""
@@ -35,6 +39,15 @@ class Session:
         channel = Channel(self, number, sink)
         self.channels[number] = channel
         return channel
+
+    def dispatch_owed(self) -> None:
+        """Dispatch the queues acks freed room on since the last call."""
+        owed = self.owed_dispatch
+        if owed:
+            self.owed_dispatch = {}
+            for queue in owed:
+                if queue.consumers and not queue.deleted:
+                    queue.dispatch()
 
     def close(self) -> None:
         """The connection is gone: close its channels, then delete its exclusive queues."""

@@ -78,6 +78,15 @@ class ChannelState:
         conn.delivery_blocked = True
         return False
 
+    def headroom(self) -> int:
+        """Body bytes deliveries may still add before the connection's buffer is backed up (at
+        most one message more is written past it, as with :meth:`writable`); <= 0 when full."""
+        conn = self.conn
+        room = WRITE_HIGH_WATER - len(conn.out) - conn.pieces_bytes
+        if room <= 0:
+            conn.delivery_blocked = True
+        return room
+
     def deliver(self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message) -> None:
         """basic.deliver + content, written straight into the connection's output buffer."""
         conn = self.conn

@@ -238,6 +238,9 @@ class Connection:
             self._send_start()
         end_all = len(buf)
         unpack_header = _FRAME_HEADER.unpack_from
+        session = self.session
+        if session is not None:
+            session.owed_dispatch = {}
         try:
             while end_all - pos >= 7:
                 frame_type, channel, size = unpack_header(buf, pos)
@@ -279,6 +282,12 @@ class Connection:
             self._finish(exc.reply_text)
             return
         finally:
+            if session is not None:
+                # Deliveries freed by this read's acks go out before its confirms, as they would
+                # have had each ack dispatched at once.
+                if session.owed_dispatch:
+                    session.dispatch_owed()
+                session.owed_dispatch = None
             if self.pending_confirms:
                 self.flush_confirms()
         if pos == end_all:
@@ -321,8 +330,10 @@ class Connection:
                     except ValueError as exc:
                         raise ConnectionError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
                     except ChannelError as exc:
+                        self._dispatch_owed()
                         self._fail(exc, number, 60, 80)
                     return 0
+        self._dispatch_owed()  # any other method sees the deliveries earlier acks made room for
         try:
             method = commands.INDEX_MAPPING[index]()
         except KeyError:
@@ -357,6 +368,11 @@ class Connection:
                 UNEXPECTED_FRAME, octets_text(1, buf[start:end])
             )
         self._on_channel_method(number, method)
+
+    def _dispatch_owed(self) -> None:
+        session = self.session
+        if session is not None and session.owed_dispatch:
+            session.dispatch_owed()
 
     def _publish_inline(self, channel: ChannelState, publish: tuple, buf: Any, pos: int, end_all: int) -> int:
         """The hot path: when the content header and the (single) body frame of a publish are

@@ -65,3 +65,26 @@ def test_rows_committed_but_not_yet_recorded_are_not_read_twice(tmp_path):
     assert sorted(delivered) == list(range(1, 16)), f"delivered {delivered}"
     assert not buffer and len(buffer) == 0
     assert buffer.on_disk == 0 and not buffer.pending
+
+
+def test_take_drains_a_paged_backlog_in_order(tmp_path):
+    """Batched dispatch (``take``) pages back in like ``pop`` does, and keeps the accounting."""
+    store = SQLiteStore(str(tmp_path))
+    broker = Broker()
+    broker.attach_store(store)
+    store.commit_now()
+    queue = broker.vhosts["/"].declare_queue(None, "q", durable=True)
+    buffer = queue.buffer
+    buffer.limit = 1000
+    for i in range(40):
+        queue.publish(Message.from_stored("", "q", b"\x00\x00", f"m{i:04d}".encode() * 40))
+    store.commit_now()
+    assert buffer.paging
+    taken = []
+    while buffer:
+        batch = buffer.take(7, 1 << 20)
+        assert batch, "a non-empty buffer always gives at least one entry"
+        taken.extend(entry.seq for entry in batch)
+    assert taken == list(range(1, 41))
+    assert len(buffer) == 0 and buffer.bytes == 0 and buffer.resident == 0
+    assert not buffer.paging

@@ -43,6 +43,9 @@ class RecordingSink:
     def writable(self):
         return not self.blocked
 
+    def headroom(self):
+        return 0 if self.blocked else 1 << 30
+
     @property
     def deliveries(self) -> list[tuple]:
         return [e[1:] for e in self.events if e[0] == "deliver"]

@@ -31,13 +31,13 @@ class RecordingSink:
     def __init__(self, capacity: int | None = None):
         self.events: list[tuple] = []
         self.blocked = False
-        # When set, the sink reports itself unwritable after this many more deliveries.
+        # When set, the body bytes the sink takes before it reports itself unwritable.
         self.capacity = capacity
 
     def deliver(self, consumer_tag, delivery_tag, redelivered, message):
         self.events.append(("deliver", consumer_tag, delivery_tag, redelivered, message.body))
         if self.capacity is not None:
-            self.capacity -= 1
+            self.capacity -= len(message.body)
 
     def basic_return(self, reply_code, reply_text, message):
         self.events.append(("return", reply_code, reply_text, message.exchange, message.routing_key, message.body))
@@ -49,9 +49,12 @@ class RecordingSink:
         self.events.append(("cancel", consumer_tag))
 
     def writable(self):
+        return self.headroom() > 0
+
+    def headroom(self):
         if self.blocked:
-            return False
-        return self.capacity is None or self.capacity > 0
+            return 0
+        return 1 << 30 if self.capacity is None else self.capacity
 
     @property
     def deliveries(self) -> list[tuple]:
@@ -428,13 +431,13 @@ def test_unwritable_sink_holds_deliveries_until_resume(world):
 
 
 def test_sink_becoming_unwritable_mid_dispatch_stops_delivery(world):
-    ch, sink = world.channel(sink=RecordingSink(capacity=2))
+    ch, sink = world.channel(sink=RecordingSink(capacity=4))  # room for two 2-byte bodies
     queue = world.vhost.declare_queue(ch.session, "q")
     publish(ch, "q", *[f"m{i}" for i in range(1, 6)])
     consume(ch, "q", "c")
     assert sink.bodies == [b"m1", b"m2"]
     assert queue.message_count == 3
-    sink.capacity = 2
+    sink.capacity = 4
     ch.resume()
     assert sink.bodies == [b"m1", b"m2", b"m3", b"m4"]
     sink.capacity = None

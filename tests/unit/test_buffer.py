@@ -56,3 +56,51 @@ def test_priority_requeue_keeps_position_within_level():
     assert taken.seq == 1
     buffer.requeue(taken)
     assert drain(buffer) == [1, 2, 3, 4]
+
+
+# -- take: a consumer's free prefetch in one step ------------------------------------------------------
+
+
+def test_take_returns_up_to_count_in_order():
+    buffer = ClassicBuffer()
+    for i in range(1, 8):
+        buffer.append(entry(i, body=b"abc"))
+    assert [e.seq for e in buffer.take(3, 1 << 20)] == [1, 2, 3]
+    assert len(buffer) == 4 and buffer.bytes == 12
+    assert [e.seq for e in buffer.take(10, 1 << 20)] == [4, 5, 6, 7]
+    assert not buffer and buffer.bytes == 0
+    assert buffer.take(5, 1 << 20) == []
+
+
+def test_take_stops_at_the_message_that_reaches_the_byte_budget():
+    buffer = ClassicBuffer()
+    for i in range(1, 6):
+        buffer.append(entry(i, body=b"x" * 10))
+    # 25 bytes: the third body crosses it and is the last one taken (as a per-message
+    # writability check would let it through); the rest stays, in order.
+    assert [e.seq for e in buffer.take(5, 25)] == [1, 2, 3]
+    assert [e.seq for e in buffer.take(5, 1)] == [4]  # always at least one
+    assert buffer.bytes == 10 and drain(buffer) == [5]
+
+
+def test_take_serves_requeued_entries_in_their_positions():
+    buffer = ClassicBuffer()
+    for i in range(1, 5):
+        buffer.append(entry(i))
+    first, second = buffer.pop(), buffer.pop()
+    buffer.requeue(second)
+    buffer.requeue(first)
+    taken = []
+    while buffer:
+        taken.extend(e.seq for e in buffer.take(10, 1 << 20))
+    assert taken == [1, 2, 3, 4]
+
+
+def test_priority_take_serves_the_highest_level_first():
+    buffer = PriorityBuffer(3)
+    for seq, priority in [(1, 0), (2, 3), (3, 3), (4, 1)]:
+        buffer.append(entry(seq, priority))
+    assert [e.seq for e in buffer.take(10, 1 << 20)] == [2, 3]
+    assert [e.seq for e in buffer.take(10, 1 << 20)] == [4]
+    assert [e.seq for e in buffer.take(10, 1 << 20)] == [1]
+    assert buffer.take(10, 1 << 20) == []

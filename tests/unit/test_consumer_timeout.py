@@ -110,6 +110,9 @@ def test_sweep_closes_a_timed_out_channel_through_its_sink():
         def writable(self):
             return True
 
+        def headroom(self):
+            return 1 << 30
+
         def fail(self, error):
             self.failed.append(error.reply_text)
             channel.open = False  # as the protocol layer's channel close does

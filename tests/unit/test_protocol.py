@@ -871,3 +871,53 @@ def test_peer_silent_for_two_intervals_is_dead_and_its_state_released():
     frames = decode(other)
     assert names(frames) == ["Basic.GetOk", "ContentHeader", "ContentBody"]
     assert frames[0][1].redelivered is True and frames[2][1].value == b"m"
+
+
+# -- acks of one read: the deliveries they make room for ----------------------------------------------
+
+
+def _consumer_with_backlog(prefetch: int, messages: int) -> Connection:
+    """A connection whose consumer (prefetch ``prefetch``) holds the first deliveries of a backlog."""
+    conn = connect()
+    send(conn, 1, commands.Queue.Declare(queue="q.backlog"), commands.Basic.Qos(prefetch_count=prefetch))
+    conn.receive_data(b"".join(
+        frame.marshal(commands.Basic.Publish(routing_key="q.backlog"), 1) + content(1, b"m%d" % i)
+        for i in range(1, messages + 1)
+    ))
+    send(conn, 1, commands.Basic.Consume(queue="q.backlog", consumer_tag="c"))
+    delivered = [v.value for _, v in decode(conn) if isinstance(v, pbody.ContentBody)]
+    assert delivered == [b"m%d" % i for i in range(1, prefetch + 1)]
+    return conn
+
+
+def _acks(*tags: int) -> bytes:
+    return b"".join(frame.marshal(commands.Basic.Ack(delivery_tag=tag), 1) for tag in tags)
+
+
+def test_acks_of_one_read_refill_the_prefetch_in_order():
+    conn = _consumer_with_backlog(prefetch=3, messages=10)
+    conn.receive_data(_acks(1, 2, 3))
+    frames = flat(decode(conn))
+    delivers = [f for f in frames if f[1] == "Basic.Deliver"]
+    assert [d[2]["delivery_tag"] for d in delivers] == [4, 5, 6]
+    assert [f[2]["value"] for f in frames if f[1] == "ContentBody"] == [b"m4", b"m5", b"m6"]
+    conn.receive_data(_acks(4))
+    assert [f[2]["value"] for f in flat(decode(conn)) if f[1] == "ContentBody"] == [b"m7"]
+
+
+def test_deliveries_freed_by_acks_precede_the_reply_to_a_later_method_of_the_same_read():
+    conn = _consumer_with_backlog(prefetch=2, messages=5)
+    conn.receive_data(_acks(1) + frame.marshal(commands.Basic.Cancel(consumer_tag="c"), 1))
+    assert [name for _, name, _ in flat(decode(conn))] == [
+        "Basic.Deliver", "ContentHeader", "ContentBody", "Basic.CancelOk",
+    ]
+
+
+def test_deliveries_freed_by_acks_precede_a_channel_error_of_the_same_read():
+    conn = _consumer_with_backlog(prefetch=2, messages=5)
+    conn.receive_data(_acks(1, 99))  # 99 was never delivered: 406 on the channel
+    frames = flat(decode(conn))
+    assert [name for _, name, _ in frames] == [
+        "Basic.Deliver", "ContentHeader", "ContentBody", "Channel.Close",
+    ]
+    assert frames[-1][2]["reply_text"] == "PRECONDITION_FAILED - unknown delivery tag 99"
