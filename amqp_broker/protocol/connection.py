@@ -172,7 +172,8 @@ class Connection:
         # Set when the socket should be closed once ``out`` is flushed.
         self.finished = False
         self.close_reason = ""
-        self._inbuf = bytearray()
+        # The start of a frame the last read ended in the middle of.
+        self._tail = bytearray()
         self._auth_failure_close = False
         # True once a message was published here: flow control holds only publishing connections.
         self.publishing = False
@@ -217,65 +218,38 @@ class Connection:
         """Handle every complete frame in ``data`` (plus what was left over from before)."""
         if self.state == CLOSED:
             return
-        inbuf = self._inbuf
-        if inbuf:
-            inbuf += data
-            buf: Any = inbuf
-        else:
-            buf = data
-        pos = 0
+        if type(data) is not bytes:
+            data = bytes(data)
+        tail = self._tail
         if self.state == AWAIT_HEADER:
-            if len(buf) < 8:
-                self._inbuf = bytearray(buf)
+            if tail:
+                data = bytes(tail) + data
+                tail.clear()
+            if len(data) < 8:
+                tail += data
                 return
-            if bytes(buf[:8]) != PROTOCOL_HEADER:
-                log.warning("%s: bad protocol header %r", self.peer, bytes(buf[:8]))
+            if data[:8] != PROTOCOL_HEADER:
+                log.warning("%s: bad protocol header %r", self.peer, data[:8])
                 self.wake()
                 self.out += PROTOCOL_HEADER
                 self._finish("bad protocol header")
                 return
-            pos = 8
             self._send_start()
-        end_all = len(buf)
-        unpack_header = _FRAME_HEADER.unpack_from
+            data = data[8:]
         session = self.session
         if session is not None:
             session.owed_dispatch = {}
+        pos = 0
         try:
-            while end_all - pos >= 7:
-                frame_type, channel, size = unpack_header(buf, pos)
-                start = pos + 7
-                end = start + size
-                # RabbitMQ accepts payloads up to frame_max (not frame_max - 8) but names the
-                # spec's limit in the error.
-                if size > self.frame_max:
-                    raise ConnectionError(
-                        FRAME_ERROR,
-                        octets_text(frame_type, b"", ("frame_too_large", size, self.frame_max - 8)),
-                    )
-                if end >= end_all:
-                    break
-                if buf[end] != FRAME_END:
-                    raise ConnectionError(
-                        FRAME_ERROR,
-                        octets_text(frame_type, buf[start:end], ("invalid_frame_end_marker", buf[end])),
-                    )
-                pos = end + 1
-                if frame_type == FRAME_METHOD:
-                    after = self._on_method(channel, buf, start, end, end_all)
-                    if after:
-                        pos = after
-                elif frame_type == FRAME_BODY:
-                    self._on_body(channel, buf, start, end)
-                elif frame_type == FRAME_HEADER:
-                    self._on_header(channel, buf, start, end)
-                elif frame_type == FRAME_HEARTBEAT:
-                    if channel != 0:
-                        raise ConnectionError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
-                else:
-                    raise ConnectionError(FRAME_ERROR, octets_text(frame_type, buf[start:end], "unknown_frame"))
-                if self.state == CLOSED:
+            if tail:
+                # A frame straddles the previous read and this one. Only that frame's bytes are
+                # joined (not the whole read, which may be 256 KiB of further frames); the rest
+                # is parsed in place, so every body is copied out of ``data`` exactly once.
+                pos = self._complete_tail(tail, data)
+                if pos < 0:
                     return
+            if pos < len(data):
+                pos = self._parse(data, pos)
         except AMQPError as exc:
             # Framing errors leave the byte stream unparseable: close without waiting for close-ok.
             self._fail(exc, 0, 0, 0)
@@ -290,13 +264,75 @@ class Connection:
                 session.owed_dispatch = None
             if self.pending_confirms:
                 self.flush_confirms()
-        if pos == end_all:
-            if inbuf:
-                inbuf.clear()
-        elif inbuf:
-            del inbuf[:pos]
+        if pos < len(data) and self.state != CLOSED:
+            tail += memoryview(data)[pos:]
+
+    def _complete_tail(self, tail: bytearray, data: bytes) -> int:
+        """Add to ``tail`` (a partial frame) what ``data`` holds of it, and handle the frame once
+        complete. Returns where the rest of ``data`` starts, or -1 when the frame is still
+        incomplete (or the connection closed)."""
+        missing = 7 - len(tail)
+        if missing > 0:
+            if len(data) < missing:
+                tail += data
+                return -1
+            tail += memoryview(data)[:missing]
+            used = missing
         else:
-            self._inbuf = bytearray(memoryview(buf)[pos:])
+            used = 0
+        size = _FRAME_HEADER.unpack_from(tail)[2]
+        if size > self.frame_max:
+            self._parse(bytes(tail), 0)  # raises the frame-size error
+        need = 8 + size - len(tail)  # 7-byte header + payload + frame-end, minus what we hold
+        if len(data) - used < need:
+            tail += memoryview(data)[used:]
+            return -1
+        tail += memoryview(data)[used : used + need]
+        frame = bytes(tail)
+        tail.clear()
+        self._parse(frame, 0)
+        return -1 if self.state == CLOSED else used + need
+
+    def _parse(self, buf: bytes, pos: int) -> int:
+        """Handle every complete frame in ``buf`` from ``pos``; returns where an incomplete frame
+        starts (``len(buf)`` when none). Framing errors raise."""
+        end_all = len(buf)
+        unpack_header = _FRAME_HEADER.unpack_from
+        while end_all - pos >= 7:
+            frame_type, channel, size = unpack_header(buf, pos)
+            start = pos + 7
+            end = start + size
+            # RabbitMQ accepts payloads up to frame_max (not frame_max - 8) but names the
+            # spec's limit in the error.
+            if size > self.frame_max:
+                raise ConnectionError(
+                    FRAME_ERROR,
+                    octets_text(frame_type, b"", ("frame_too_large", size, self.frame_max - 8)),
+                )
+            if end >= end_all:
+                break
+            if buf[end] != FRAME_END:
+                raise ConnectionError(
+                    FRAME_ERROR,
+                    octets_text(frame_type, buf[start:end], ("invalid_frame_end_marker", buf[end])),
+                )
+            pos = end + 1
+            if frame_type == FRAME_METHOD:
+                after = self._on_method(channel, buf, start, end, end_all)
+                if after:
+                    pos = after
+            elif frame_type == FRAME_BODY:
+                self._on_body(channel, buf, start, end)
+            elif frame_type == FRAME_HEADER:
+                self._on_header(channel, buf, start, end)
+            elif frame_type == FRAME_HEARTBEAT:
+                if channel != 0:
+                    raise ConnectionError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
+            else:
+                raise ConnectionError(FRAME_ERROR, octets_text(frame_type, buf[start:end], "unknown_frame"))
+            if self.state == CLOSED:
+                return end_all
+        return pos
 
     def flush_confirms(self) -> None:
         """Write the coalesced publisher confirms of every channel (one ack per channel)."""
@@ -393,7 +429,7 @@ class Connection:
                 if size == 14 and not buf[pos + 19] and not buf[pos + 20]:
                     properties = EMPTY_PROPERTIES  # no properties: share one object
                 else:
-                    properties = bytes(buf[pos + 19 : header_end])
+                    properties = buf[pos + 19 : header_end]
                 if body_size == 0:
                     self._publish(channel, publish, properties, b"")
                     return header_end + 1
@@ -403,7 +439,7 @@ class Connection:
                     body_end = body_pos + 7 + size
                     if (frame_type == FRAME_BODY and frame_channel == number and size == body_size
                             and body_end < end_all and size <= frame_max and buf[body_end] == FRAME_END):
-                        self._publish(channel, publish, properties, bytes(buf[body_pos + 7 : body_end]))
+                        self._publish(channel, publish, properties, buf[body_pos + 7 : body_end])
                         return body_end + 1
         channel.publish = publish
         return 0
@@ -435,7 +471,7 @@ class Connection:
         channel = self._content_channel(3, number, buf, start, end)
         if channel is None:
             return
-        piece = bytes(buf[start:end])
+        piece = buf[start:end]
         received = channel.body_received + len(piece)
         if received > channel.body_size:
             # RabbitMQ keeps waiting for "the rest" of an overlong body (its remaining size goes

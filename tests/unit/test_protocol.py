@@ -921,3 +921,32 @@ def test_deliveries_freed_by_acks_precede_a_channel_error_of_the_same_read():
         "Basic.Deliver", "ContentHeader", "ContentBody", "Channel.Close",
     ]
     assert frames[-1][2]["reply_text"] == "PRECONDITION_FAILED - unknown delivery tag 99"
+
+
+# -- frames straddling reads ----------------------------------------------------------------------------
+
+
+def test_a_large_message_split_at_every_frame_boundary_and_inside_arrives_whole():
+    conn = connect()
+    send(conn, 1, commands.Queue.Declare(queue="q.split"))
+    send(conn, 1, commands.Basic.Consume(queue="q.split", consumer_tag="c", no_ack=True))
+    decode(conn)
+    body = bytes(range(256)) * 400  # 102,400 bytes: one body frame
+    data = frame.marshal(commands.Basic.Publish(routing_key="q.split"), 1) + content(1, body)
+    for cut in (3, 20, 40, 60, 5000, len(data) - 1):
+        conn.receive_data(data[:cut])
+        conn.receive_data(data[cut:])
+        out = bytes(conn.out) + b"".join(bytes(p) for p in conn.out_pieces)
+        conn.out.clear()
+        conn.out_pieces.clear()
+        conn.pieces_bytes = 0
+        assert out.count(b"\x00\x3c\x00\x3c") == 1, cut  # one basic.deliver
+        assert body in out, cut
+
+
+def test_an_oversized_frame_is_refused_as_soon_as_its_header_arrives():
+    conn = connect()
+    conn.receive_data(b"\x03\x00\x01")
+    conn.receive_data(struct.pack(">I", 200_000) + b"x" * 100)  # the payload never needs to come
+    frames = flat(decode(conn))
+    assert frames[-1][1] == "Connection.Close" and frames[-1][2]["reply_code"] == 501
