@@ -25,6 +25,25 @@ def connection_error(connection, fn, code, text):
     assert not connection.is_open
 
 
+# Seconds to watch for something that must NOT arrive (absence cannot be awaited).
+SETTLE = 0.3
+
+
+def wait_for(connection, condition, timeout=5.0):
+    """Process I/O until ``condition()`` is truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the broker"
+        connection.process_data_events(time_limit=0.02)
+
+
+def settle(connection, seconds=SETTLE):
+    """Keep processing I/O for a while, to catch deliveries that should not happen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.02)
+
+
 def ping(channel):
     """A synchronous round trip, so an asynchronous method's error surfaces."""
     channel.exchange_declare("amq.direct", passive=True)

@@ -20,9 +20,9 @@ from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from pika_helpers import channel_error, connection_error, get_soon, ping, ready_count, ready_soon
-
-SETTLE = 0.25  # seconds to watch for deliveries that must NOT come (absence cannot be awaited)
+from pika_helpers import (
+    channel_error, connection_error, get_soon, ping, ready_count, ready_soon, SETTLE, settle, wait_for,
+)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -41,22 +41,6 @@ def publish_n(pub, queue, n=5, start=1):
         pub.basic_publish("", queue, b"m%d" % i)
 
 
-
-def wait_for(connection, condition, timeout=5.0):
-    """Process I/O until ``condition()`` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the broker"
-        connection.process_data_events(time_limit=0.05)
-
-
-def settle(connection, seconds=SETTLE):
-    """Keep processing I/O for a short while, to catch deliveries that should not happen."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.05)
-
-
 def consume_into(channel, queue, box, **kwargs):
     """basic.consume appending (body, redelivered, delivery_tag) for every delivery to ``box``."""
     return channel.basic_consume(
@@ -66,7 +50,6 @@ def consume_into(channel, queue, box, **kwargs):
 def collect(connection, box, n):
     wait_for(connection, lambda: len(box) >= n)
     return box
-
 
 
 class Raw:

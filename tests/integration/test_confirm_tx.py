@@ -14,27 +14,10 @@ from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pika.exceptions import UnroutableError
-from pika_helpers import channel_error, get_soon, ready_count
-
-SETTLE = 0.25  # seconds to watch for frames that must NOT come (absence cannot be awaited)
+from pika_helpers import channel_error, get_soon, ready_count, settle, SETTLE, wait_for
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-
-def wait_for(connection, condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the broker"
-        connection.process_data_events(time_limit=0.05)
-
-
-def settle(connection, seconds=SETTLE):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.05)
-
 
 
 class Raw:

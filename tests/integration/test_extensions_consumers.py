@@ -23,35 +23,18 @@ from pamqp.header import ContentHeader
 from pika.exceptions import ChannelClosedByBroker, UnroutableError
 
 from amqp_broker.testing import BrokerThread
-from pika_helpers import channel_error, ping
+from pika_helpers import channel_error, ping, settle, SETTLE, wait_for
 
 RT = "amq.rabbitmq.reply-to"
-SETTLE = 0.3  # seconds to watch for deliveries that must NOT come (absence cannot be awaited)
 SAC = {"x-single-active-consumer": True}
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def wait_for(connection, condition, timeout=5.0):
-    """Process I/O until ``condition()`` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the broker"
-        connection.process_data_events(time_limit=0.02)
-
-
-def settle(connection, seconds=SETTLE):
-    """Keep processing I/O for a while, to catch deliveries that should not happen."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.02)
-
-
 def recorder(box, name):
     """A consumer callback appending (name, body, delivery_tag, redelivered) to ``box``."""
     return lambda _ch, m, _p, body: box.append((name, body.decode(), m.delivery_tag, m.redelivered))
-
 
 
 class _UncheckedDeclare(C.Queue.Declare):

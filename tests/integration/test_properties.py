@@ -12,13 +12,13 @@ import datetime
 import decimal
 import socket
 import struct
-import time
 
 import pika
 import pytest
 from pamqp import commands as C
 from pamqp import frame as pframe
 from pika.exceptions import ChannelClosedByBroker
+from pika_helpers import wait_for
 
 FRAME_END = b"\xce"
 
@@ -63,13 +63,6 @@ PIKA_TABLE = {
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def wait_for(connection, condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the broker"
-        connection.process_data_events(time_limit=0.05)
 
 
 def shortstr(text):

@@ -10,7 +10,7 @@ import time
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
-from pika_helpers import channel_error, get_soon, ready_soon
+from pika_helpers import channel_error, get_soon, ready_soon, wait_for
 
 LOCKED = (
     "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q}' in vhost '/'. "
@@ -36,19 +36,9 @@ def other(params):
         conn.close()
 
 
-
-def wait_for(connection, condition, timeout=5.0):
-    """Process I/O until ``condition()`` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the broker"
-        connection.process_data_events(time_limit=0.05)
-
-
 def counts(channel, queue):
     ok = channel.queue_declare(queue, passive=True).method
     return ok.message_count, ok.consumer_count
-
 
 
 def assert_queue_gone(connection, queue, timeout=5.0):
