@@ -9,20 +9,17 @@ tiny raw pamqp client instead.
 from __future__ import annotations
 
 import re
-import socket
-import struct
-import time
 
 import pika
 import pytest
 from pamqp import commands as C
-from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from pika_helpers import (
     channel_error, connection_error, get_soon, ping, ready_count, ready_soon, SETTLE, settle, wait_for,
 )
+from raw_amqp import Raw
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -50,58 +47,6 @@ def consume_into(channel, queue, box, **kwargs):
 def collect(connection, box, n):
     wait_for(connection, lambda: len(box) >= n)
     return box
-
-
-class Raw:
-    """A minimal AMQP client on a socket, for the methods pika will not send."""
-
-    def __init__(self, port, capabilities=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        assert isinstance(self.method(), C.Connection.Start)
-        caps = {"consumer_cancel_notify": True, "publisher_confirms": True, "basic.nack": True}
-        if capabilities is not None:
-            caps = capabilities
-        self.send(0, C.Connection.StartOk(client_properties={"capabilities": caps}, mechanism="PLAIN",
-                                          response="\0guest\0guest", locale="en_US"))
-        tune = self.method()
-        self.send(0, C.Connection.TuneOk(channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0))
-        self.send(0, C.Connection.Open(virtual_host="/"))
-        assert isinstance(self.method(), C.Connection.OpenOk)
-
-    def send(self, channel, *values):
-        self.sock.sendall(b"".join(pframe.marshal(v, channel) for v in values))
-
-    def frame(self, timeout=5.0):
-        """(channel, pamqp object) of the next frame (heartbeats skipped); (None, None) on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while len(self.buf) < 7 or len(self.buf) < 8 + struct.unpack_from(">I", self.buf, 3)[0]:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None, None
-                self.sock.settimeout(remaining)
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    return None, None
-                assert data, "connection closed by the broker"
-                self.buf += data
-            consumed, channel, value = pframe.unmarshal(self.buf)
-            self.buf = self.buf[consumed:]
-            if value.name != "Heartbeat":
-                return channel, value
-
-    def method(self):
-        return self.frame()[1]
-
-    def call(self, channel, method):
-        self.send(channel, method)
-        return self.method()
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

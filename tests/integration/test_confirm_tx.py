@@ -4,78 +4,15 @@ frame order and coalescing matter (pika hides both).
 
 from __future__ import annotations
 
-import socket
-import struct
-import time
-
 import pytest
 from pamqp import commands as C
-from pamqp import frame as pframe
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
 from pika.exceptions import UnroutableError
+
 from pika_helpers import channel_error, get_soon, ready_count, settle, SETTLE, wait_for
+from raw_amqp import Raw
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-class Raw:
-    """A minimal AMQP client on a socket: sends pamqp frames, reads frames one at a time."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        assert isinstance(self.frame(), C.Connection.Start)
-        caps = {"consumer_cancel_notify": True, "publisher_confirms": True, "basic.nack": True}
-        self.send(0, C.Connection.StartOk(client_properties={"capabilities": caps}, mechanism="PLAIN",
-                                          response="\0guest\0guest", locale="en_US"))
-        tune = self.frame()
-        self.send(0, C.Connection.TuneOk(channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0))
-        self.send(0, C.Connection.Open(virtual_host="/"))
-        assert isinstance(self.frame(), C.Connection.OpenOk)
-
-    def send(self, channel, *values):
-        self.sock.sendall(b"".join(pframe.marshal(v, channel) for v in values))
-
-    @staticmethod
-    def publish_frames(channel, exchange, routing_key, body, mandatory=False):
-        return b"".join(pframe.marshal(v, channel) for v in (
-            C.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-            ContentHeader(0, len(body), C.Basic.Properties()),
-            ContentBody(body),
-        ))
-
-    def publish(self, channel, exchange, routing_key, body, mandatory=False):
-        self.sock.sendall(self.publish_frames(channel, exchange, routing_key, body, mandatory))
-
-    def frame(self, timeout=5.0):
-        """The next non-heartbeat frame as a pamqp object, or None when none came in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while len(self.buf) < 7 or len(self.buf) < 8 + struct.unpack_from(">I", self.buf, 3)[0]:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self.sock.settimeout(remaining)
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    return None
-                assert data, "connection closed by the broker"
-                self.buf += data
-            consumed, _channel, value = pframe.unmarshal(self.buf)
-            self.buf = self.buf[consumed:]
-            if value.name != "Heartbeat":
-                return value
-
-    def call(self, channel, method):
-        self.send(channel, method)
-        return self.frame()
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture
@@ -112,7 +49,7 @@ def test_pipelined_publishes_get_coalesced_acks(raw, unique):
     acks = []
     covered = 0
     while covered < n:
-        frame = raw.frame()
+        frame = raw.method()
         assert isinstance(frame, C.Basic.Ack), frame
         acks.append((frame.delivery_tag, frame.multiple))
         # Each ack covers exactly the tags after the previous one: none twice, none skipped.
@@ -123,7 +60,7 @@ def test_pipelined_publishes_get_coalesced_acks(raw, unique):
     assert covered == n
     assert any(multiple for _, multiple in acks), "no coalesced (multiple=True) ack"
     assert len(acks) < n
-    assert raw.frame(timeout=SETTLE) is None  # nothing more: no duplicate or stray confirms
+    assert raw.method(timeout=SETTLE) is None  # nothing more: no duplicate or stray confirms
     ok = raw.call(1, C.Queue.Delete(queue=q))
     assert ok.message_count == n
 
@@ -131,9 +68,9 @@ def test_pipelined_publishes_get_coalesced_acks(raw, unique):
 def test_unroutable_without_mandatory_is_acked(raw, unique):
     raw.call(1, C.Confirm.Select())
     raw.publish(1, "", unique("nobody"), b"y")
-    ack = raw.frame()
+    ack = raw.method()
     assert isinstance(ack, C.Basic.Ack) and (ack.delivery_tag, ack.multiple) == (1, False)
-    assert raw.frame(timeout=SETTLE) is None  # no basic.return
+    assert raw.method(timeout=SETTLE) is None  # no basic.return
 
 
 def test_mandatory_unroutable_is_returned_before_its_ack(raw, unique):
@@ -141,7 +78,7 @@ def test_mandatory_unroutable_is_returned_before_its_ack(raw, unique):
     raw.call(1, C.Queue.Declare(queue=q))
     raw.call(1, C.Confirm.Select())
     raw.publish(1, "", nobody, b"x", mandatory=True)
-    frames = [raw.frame() for _ in range(4)]
+    frames = [raw.method() for _ in range(4)]
     assert [f.name for f in frames] == ["Basic.Return", "ContentHeader", "ContentBody", "Basic.Ack"]
     ret, header, body, ack = frames
     assert (ret.reply_code, ret.reply_text, ret.exchange, ret.routing_key) == (312, "NO_ROUTE", "", nobody)
@@ -149,7 +86,7 @@ def test_mandatory_unroutable_is_returned_before_its_ack(raw, unique):
     assert (ack.delivery_tag, ack.multiple) == (1, False)
     # A routable mandatory publish then is just acked, with the next tag.
     raw.publish(1, "", q, b"ok", mandatory=True)
-    ack = raw.frame()
+    ack = raw.method()
     assert isinstance(ack, C.Basic.Ack) and (ack.delivery_tag, ack.multiple) == (2, False)
     raw.call(1, C.Queue.Delete(queue=q))
 

@@ -10,20 +10,18 @@ cannot show class/method ids or cross-method frame order, so those cases use a t
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 
 import pika
 import pytest
 from pamqp import commands as C
-from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pika.exceptions import ChannelClosedByBroker, UnroutableError
 
 from amqp_broker.testing import BrokerThread
-from pika_helpers import channel_error, ping, settle, SETTLE, wait_for
+from pika_helpers import channel_error, ping, settle, wait_for
+from raw_amqp import Raw
 
 RT = "amq.rabbitmq.reply-to"
 SAC = {"x-single-active-consumer": True}
@@ -48,71 +46,6 @@ def declare_frame(name, **kwargs):
     method = _UncheckedDeclare(**kwargs)
     method.queue = name
     return method
-
-
-class Raw:
-    """A minimal AMQP client on a socket, for frames pika will not send or does not show."""
-
-    def __init__(self, port, open_connection=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        assert isinstance(self.method(), C.Connection.Start)
-        caps = {"consumer_cancel_notify": True, "publisher_confirms": True, "basic.nack": True}
-        self.send(0, C.Connection.StartOk(client_properties={"capabilities": caps}, mechanism="PLAIN",
-                                          response="\0guest\0guest", locale="en_US"))
-        tune = self.method()
-        self.send(0, C.Connection.TuneOk(channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0))
-        if open_connection:
-            self.send(0, C.Connection.Open(virtual_host="/"))
-            assert isinstance(self.method(), C.Connection.OpenOk)
-
-    def send(self, channel, *values):
-        self.sock.sendall(b"".join(pframe.marshal(v, channel) for v in values))
-
-    def publish(self, channel, exchange, routing_key, body=b"x", mandatory=False, **properties):
-        self.send(channel, C.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-                  ContentHeader(0, len(body), C.Basic.Properties(**properties)), ContentBody(body))
-
-    def frame(self, timeout=5.0):
-        """(channel, pamqp object) of the next frame; (None, None) on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while len(self.buf) < 7 or len(self.buf) < 8 + struct.unpack_from(">I", self.buf, 3)[0]:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None, None
-                self.sock.settimeout(remaining)
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    return None, None
-                if not data:
-                    return None, "eof"
-                self.buf += data
-            consumed, channel, value = pframe.unmarshal(self.buf)
-            self.buf = self.buf[consumed:]
-            if value.name != "Heartbeat":
-                return channel, value
-
-    def frames(self, timeout=SETTLE):
-        """Every frame arriving until ``timeout`` passes without one."""
-        out = []
-        while True:
-            channel, value = self.frame(timeout)
-            if value is None or value == "eof":
-                return out
-            out.append((channel, value))
-
-    def method(self):
-        return self.frame()[1]
-
-    def call(self, channel, method):
-        self.send(channel, method)
-        return self.method()
-
-    def close(self):
-        self.sock.close()
 
 
 def describe(frames):
