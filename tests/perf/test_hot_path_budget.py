@@ -21,10 +21,10 @@ MESSAGES = 500
 
 # Python-level calls per message (sys.setprofile "call" events), measured then rounded up.
 BUDGETS = {
-    "no-ack, 16 B, empty properties": 12,
-    "manual ack (one ack per message), 16 B": 18,
-    "no-ack, 16 B, delivery_mode 2 on a transient queue": 13,
-    "manual ack, prefetch 100, backlog (acks of a read dispatch together), 16 B": 17,
+    "no-ack, 16 B, empty properties": 9,
+    "manual ack (one ack per message), 16 B": 13,
+    "no-ack, 16 B, delivery_mode 2 on a transient queue": 10,
+    "manual ack, prefetch 100, backlog (acks of a read dispatch together), 16 B": 12,
 }
 
 

@@ -923,6 +923,123 @@ def test_deliveries_freed_by_acks_precede_a_channel_error_of_the_same_read():
     assert frames[-1][2]["reply_text"] == "PRECONDITION_FAILED - unknown delivery tag 99"
 
 
+# -- runs of identical publishes and of acks (the fast path handles them in one loop) -------------------
+
+
+def _publish(channel: int, key: str, body: bytes, properties=None, exchange: str = "") -> bytes:
+    data = frame.marshal(commands.Basic.Publish(exchange=exchange, routing_key=key), channel)
+    data += frame.marshal(header.ContentHeader(0, len(body), properties or commands.Basic.Properties()), channel)
+    if body:
+        data += frame.marshal(pbody.ContentBody(body), channel)
+    return data
+
+
+def _consuming(broker: Broker, *queues: str) -> Connection:
+    """A no-ack consumer (tag = queue name) on each of ``queues``, declared on the way."""
+    conn = connect(broker)
+    for queue in queues:
+        send(conn, 1, commands.Queue.Declare(queue=queue),
+             commands.Basic.Consume(queue=queue, consumer_tag=queue, no_ack=True))
+    decode(conn)
+    return conn
+
+
+def _deliveries(conn: Connection) -> list[tuple[str, bytes, Any]]:
+    """(consumer tag, body, properties) of each delivery written so far."""
+    frames = [value for _, value in decode(conn)]
+    out = []
+    for index, value in enumerate(frames):
+        if isinstance(value, commands.Basic.Deliver):
+            head = frames[index + 1]
+            body = frames[index + 2].value if head.body_size else b""
+            out.append((value.consumer_tag, body, head.properties))
+    return out
+
+
+def test_publish_runs_broken_by_other_keys_channels_and_properties_keep_every_message_and_its_order():
+    broker = Broker()
+    consumer = _consuming(broker, "q.run.a", "q.run.b")
+    publisher = connect(broker, channels=(1, 2))
+    persistent = commands.Basic.Properties(delivery_mode=2, message_id="p")
+    plan = (
+        [(1, "q.run.a", b"a%d" % i, None) for i in range(5)]
+        + [(1, "q.run.b", b"b0", None), (1, "q.run.b", b"", None)]
+        + [(2, "q.run.a", b"a-ch2", None)]
+        + [(1, "q.run.a", b"a-props", persistent), (1, "q.run.a", b"a-last", None)]
+    )
+    publisher.receive_data(b"".join(_publish(*step) for step in plan))
+    assert decode(publisher) == []
+    got = _deliveries(consumer)
+    assert [(tag, body) for tag, body, _ in got] == [(key, body) for _, key, body, _ in plan]
+    assert got[8][2].delivery_mode == 2 and got[8][2].message_id == "p"
+    assert got[9][2].delivery_mode is None
+
+
+def test_a_run_cut_anywhere_by_the_end_of_a_read_completes_with_the_next_read():
+    broker = Broker()
+    consumer = _consuming(broker, "q.run.cut")
+    publisher = connect(broker)
+    bodies = [b"m%d" % i for i in range(4)]
+    data = b"".join(_publish(1, "q.run.cut", body) for body in bodies)
+    for cut in range(1, len(data)):
+        publisher.receive_data(data[:cut])
+        publisher.receive_data(data[cut:])
+        assert [body for _, body, _ in _deliveries(consumer)] == bodies, cut
+    assert decode(publisher) == []
+
+
+def test_an_error_in_a_run_closes_the_channel_once_and_the_rest_of_the_run_is_ignored():
+    broker = Broker()
+    consumer = _consuming(broker, "q.run.after")
+    publisher = connect(broker)
+    publisher.receive_data(b"".join(_publish(1, "k", b"x%d" % i, exchange="missing") for i in range(3)))
+    assert_channel_close(decode(publisher), 1, 404, "NOT_FOUND - no exchange 'missing' in vhost '/'", 60, 40)
+    send(publisher, 1, commands.Channel.CloseOk(), commands.Channel.Open())
+    publisher.receive_data(_publish(1, "q.run.after", b"fine"))
+    assert flat(decode(publisher)) == [(1, *OPEN_OK)]
+    assert [body for _, body, _ in _deliveries(consumer)] == [b"fine"]
+
+
+def test_an_ack_run_with_a_multiple_ack_inside_settles_every_tag():
+    conn = _consumer_with_backlog(prefetch=5, messages=12)
+    multiple = frame.marshal(commands.Basic.Ack(delivery_tag=4, multiple=True), 1)
+    conn.receive_data(_acks(1, 2) + multiple + _acks(5))
+    frames = flat(decode(conn))
+    assert [f[2]["value"] for f in frames if f[1] == "ContentBody"] == [b"m%d" % i for i in range(6, 11)]
+    assert sorted(conn.channels[1].core.unacked) == [6, 7, 8, 9, 10]
+
+
+def test_acks_on_two_channels_interleaved_are_each_settled_on_their_own_channel():
+    broker = Broker()
+    conn = connect(broker, channels=(1, 2))
+    send(conn, 1, commands.Queue.Declare(queue="q.acks2"))
+    conn.receive_data(b"".join(_publish(1, "q.acks2", b"m%d" % i) for i in range(4)))
+    for number in (1, 2):
+        send(conn, number, commands.Basic.Qos(prefetch_count=2),
+             commands.Basic.Consume(queue="q.acks2", consumer_tag=f"c{number}"))
+    decode(conn)
+    channel_1, channel_2 = (conn.channels[n].core for n in (1, 2))
+    assert sorted(channel_1.unacked) == [1, 2] and sorted(channel_2.unacked) == [1, 2]
+    ack = lambda number, tag: frame.marshal(commands.Basic.Ack(delivery_tag=tag), number)  # noqa: E731
+    conn.receive_data(ack(1, 1) + ack(2, 1) + ack(1, 2) + ack(2, 2))
+    assert decode(conn) == [] and not channel_1.unacked and not channel_2.unacked
+
+
+def test_a_bad_frame_end_after_a_run_of_acks_is_the_same_frame_error_as_alone():
+    bad = frame.marshal(commands.Basic.Ack(delivery_tag=3), 1)[:-1] + b"\x00"
+    alone = _consumer_with_backlog(prefetch=3, messages=5)
+    alone.receive_data(bad)
+    expected = flat(decode(alone))
+    assert [name for _, name, _ in expected] == ["Connection.Close"]
+    assert expected[0][2]["reply_code"] == 501
+    after_run = _consumer_with_backlog(prefetch=3, messages=5)
+    after_run.receive_data(_acks(1, 2) + bad)
+    assert flat(decode(after_run)) == expected
+    # The run's two good acks took effect: m1 and m2 are gone; m3 (unacked) went back.
+    assert after_run.broker.vhosts["/"].queues["q.backlog"].message_count == 3
+    assert alone.broker.vhosts["/"].queues["q.backlog"].message_count == 5
+
+
 # -- frames straddling reads ----------------------------------------------------------------------------
 
 
