@@ -55,9 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     """Run the broker in trio until it shuts down; map start-up failures to exit status 1."""
     from amqp_broker.server import run_broker  # imported late: config errors report without it
-    from amqp_broker.server.allocator import tune_allocator
+    from amqp_broker.server.allocator import tune_allocator, tune_collector
 
-    tune_allocator()  # the process is the broker's alone here (not when embedded in tests)
+    # The process is the broker's alone here (not when embedded in tests or an application).
+    tune_allocator()
+    tune_collector()
 
     try:
         trio.run(run_broker, settings)

@@ -37,3 +37,37 @@ def _mmapped_chunks(mode: str) -> int:
 def test_large_buffers_come_from_the_heap_once_tuned():
     assert _mmapped_chunks("default") == 1  # the behaviour the tuning exists to avoid
     assert _mmapped_chunks("tuned") == 0
+
+
+# A backlog that grows by 3,000 messages and drains again, twenty times over; each message is a
+# slotted object, like a queued message, that dies by reference counting. Counts the young
+# collections that sets off.
+COLLECTOR_CHILD = """
+import gc, sys
+from amqp_broker.server.allocator import tune_collector
+class Entry:
+    __slots__ = ("message", "queue")
+    def __init__(self, message, queue):
+        self.message, self.queue = message, queue
+if sys.argv[1] == "tuned":
+    tune_collector()
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+gc.collect()
+collections.clear()
+for _ in range(20):
+    backlog = [Entry(b"body", None) for _ in range(3000)]
+    del backlog
+print(len(collections))
+"""
+
+
+def _young_collections(mode: str) -> int:
+    result = subprocess.run([sys.executable, "-c", COLLECTOR_CHILD, mode], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def test_a_swinging_backlog_sets_off_no_collections_once_tuned():
+    assert _young_collections("default") >= 20  # several per swing with the default threshold
+    assert _young_collections("tuned") == 0
