@@ -269,6 +269,14 @@ class Connection:
         if pos < len(data) and self.state != CLOSED:
             tail += memoryview(data)[pos:]
 
+    def partial_frame_size(self) -> int:
+        """Payload size of the frame the last read ended inside; 0 when it ended between frames
+        or inside a frame header (the I/O layer sizes its next read by it)."""
+        tail = self._tail
+        if len(tail) < 7 or self.state == AWAIT_HEADER:
+            return 0
+        return _FRAME_HEADER.unpack_from(tail)[2]
+
     def _complete_tail(self, tail: bytearray, data: bytes) -> int:
         """Add to ``tail`` (a partial frame) what ``data`` holds of it, and handle the frame once
         complete. Returns where the rest of ``data`` starts, or -1 when the frame is still

@@ -16,6 +16,7 @@ from pamqp import commands, encode, frame, header, heartbeat
 
 from amqp_broker.broker.broker import Broker
 from amqp_broker.protocol.connection import CLOSING, OPEN, Connection
+from amqp_broker.server.connection import LARGE_FRAME, LARGE_RECEIVE_SIZE, RECEIVE_SIZE, receive_size
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 CAPABILITIES = {
@@ -1038,6 +1039,45 @@ def test_a_bad_frame_end_after_a_run_of_acks_is_the_same_frame_error_as_alone():
     # The run's two good acks took effect: m1 and m2 are gone; m3 (unacked) went back.
     assert after_run.broker.vhosts["/"].queues["q.backlog"].message_count == 3
     assert alone.broker.vhosts["/"].queues["q.backlog"].message_count == 5
+
+
+# -- how much the server's next read takes: 1 MiB while reads end inside large frames -----------------
+
+
+def _cut_reads(body_size: int, messages: int, read_size: int) -> list[bytes]:
+    data = b"".join(_publish(1, "q.reads", b"x" * body_size) for _ in range(messages))
+    return [data[i:i + read_size] for i in range(0, len(data), read_size)]
+
+
+def test_reads_of_large_messages_grow_and_reads_of_small_ones_do_not():
+    conn = connect(Broker())
+    conn.receive_data(frame.marshal(commands.Queue.Declare(queue="q.reads"), 1))
+    sizes = []
+    for read in _cut_reads(65536, 12, RECEIVE_SIZE):
+        conn.receive_data(read)
+        sizes.append(receive_size(conn.partial_frame_size()))
+    # Every read but the last ended inside a 64 KiB body frame.
+    assert sizes[:-1] == [LARGE_RECEIVE_SIZE] * (len(sizes) - 1) and sizes[-1] == RECEIVE_SIZE
+    sizes = []
+    for read in _cut_reads(16, 10_000, RECEIVE_SIZE):
+        conn.receive_data(read)
+        sizes.append(receive_size(conn.partial_frame_size()))
+    assert set(sizes) == {RECEIVE_SIZE}
+    assert conn.broker.vhosts["/"].queues["q.reads"].message_count == 10_012
+
+
+def test_partial_frame_size_is_the_cut_frames_payload_size():
+    conn = connect(Broker())
+    message = _publish(1, "nowhere", b"y" * 40_000)
+    body_start = len(message) - 40_000 - 8
+    conn.receive_data(message[:body_start + 100])  # inside the body frame's payload
+    assert conn.partial_frame_size() == 40_000 >= LARGE_FRAME
+    conn.receive_data(message[body_start + 100:])
+    assert conn.partial_frame_size() == 0
+    conn.receive_data(message[:3])  # inside a frame header: size unknown yet
+    assert conn.partial_frame_size() == 0
+    conn.receive_data(message[3:20])  # inside the 40-byte-or-so method frame
+    assert 0 < conn.partial_frame_size() < LARGE_FRAME
 
 
 # -- frames straddling reads ----------------------------------------------------------------------------
