@@ -426,7 +426,7 @@ class Connection:
         number = channel.number
         frame_max = self.frame_max
         unpack_header = _FRAME_HEADER.unpack_from
-        pos = method_start + 8 + unpack_header(buf, method_start)[2]  # after the method frame
+        method_end = pos = method_start + 8 + unpack_header(buf, method_start)[2]
         method_frame = None
         while end_all - pos >= 22:
             frame_type, frame_channel, size = unpack_header(buf, pos)
@@ -459,7 +459,7 @@ class Connection:
             if channel.closing or self.state != OPEN:
                 return pos
             if method_frame is None:
-                method_frame = buf[method_start : method_start + 8 + unpack_header(buf, method_start)[2]]
+                method_frame = buf[method_start:method_end]
             if not buf.startswith(method_frame, pos):
                 return pos
             pos += len(method_frame)

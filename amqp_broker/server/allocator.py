@@ -23,8 +23,8 @@ before a collection sees them (5 collections in the same run, 6.9 -> 5.8 us per 
 from __future__ import annotations
 
 import ctypes
-import gc
 import ctypes.util
+import gc
 import logging
 import sys
 
