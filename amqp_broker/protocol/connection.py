@@ -92,8 +92,6 @@ _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
 # body-size in a content header payload: after class-id (2) and weight (2).
 _BODY_SIZE = struct.Struct(">Q")
-# basic.ack arguments: delivery-tag, then the bits (multiple).
-_TAG_BITS = struct.Struct(">QB")
 # channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
 _CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
 # basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
@@ -478,7 +476,7 @@ class Connection:
         except ValueError as exc:
             raise ConnectionError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
         prefix = None
-        unpack_tag = _TAG_BITS.unpack_from
+        unpack_tag = codec._TAG_BITS.unpack_from  # delivery-tag, then the bits
         while True:
             try:
                 core.basic_ack(tag, multiple)

@@ -25,12 +25,17 @@ print(libc.mallinfo2().hblks - before)
 """
 
 
-def _mmapped_chunks(mode: str) -> int:
-    result = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True)
+def _run_child(source: str, mode: str) -> int:
+    """Run ``source`` in a fresh interpreter with ``mode`` as its argument; the number it prints."""
+    result = subprocess.run([sys.executable, "-c", source, mode], capture_output=True, text=True)
     if result.returncode and "mallinfo2" in result.stderr:
         pytest.skip("this C library has no mallinfo2 to observe the allocator with")
     assert result.returncode == 0, result.stderr
     return int(result.stdout)
+
+
+def _mmapped_chunks(mode: str) -> int:
+    return _run_child(CHILD, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
@@ -63,9 +68,7 @@ print(len(collections))
 
 
 def _young_collections(mode: str) -> int:
-    result = subprocess.run([sys.executable, "-c", COLLECTOR_CHILD, mode], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return int(result.stdout)
+    return _run_child(COLLECTOR_CHILD, mode)
 
 
 def test_a_swinging_backlog_sets_off_no_collections_once_tuned():

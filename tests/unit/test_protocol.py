@@ -80,9 +80,9 @@ def raw_method(channel: int, class_id: int, method_id: int, args: bytes = b"") -
     return raw_frame(1, channel, struct.pack(">HH", class_id, method_id) + args)
 
 
-def content(channel: int, data: bytes, class_id: int = 60) -> bytes:
+def content(channel: int, data: bytes, class_id: int = 60, properties: Any = None) -> bytes:
     """A content header plus one body frame (none for an empty body)."""
-    out = frame.marshal(header.ContentHeader(0, len(data), commands.Basic.Properties()), channel)
+    out = frame.marshal(header.ContentHeader(0, len(data), properties or commands.Basic.Properties()), channel)
     if class_id != 60:
         out = out[:7] + struct.pack(">H", class_id) + out[9:]
     if data:
@@ -928,11 +928,8 @@ def test_deliveries_freed_by_acks_precede_a_channel_error_of_the_same_read():
 
 
 def _publish(channel: int, key: str, body: bytes, properties=None, exchange: str = "") -> bytes:
-    data = frame.marshal(commands.Basic.Publish(exchange=exchange, routing_key=key), channel)
-    data += frame.marshal(header.ContentHeader(0, len(body), properties or commands.Basic.Properties()), channel)
-    if body:
-        data += frame.marshal(pbody.ContentBody(body), channel)
-    return data
+    method = frame.marshal(commands.Basic.Publish(exchange=exchange, routing_key=key), channel)
+    return method + content(channel, body, properties=properties)
 
 
 def _consuming(broker: Broker, *queues: str) -> Connection:
