@@ -66,7 +66,7 @@ def _serve(settings: Settings) -> int:
     except KeyboardInterrupt:
         # run_broker handles SIGINT itself; this is only a ^C before its handler was installed.
         return 130
-    except (OSError, ConfigError, BaseExceptionGroup) as exc:
+    except (OSError, ConfigError, StoreError, BaseExceptionGroup) as exc:
         error = _only_error(exc)
         if error is None:
             raise

@@ -53,6 +53,7 @@ from .broker.vhost import PREDECLARED, validate_queue_arguments
 from .config import ConfigError
 from .errors import AMQPError, precondition_failed
 from .store import records
+from .store.lock import DataDirLock
 from .store.sqlite import DB_NAME, SCHEMA_VERSION, Snapshot, SQLiteStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -667,11 +668,8 @@ def export_data_dir(settings: "Settings") -> dict:
     return export_definitions(broker)
 
 
-def store_in_use(data_dir: str) -> bool:
-    """Whether the data directory's store is open in a broker, or was not closed cleanly.
-
-    A broker marks its store unclean when it opens it and clean when it stops; the two cases
-    cannot be told apart from outside."""
+def left_unclean(data_dir: str) -> bool:
+    """Whether the data directory's last broker did not shut down cleanly (it crashed)."""
     if not os.path.exists(os.path.join(data_dir, DB_NAME)):
         return False
     db = _open_read_only(data_dir)
@@ -687,18 +685,23 @@ def import_data_dir(settings: "Settings", data: dict, force: bool = False) -> di
     :func:`import_definitions` returns.
 
     Meant for a stopped broker: a running one would not see the import, and both would allocate
-    the same queue ids. So a store left open (a running broker, or one that crashed) is refused
-    unless ``force``; after a crash, ``force`` keeps the crash marker, so the broker still flags
-    recovered messages as redelivered. A fresh directory gets the default user and vhost first,
-    as a running RabbitMQ node has them before ``rabbitmqctl import_definitions``. Nothing is
-    written when the file has an error."""
-    if not force and store_in_use(settings.data_dir):
-        raise DefinitionsError(
-            f"the data directory {settings.data_dir} is in use by a running broker, or its broker "
-            "did not shut down cleanly: stop the broker first (it reads definitions only at "
-            "start-up), or pass --force after a crash"
-        )
-    store = SQLiteStore(settings.data_dir)
+    the same queue ids. So a directory whose broker runs (it holds the directory's lock) is
+    refused, naming that broker's pid; one whose broker crashed is refused unless ``force``, and
+    ``force`` keeps the crash marker, so the broker still flags recovered messages as
+    redelivered. A fresh directory gets the default user and vhost first, as a running RabbitMQ
+    node has them before ``rabbitmqctl import_definitions``. Nothing is written when the file
+    has an error."""
+    lock = DataDirLock(settings.data_dir).acquire()
+    try:
+        if not force and left_unclean(settings.data_dir):
+            raise DefinitionsError(
+                f"the broker of the data directory {settings.data_dir} did not shut down cleanly: "
+                "start and stop it once, or pass --force to import anyway"
+            )
+    except BaseException:
+        lock.release()
+        raise
+    store = SQLiteStore(settings.data_dir, lock)
     was_clean = True
     try:
         was_clean = store.load().clean_shutdown

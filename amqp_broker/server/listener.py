@@ -12,6 +12,7 @@ import trio
 
 from ..broker.broker import Broker
 from ..config import Settings
+from ..store.lock import DataDirLock
 from ..store.sqlite import SQLiteStore
 from .committer import Committer
 from .flow import FlowControl
@@ -55,20 +56,26 @@ class BrokerServer:
         """(memory limit, data directory, free-disk limit) for the alarm monitor."""
         return self.memory_limit, self.settings.data_dir, self.disk_free_limit
 
-    def open_store(self) -> None:
-        """Open the data directory's store and rebuild durable state from it (before listening)."""
+    def open_store(self, lock: DataDirLock | None = None) -> None:
+        """Open the data directory's store (taking its lock unless ``lock`` holds it already) and
+        rebuild durable state from it (before accepting connections)."""
         if self.store is not None or not self.settings.data_dir:
             return
-        store = SQLiteStore(self.settings.data_dir)
-        if self.settings.definitions:
-            # Attach, then import the file (every start, as RabbitMQ's load_definitions).
-            from ..definitions import boot_with_definitions
+        store = SQLiteStore(self.settings.data_dir, lock)
+        try:
+            if self.settings.definitions:
+                # Attach, then import the file (every start, as RabbitMQ's load_definitions).
+                from ..definitions import boot_with_definitions
 
-            counts = boot_with_definitions(
-                self.broker, store, self.settings.definitions, self.settings.queue_memory_limit_bytes
-            )
-        else:
-            counts = self.broker.attach_store(store, self.settings.queue_memory_limit_bytes)
+                counts = boot_with_definitions(
+                    self.broker, store, self.settings.definitions, self.settings.queue_memory_limit_bytes
+                )
+            else:
+                counts = self.broker.attach_store(store, self.settings.queue_memory_limit_bytes)
+        except BaseException:
+            store.take_batch()  # nothing of a failed start reaches the disk
+            store.close(clean=store.opened_clean)
+            raise
         log.info(
             "data directory %s: recovered %d exchange(s), %d queue(s), %d binding(s), %d message(s)",
             os.path.abspath(self.settings.data_dir), counts["exchanges"], counts["queues"],
@@ -99,16 +106,34 @@ class BrokerServer:
         self._shutdown.set()
 
     async def serve(self, *, handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Listen, report the bound port through ``task_status``, and serve until shutdown."""
-        self.open_store()
+        """Listen, report the bound port through ``task_status``, and serve until shutdown.
+
+        The order makes a failed start harmless: the data directory's lock first (a second
+        broker on it is refused, naming the holder), then the port (a busy one fails before the
+        store is touched), then the store. The store is marked cleanly shut down only when
+        serving ended by a shutdown, not by an error."""
+        lock = DataDirLock(self.settings.data_dir).acquire() if self.settings.data_dir else None
         try:
-            await self._serve(handle_signals, task_status)
+            listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        try:
+            self.open_store(lock)
+        except BaseException:
+            for listener in listeners:
+                listener.socket.close()
+            raise
+        clean = False
+        try:
+            await self._serve(listeners, handle_signals, task_status)
+            clean = True
         finally:
             if self.store is not None:
-                self.store.close(clean=True)
+                self.store.close(clean=clean)
 
-    async def _serve(self, handle_signals: bool, task_status) -> None:
-        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
+    async def _serve(self, listeners: list, handle_signals: bool, task_status) -> None:
         self.port = listeners[0].socket.getsockname()[1]
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners

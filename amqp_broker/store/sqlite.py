@@ -22,7 +22,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from . import records
+from . import StoreError, records
+from .lock import DataDirLock
 
 log = logging.getLogger("amqp_broker.store")
 
@@ -59,10 +60,6 @@ def message_id(queue_id: int, seq: int) -> int:
 
 def _queue_range(queue_id: int) -> tuple[int, int]:
     return queue_id << SEQ_BITS, (queue_id << SEQ_BITS) | SEQ_MASK
-
-
-class StoreError(Exception):
-    """The store cannot be opened, read or written; the message says why and where."""
 
 
 @dataclass(slots=True)
@@ -116,9 +113,27 @@ def _key(parts: Iterable[Any]) -> str:
 class SQLiteStore:
     """Durable definitions and messages in ``<data_dir>/amqp_broker.sqlite3``."""
 
-    def __init__(self, data_dir: str):
+    def __init__(self, data_dir: str, lock: DataDirLock | None = None):
+        """Open (or create) the store. ``lock``: the directory's lock, already held by the caller
+        (a broker takes it before binding its port); otherwise it is taken here. Either way the
+        store owns it from now on and gives it up in :meth:`close`."""
         self.data_dir = data_dir
         self.path = os.path.join(data_dir, DB_NAME)
+        if lock is None:
+            lock = DataDirLock(data_dir).acquire()
+        self.lock = lock
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except BaseException:
+            # A store that could not open leaves the directory to the next starter.
+            if self._db is not None:
+                self._db.close()
+            lock.release()
+            raise
+
+    def _open(self) -> None:
+        data_dir = self.data_dir
         try:
             os.makedirs(data_dir, exist_ok=True)
             # check_same_thread=False: batches are written from a worker thread, one at a time.
@@ -133,7 +148,8 @@ class SQLiteStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
             row = self._db.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()
-            self._was_clean = row is None or row[0] == "1"
+            # Whether the broker before us shut down cleanly (not: crashed or still running).
+            self.opened_clean = row is None or row[0] == "1"
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_shutdown', '0')")
             row = self._db.execute("SELECT value FROM meta WHERE key='next_queue_id'").fetchone()
             self._next_queue_id = int(row[0]) if row else 1
@@ -171,7 +187,7 @@ class SQLiteStore:
             queue_ids = [record["id"] for _key, record in definitions.get("queue", [])]
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM messages WHERE persistent = 0")
-            if not self._was_clean:
+            if not self.opened_clean:
                 # After a crash any recovered message may have been delivered: flag them all, in
                 # the file too, so the flag outlives the next (clean) restart.
                 self._db.execute("UPDATE messages SET redelivered = 1 WHERE redelivered = 0")
@@ -185,7 +201,7 @@ class SQLiteStore:
             self._db.execute("COMMIT")
         except (sqlite3.Error, ValueError, KeyError) as exc:
             raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
-        return Snapshot(definitions, self._was_clean)
+        return Snapshot(definitions, self.opened_clean)
 
     def read_messages(self, queue_id: int, after_seq: int = 0, limit: int = -1) -> list[StoredMessage]:
         """Messages of a queue in sequence order, from ``after_seq`` (exclusive)."""
@@ -377,12 +393,14 @@ class SQLiteStore:
             self.retry_batch(batch)
 
     def close(self, clean: bool = True) -> None:
-        """Flush, record whether the shutdown was clean, and close the file."""
+        """Flush, record whether the shutdown was clean, close the file and give up the lock."""
         try:
             self.commit_now()
             if clean:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_shutdown', '1')")
-            self._reader.close()
-            self._db.close()
         except (sqlite3.Error, StoreError) as exc:
             log.error("closing the store at %s: %s", self.path, exc)
+        finally:
+            self._reader.close()
+            self._db.close()
+            self.lock.release()

@@ -303,9 +303,11 @@ def test_import_refuses_a_data_dir_in_use_and_export_reads_it_live(tmp_path):
         conn.close()
         live = export_dir(data_dir)  # read only: safe while the broker runs
         assert [q["name"] for q in live["queues"]] == ["live.q"]
-        result = import_dir(data_dir, SAMPLE)
-        assert result.returncode == 1
-        assert "in use by a running broker" in result.stderr
+        for extra in ((), ("--force",)):  # --force is for a crashed broker's directory only
+            result = import_dir(data_dir, SAMPLE, *extra)
+            assert result.returncode == 1
+            assert f"is in use by the broker with pid {broker.proc.pid}" in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     # Stopped: the import goes in, and the broker picks it up on its next start.
     result = import_dir(data_dir, SAMPLE)
     assert result.returncode == 0, result.stderr
@@ -315,7 +317,7 @@ def test_import_refuses_a_data_dir_in_use_and_export_reads_it_live(tmp_path):
         assert conn.channel().queue_declare("live.q", passive=True).method.message_count == 1
         conn.close()
 
-    # After a crash the store still looks in use: --force imports and keeps the crash marker (so
+    # After a crash the store is marked unclean: --force imports and keeps the crash marker (so
     # the broker still flags recovered messages as redelivered).
     db = sqlite3.connect(data_dir / "amqp_broker.sqlite3")
     db.execute("UPDATE meta SET value = '0' WHERE key = 'clean_shutdown'")

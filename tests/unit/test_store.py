@@ -2,10 +2,12 @@
 
 import datetime
 import decimal
+import os
 
 import pytest
 
 from amqp_broker.store import records
+from amqp_broker.store.lock import DataDirBusy, DataDirLock
 from amqp_broker.store.sqlite import DB_NAME, SQLiteStore, StoreError
 
 
@@ -53,8 +55,26 @@ def test_messages_commit_in_order_and_transient_ones_are_dropped_on_load(tmp_pat
 def test_unclean_shutdown_is_reported(tmp_path):
     store = SQLiteStore(str(tmp_path))
     store.commit_now()
-    # no close(): as after kill -9
+    # no close(), only the lock released as the kernel does when the process dies: as after kill -9
+    store.lock.release()
     assert not SQLiteStore(str(tmp_path)).load().clean_shutdown
+
+
+def test_one_store_per_data_directory(tmp_path):
+    store = SQLiteStore(str(tmp_path))
+    with pytest.raises(DataDirBusy, match=f"is in use by the broker with pid {os.getpid()}"):
+        SQLiteStore(str(tmp_path))
+    with pytest.raises(DataDirBusy):
+        DataDirLock(str(tmp_path)).acquire()
+    store.close()
+    SQLiteStore(str(tmp_path)).close()  # closing gave the directory up
+
+
+def test_a_store_that_fails_to_open_gives_its_directory_up(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError):
+        SQLiteStore(str(tmp_path))
+    DataDirLock(str(tmp_path)).acquire().release()
 
 
 def test_after_commit_callbacks_run_once_the_batch_is_written(tmp_path):
@@ -99,7 +119,7 @@ def test_write_failure_raises_store_error(tmp_path):
 def test_unwritable_data_dir_gives_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreError, match="cannot open the store"):
+    with pytest.raises(StoreError, match="cannot use the data directory .*: .*Not a directory"):
         SQLiteStore(str(blocker / "data"))
 
 
