@@ -56,10 +56,12 @@ def _serve(settings: Settings) -> int:
     """Run the broker in trio until it shuts down; map start-up failures to exit status 1."""
     from amqp_broker.server import run_broker  # imported late: config errors report without it
     from amqp_broker.server.allocator import tune_allocator, tune_collector
+    from amqp_broker.server.descriptors import log_fd_limit, raise_fd_limit
 
     # The process is the broker's alone here (not when embedded in tests or an application).
     tune_allocator()
     tune_collector()
+    log_fd_limit(raise_fd_limit())
 
     try:
         trio.run(run_broker, settings)

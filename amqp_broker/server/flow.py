@@ -86,10 +86,16 @@ def total_memory() -> int:
     return 0
 
 
-def resident_memory() -> int:
-    """This process's resident set size in bytes."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def resident_memory(statm_fd: int | None = None) -> int:
+    """This process's resident set size in bytes, read from ``statm_fd`` (an open
+    ``/proc/self/statm``) when given: the monitor keeps it open, so a broker out of descriptors
+    can still sample its memory."""
+    if statm_fd is None:
+        with open("/proc/self/statm", "rb") as statm:
+            data = statm.read()
+    else:
+        data = os.pread(statm_fd, 256, 0)
+    return int(data.split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def memory_limit(watermark: float) -> int:
@@ -106,22 +112,52 @@ async def monitor(flow: FlowControl, limits: Callable[[], tuple[int, str, int]])
     """Raise and clear the memory and disk alarms until cancelled.
 
     ``limits()`` gives (memory limit in bytes or 0, data directory, free-disk limit in bytes or 0),
-    read every round so they can change while running."""
-    while True:
-        memory, data_dir, disk_free_limit = limits()
-        if memory and resident_memory() > memory:
-            flow.block("memory")
-        else:
-            flow.unblock("memory")
-        if disk_free_limit and data_dir:
-            try:
-                free = shutil.disk_usage(data_dir).free
-            except OSError:
-                free = disk_free_limit
-            if free < disk_free_limit:
-                flow.block("disk")
+    read every round so they can change while running. A sample that fails (say, for lack of
+    descriptors) leaves its alarm as it is and is logged once until sampling works again: the
+    monitor never ends the broker."""
+    try:
+        statm_fd: int | None = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        statm_fd = None  # not Linux (the memory sample will fail, and say so once)
+    failing: set[str] = set()
+    try:
+        while True:
+            memory, data_dir, disk_free_limit = limits()
+            if memory:
+                rss = _sample("memory", failing, resident_memory, statm_fd)
+                if rss is not None:
+                    if rss > memory:
+                        flow.block("memory")
+                    else:
+                        flow.unblock("memory")
+            else:
+                flow.unblock("memory")
+            if disk_free_limit and data_dir:
+                usage = _sample("disk", failing, shutil.disk_usage, data_dir)
+                if usage is not None:
+                    if usage.free < disk_free_limit:
+                        flow.block("disk")
+                    else:
+                        flow.unblock("disk")
             else:
                 flow.unblock("disk")
-        else:
-            flow.unblock("disk")
-        await trio.sleep(MONITOR_INTERVAL)
+            await trio.sleep(MONITOR_INTERVAL)
+    finally:
+        if statm_fd is not None:
+            os.close(statm_fd)
+
+
+def _sample(what: str, failing: set[str], fn: Callable, *args):
+    """``fn(*args)``, or None when it fails; a failure is logged when it starts and when it ends."""
+    try:
+        value = fn(*args)
+    except Exception as exc:  # a sampler's failure must never end the broker
+        if what not in failing:
+            failing.add(what)
+            log.warning("cannot sample %s use (%s); the %s alarm stays as it is until it can",
+                        what, exc, what, exc_info=not isinstance(exc, OSError))
+        return None
+    if what in failing:
+        failing.discard(what)
+        log.warning("sampling %s use works again", what)
+    return value

@@ -19,6 +19,7 @@ from .flow import FlowControl
 from .flow import memory_limit
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
+from .descriptors import serve_listeners
 from .timers import drive_timers
 
 log = logging.getLogger("amqp_broker.server")
@@ -147,7 +148,7 @@ class BrokerServer:
 
             async def accept() -> None:
                 with accept_scope:
-                    await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                    await serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
             nursery.start_soon(accept)
             nursery.start_soon(drive_timers, self.broker.timers)

@@ -170,6 +170,9 @@ class SQLiteStore:
         # or sees half of, a batch the committer thread is writing.
         try:
             self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Read once now: a connection opens its own handle on the WAL at its first read, and
+            # the first page-in may come when the process has no descriptor left to give.
+            self._reader.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         # Called when the first operation lands in an empty batch: the server wakes its committer.

@@ -33,13 +33,15 @@ class BrokerProcess:
     """``python -m amqp_broker --host 127.0.0.1 --port 0 --data-dir D`` as a child process."""
 
     def __init__(self, data_dir: str, log_path: str | None = None, extra_args: list[str] | None = None,
-                 python: str = sys.executable, src: str | None = None):
+                 python: str = sys.executable, src: str | None = None, preexec_fn=None):
         self.data_dir = data_dir
         self.log_path = log_path or os.path.join(os.path.dirname(os.path.abspath(data_dir)) or ".",
                                                  os.path.basename(os.path.abspath(data_dir)) + ".broker.log")
         self.extra_args = list(extra_args or [])
         self.python = python
         self.src = src or os.environ.get("AMQP_BROKER_SRC") or ROOT
+        # Run in the child before the broker starts (say, to set its resource limits).
+        self.preexec_fn = preexec_fn
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -62,6 +64,7 @@ class BrokerProcess:
                 [self.python, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", "0",
                  "--data-dir", self.data_dir, "--log-level", "info", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=self.src, env=env,
+                preexec_fn=self.preexec_fn,
             )
         finally:
             logf.close()

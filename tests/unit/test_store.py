@@ -145,3 +145,46 @@ def test_torn_wal_tail_is_discarded_on_open(tmp_path):
     reopened = SQLiteStore(str(copy_dir))
     bodies = [m.body for m in reopened.read_messages(1)]
     assert bodies == [b"kept"]
+
+
+_NO_DESCRIPTORS_LEFT = r'''
+import errno, os, sys
+from amqp_broker.store.sqlite import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+for seq in range(1, 101):
+    store.add_message(1, seq, "", "q", b"\x00\x00", b"old %d" % seq + b"x" * 4096, persistent=True)
+store.commit_now()
+spare = []
+try:
+    while True:
+        spare.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as exc:
+    assert exc.errno == errno.EMFILE, exc
+try:
+    # Large statements (their statement journals would spill to temp files), then reads.
+    for seq in range(101, 301):
+        store.add_message(1, seq, "", "q", b"\x00\x00", b"new %d" % seq + b"x" * 65536, persistent=True)
+    for seq in range(1, 51):
+        store.set_redelivered(1, seq)
+    store.remove_range(1, 1, 10)
+    store.commit_now()
+    rows = store.read_messages(1)
+    print(len(rows), rows[0].seq, rows[0].redelivered, rows[-1].seq, store.queue_stats(1))
+finally:
+    for fd in spare:
+        os.close(fd)
+store.close()
+'''
+
+
+def test_the_store_needs_no_new_descriptor_once_open(tmp_path):
+    """Out of descriptors (every number taken), writing and reading messages still work: the
+    store holds what it needs open from the start."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _NO_DESCRIPTORS_LEFT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["290", "11", "True", "300", "(290,", "11,", "300)"]
