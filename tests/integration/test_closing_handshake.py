@@ -19,7 +19,9 @@ from pamqp import commands as C
 from pamqp import frame as pframe
 
 from raw_amqp import Raw
-from test_connection import poll
+from test_connection import PROTOCOL_HEADER, RawClient, poll
+
+from amqp_broker.server import connection as server_connection
 
 # ~4 MB of publishes on channel 1, routed nowhere: more than a read's worth, so a broker that
 # stopped reading would leave most of it unread.
@@ -64,6 +66,16 @@ def test_client_close_followed_by_a_burst_gets_close_ok_then_a_clean_eof(broker)
     assert isinstance(raw.method(), C.Connection.CloseOk)
     assert read_eof(raw) == b""
     finish(broker, raw, peer)
+
+
+def test_a_client_that_never_closes_its_side_is_let_go_after_the_linger_timeout(broker, monkeypatch):
+    monkeypatch.setattr(server_connection, "LINGER_TIMEOUT", 0.2)
+    raw, peer = open_raw(broker.port)
+    raw.sock.sendall(CLOSE)
+    assert isinstance(raw.method(), C.Connection.CloseOk)
+    assert read_eof(raw) == b""
+    assert poll(lambda: not connected(broker, peer))  # the client still has its side open
+    raw.close()
 
 
 def test_connection_error_while_the_client_keeps_writing(broker):
@@ -132,6 +144,29 @@ def test_shutdown_reads_the_close_ok_of_a_publisher_held_by_flow_control(fresh_b
     assert read_eof(raw) == b""
     assert time.monotonic() - started < 1.0  # the shutdown grace is 2 s
     raw.close()
+
+
+def test_refused_login_with_pipelined_frames_ends_with_a_clean_eof(broker):
+    """Without authentication_failure_close a refused login gets no close frame (as RabbitMQ), just
+    the end of the stream; frames pipelined behind start-ok must not turn that into a reset."""
+    client = RawClient(broker.port)
+    client.send(PROTOCOL_HEADER)
+    assert client.read_method()[1].name == "Connection.Start"
+    peer = "%s:%d" % client.sock.getsockname()[:2]
+    client.send(b"".join([
+        pframe.marshal(C.Connection.StartOk(client_properties={}, mechanism="PLAIN",
+                                            response="\0guest\0wrong", locale="en_US"), 0),
+        pframe.marshal(C.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0), 0),
+        pframe.marshal(C.Connection.Open(virtual_host="/"), 0),
+        BURST,
+    ]))
+    assert client.buf == b""
+    assert client.sock.recv(65536) == b""  # FIN, not a reset
+    client.send(BURST)  # still read and discarded
+    assert connected(broker, peer)
+    client.sock.shutdown(socket.SHUT_WR)
+    assert poll(lambda: not connected(broker, peer))
+    client.close()
 
 
 def test_pika_closes_cleanly_right_after_a_burst_on_several_channels(broker, unique):
