@@ -210,6 +210,7 @@ class ServerConnection:
         protocol = self.protocol
         started = trio.current_time()
         closing_since = None
+        finished_since = None
         while True:
             if protocol.heartbeat:
                 interval = max(protocol.heartbeat / 2, 0.5)
@@ -228,6 +229,13 @@ class ServerConnection:
                 closing_since = closing_since or now
                 if now - closing_since > CLOSE_OK_TIMEOUT:
                     protocol.connection_lost()
+                    cancel_scope.cancel()
+                    return
+            if protocol.finished:
+                # Flushing our last frames plus lingering is bounded too: a peer that reads
+                # nothing would hold the writer (and the socket) forever.
+                finished_since = finished_since or now
+                if now - finished_since > LINGER_TIMEOUT:
                     cancel_scope.cancel()
                     return
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):

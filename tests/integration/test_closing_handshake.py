@@ -78,6 +78,33 @@ def test_a_client_that_never_closes_its_side_is_let_go_after_the_linger_timeout(
     raw.close()
 
 
+def test_a_closed_client_that_reads_nothing_is_let_go_after_the_linger_timeout(broker, monkeypatch, unique):
+    """Our close-ok is stuck behind deliveries the client never reads: the writer cannot flush,
+    and the connection must still end."""
+    monkeypatch.setattr(server_connection, "LINGER_TIMEOUT", 0.2)
+    queue = unique("flood")
+    publisher = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port, heartbeat=0))
+    try:
+        ch = publisher.channel()
+        ch.queue_declare(queue, auto_delete=True)
+        body = b"f" * 200_000
+        for _ in range(50):  # 10 MB: more than the socket buffers
+            ch.basic_publish("", queue, body)
+        ch.queue_declare(queue, passive=True)  # a round trip: every publish is routed
+        client = RawClient(broker.port)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.handshake()
+        peer = "%s:%d" % client.sock.getsockname()[:2]
+        client.call(1, C.Channel.Open())
+        client.send_method(1, C.Basic.Consume(queue=queue, consumer_tag="c", no_ack=True))
+        client.send(CLOSE)  # and from now on reads nothing
+        assert connected(broker, peer)
+        assert poll(lambda: not connected(broker, peer))
+        client.close()
+    finally:
+        publisher.close()
+
+
 def test_connection_error_while_the_client_keeps_writing(broker):
     """A connection error (504, the broker waits for close-ok): the close frame arrives intact
     however much the client writes before and after answering it."""
