@@ -4,6 +4,12 @@
 Reads are batched (one ``receive_some`` handles every complete frame in it) and writes are
 batched (everything produced meanwhile — replies, deliveries written by other connections'
 publishers, confirms — goes out in one ``send_all``), per design.md "Speed" rule 1.
+
+Closing is RabbitMQ's handshake at the socket (rabbit_reader's ``closed`` state): once the
+protocol is finished and our last frame (close-ok, connection.close, a refused login's silence) is
+flushed, we shut down our sending side and keep reading, discarding, until the client closes its
+side. Closing outright with the client's pipelined frames unread would make the kernel answer them
+with a reset, which a client sees as EPIPE/ECONNRESET and may lose our last frame to.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..errors import INTERNAL_ERROR
-from ..protocol.connection import OPEN, Connection
+from ..protocol.connection import CLOSING, OPEN, Connection
 
 if TYPE_CHECKING:  # pragma: no cover
     from .listener import BrokerServer
@@ -39,6 +45,11 @@ HANDSHAKE_TIMEOUT = 10.0
 SENDMSG_MAX_BUFFERS = 512
 # How long we wait for close-ok after sending connection.close before dropping the socket.
 CLOSE_OK_TIMEOUT = 3.0
+# After our last frame, how long we read and discard until the client closes its side (RabbitMQ's
+# CLOSING_TIMEOUT). Shutdown does not wait that long: it drops what is left after SHUTDOWN_GRACE.
+LINGER_TIMEOUT = 30.0
+# Discarded input is read in chunks this large.
+DISCARD_SIZE = 1 << 16
 
 
 class ServerConnection:
@@ -63,6 +74,12 @@ class ServerConnection:
         self.last_receive = now
         self.last_send = now
         self.done = trio.Event()
+        # Set once the client's side is closed (EOF) or broken: nothing more will be read.
+        self._input_closed = trio.Event()
+        # True once a send failed: the peer is gone, there is nothing to linger for.
+        self._send_failed = False
+        # The reader's wait while flow control holds publishers (cancelled when we close).
+        self._held: trio.CancelScope | None = None
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -75,6 +92,7 @@ class ServerConnection:
                 nursery.start_soon(self._timer, nursery.cancel_scope)
                 nursery.start_soon(self._reader)
                 await self._writer()
+                await self._linger()
                 nursery.cancel_scope.cancel()
         finally:
             self.protocol.connection_lost()
@@ -99,8 +117,11 @@ class ServerConnection:
                     # A publishing connection is not served while publishers are held; what was
                     # read waits, unprocessed (RabbitMQ stops reading such a connection).
                     server.check_store_backlog()
-                    if server.flow.active:
-                        await server.flow.wait()
+                    if server.flow.active and protocol.state < CLOSING:
+                        # A closing connection is never held: its close-ok must be read.
+                        with trio.CancelScope() as self._held:
+                            await server.flow.wait()
+                        self._held = None
                 try:
                     protocol.receive_data(data)
                 except Exception:  # a bug must cost one connection, never the broker
@@ -108,10 +129,16 @@ class ServerConnection:
                     protocol.close(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
                     protocol.connection_lost()
                     protocol.on_output()
-                    break
+                    continue
                 size = receive_size(protocol.partial_frame_size())
+            else:
+                # Finished: whatever the client still sends (frames it wrote before seeing our
+                # close or close-ok) is read and dropped until it closes its side.
+                while await receive(DISCARD_SIZE):
+                    pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        self._input_closed.set()
         if not protocol.finished:
             protocol.connection_lost()
             if not protocol.close_reason:
@@ -148,7 +175,21 @@ class ServerConnection:
                 self.last_send = trio.current_time()
                 protocol.writer_drained()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._send_failed = True
             protocol.connection_lost()
+
+    async def _linger(self) -> None:
+        """Our last frame is out: send FIN and wait (reading and discarding) for the client's,
+        unless its side is closed or broken already. A dead peer never gets here: missed
+        heartbeats, the handshake timeout and the close-ok timeout cancel the whole connection."""
+        if self._send_failed or self._input_closed.is_set():
+            return
+        try:
+            await self.stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            await self._input_closed.wait()
 
     async def _send_pieces(self, pieces: list) -> None:
         """Send buffers in order with sendmsg (a gather write), resuming after partial sends."""
@@ -169,6 +210,7 @@ class ServerConnection:
         protocol = self.protocol
         started = trio.current_time()
         closing_since = None
+        finished_since = None
         while True:
             if protocol.heartbeat:
                 interval = max(protocol.heartbeat / 2, 0.5)
@@ -189,6 +231,13 @@ class ServerConnection:
                     protocol.connection_lost()
                     cancel_scope.cancel()
                     return
+            if protocol.finished:
+                # Flushing our last frames plus lingering is bounded too: a peer that reads
+                # nothing would hold the writer (and the socket) forever.
+                finished_since = finished_since or now
+                if now - finished_since > LINGER_TIMEOUT:
+                    cancel_scope.cancel()
+                    return
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
                 cancel_scope.cancel()
                 return
@@ -202,6 +251,8 @@ class ServerConnection:
             protocol.close(CONNECTION_FORCED, reply_text)
         else:
             protocol.connection_lost()
+        if self._held is not None:
+            self._held.cancel()  # a publisher held by flow control must read its close-ok
         self._wake()
 
 

@@ -83,13 +83,25 @@ def test_amqp_tools(broker):
                   "--port", str(broker.port)], timeout=60)
 
 
-def test_node_amqplib(broker):
-    """Node's amqplib, installed from package-lock.json into interop/clients/node/node_modules."""
+def require_amqplib() -> str:
+    """The node executable, once Node and amqplib are known to be installed."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node not found on PATH: install Node.js 18+ (e.g. `apt-get install nodejs npm`)")
     if not (NODE_DIR / "node_modules" / "amqplib").is_dir():
         pytest.fail("amqplib is not installed: run `npm ci --prefix interop/clients/node` "
                     "(.ci/run does this)")
-    run_scenario([node, str(NODE_DIR / "smoke.js"), "--host", "127.0.0.1",
+    return node
+
+
+def test_node_amqplib(broker):
+    """Node's amqplib, installed from package-lock.json into interop/clients/node/node_modules."""
+    run_scenario([require_amqplib(), str(NODE_DIR / "smoke.js"), "--host", "127.0.0.1",
                   "--port", str(broker.port)], timeout=60)
+
+
+def test_node_amqplib_closes_cleanly_after_a_burst(broker):
+    """amqplib closes with channel frames still being flushed behind its connection.close: the
+    broker must read them after close-ok, or amqplib gets EPIPE/ECONNRESET (issue 14)."""
+    run_scenario([require_amqplib(), str(NODE_DIR / "close_burst.js"), "--host", "127.0.0.1",
+                  "--port", str(broker.port)], timeout=90)
