@@ -44,6 +44,9 @@ ENV_PREFIX = "AMQP_BROKER_"
 #: Environment variable naming a config file, when ``--config`` is not given.
 CONFIG_ENV_VAR = "AMQP_BROKER_CONFIG"
 
+#: The largest max_message_size RabbitMQ accepts (512 MiB): a larger body could not be held.
+MAX_MESSAGE_SIZE_LIMIT = 536870912
+
 #: Accepted values of :attr:`Settings.log_level`, lowest first.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -92,6 +95,8 @@ class Settings:
     frame_max: int = 131072
     #: Most channels per connection proposed in connection.tune; 0 = no limit (65535).
     channel_max: int = 2047
+    #: Largest message body in bytes a publisher may send (RabbitMQ's max_message_size).
+    max_message_size: int = 134217728
     #: Milliseconds a delivery may stay unacknowledged before the channel is closed; 0 disables.
     consumer_timeout_ms: int = 1800000
     #: Fraction of total memory above which publishers are blocked (a value above 1 is bytes).
@@ -122,6 +127,7 @@ class Settings:
                 f"frame_max must be 0 (no limit) or at least 4096, got {self.frame_max}",
                 "frame_max",
             )
+        _check_range("max_message_size", self.max_message_size, 1, MAX_MESSAGE_SIZE_LIMIT)
         _check_range("consumer_timeout_ms", self.consumer_timeout_ms, 0, None)
         _check_range("disk_free_limit_bytes", self.disk_free_limit_bytes, 0, None)
         _check_range("queue_memory_limit_bytes", self.queue_memory_limit_bytes, 0, None)
@@ -219,9 +225,12 @@ _FLAG_HELP = {
     "heartbeat": "heartbeat seconds proposed to clients, 0 = off (default: 60)",
     "frame_max": "largest frame in bytes proposed to clients (default: 131072)",
     "channel_max": "most channels per connection proposed to clients (default: 2047)",
+    "max_message_size": "largest message body in bytes, at most 536870912 (default: 134217728)",
     "consumer_timeout_ms": "ms a delivery may stay unacked, 0 = off (default: 1800000)",
     "memory_high_watermark": "memory fraction above which publishers block (default: 0.4)",
     "disk_free_limit_bytes": "free disk bytes below which publishers block (default: 50000000)",
+    "queue_memory_limit_bytes": "bytes of a queue's backlog kept in memory before the rest is "
+    "paged to disk (default: 134217728)",
 }
 
 
@@ -284,7 +293,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         default=False,
-        help="import even though the data directory looks in use (after a broker crashed)",
+        help="import even though the data directory's broker did not shut down cleanly (it crashed)",
     )
     return parser
 

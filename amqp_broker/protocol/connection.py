@@ -46,6 +46,7 @@ from ..errors import (
     FRAME_ERROR,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
@@ -57,6 +58,7 @@ from .channel import (
     CHANNEL_HANDLERS,
     EMPTY_PROPERTIES,
     UNSUPPORTED,
+    WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
     ChannelState,
 )
@@ -146,6 +148,7 @@ class Connection:
         frame_max: int = 131072,
         channel_max: int = 2047,
         cluster_name: str = "amqp_broker",
+        max_message_size: int = 134217728,
     ):
         self.broker = broker
         self.peer = peer
@@ -160,6 +163,7 @@ class Connection:
         self.server_frame_max = frame_max
         self.server_channel_max = channel_max
         self.cluster_name = cluster_name
+        self.max_message_size = max_message_size
         self.heartbeat = 0
         self.frame_max = PRE_TUNE_FRAME_MAX
         self.channel_max = channel_max
@@ -175,8 +179,14 @@ class Connection:
         # The start of a frame the last read ended in the middle of.
         self._tail = bytearray()
         self._auth_failure_close = False
-        # True once a message was published here: flow control holds only publishing connections.
+        # True once a message was published here: only such connections feed the store's backlog.
         self.publishing = False
+        # Set by the server while publishes must wait (an alarm, or the store's flow control):
+        # None, or the connection.blocked reason to tell a client that publishes meanwhile ("" for
+        # a silent hold, as RabbitMQ's internal flow control is). Input is then handled up to the
+        # first publish method or content frame, and the rest waits in ``held_input``.
+        self.hold_publishes: str | None = None
+        self.held_input: bytes | None = None
         # A store batch id: output may not be sent before that batch is committed (0: none).
         self.output_barrier = 0
         self._blocked_capable = False
@@ -250,6 +260,9 @@ class Connection:
                     return
             if pos < len(data):
                 pos = self._parse(data, pos)
+                if self.held_input is not None:
+                    self.held_input = data[pos:]
+                    return
         except AMQPError as exc:
             # Framing errors leave the byte stream unparseable: close without waiting for close-ok.
             self._fail(exc, 0, 0, 0)
@@ -266,6 +279,32 @@ class Connection:
                 self.flush_confirms()
         if pos < len(data) and self.state != CLOSED:
             tail += memoryview(data)[pos:]
+
+    def output_full(self) -> bool:
+        """Whether the output is over its bound (WRITE_HIGH_WATER): deliveries wait, and so does
+        any method but a publish or an ack (their replies are small and they make room)."""
+        return len(self.out) + self.pieces_bytes > WRITE_HIGH_WATER
+
+    def resume_input(self) -> None:
+        """Handle the input held back while publishes had to wait (:attr:`hold_publishes`)."""
+        data, self.held_input = self.held_input, None
+        if data:
+            self.receive_data(data)
+
+    def _hold_here(self, frame_type: int, buf: Any, start: int, end: int) -> bool:
+        """Whether a publish must wait at this frame (only called while holding): a content
+        frame, or basic.publish. A client that announced the capability is told it is blocked
+        the first time, as RabbitMQ tells a connection that publishes during an alarm."""
+        if self.state != OPEN or not (
+            frame_type in (FRAME_HEADER, FRAME_BODY)
+            or (frame_type == FRAME_METHOD and end - start >= 4
+                and _METHOD_INDEX.unpack_from(buf, start)[0] == BASIC_PUBLISH)
+        ):
+            return False
+        if self.hold_publishes:
+            self.notify_blocked(self.hold_publishes)
+        self.held_input = b""  # receive_data fills in the rest of its input
+        return True
 
     def partial_frame_size(self) -> int:
         """Payload size of the frame the last read ended inside; 0 when it ended between frames
@@ -299,6 +338,9 @@ class Connection:
         frame = bytes(tail)
         tail.clear()
         self._parse(frame, 0)
+        if self.held_input is not None:
+            self.held_input = frame + data[used + need :]
+            return -1
         return -1 if self.state == CLOSED else used + need
 
     def _parse(self, buf: bytes, pos: int) -> int:
@@ -306,7 +348,9 @@ class Connection:
         starts (``len(buf)`` when none). Framing errors raise."""
         end_all = len(buf)
         unpack_header = _FRAME_HEADER.unpack_from
+        holding = self.hold_publishes is not None
         while end_all - pos >= 7:
+            frame_start = pos
             frame_type, channel, size = unpack_header(buf, pos)
             start = pos + 7
             end = start + size
@@ -324,10 +368,14 @@ class Connection:
                     FRAME_ERROR,
                     octets_text(frame_type, buf[start:end], ("invalid_frame_end_marker", buf[end])),
                 )
+            if holding and channel and self._hold_here(frame_type, buf, start, end):
+                return pos
             pos = end + 1
             if frame_type == FRAME_METHOD:
                 after = self._on_method(channel, buf, start, end, end_all)
                 if after:
+                    if after < 0:
+                        return frame_start  # held: see output_full
                     pos = after
             elif frame_type == FRAME_BODY:
                 self._on_body(channel, buf, start, end)
@@ -369,6 +417,12 @@ class Connection:
                     return self._publish_inline(channel, publish, buf, start - 7, end_all)
                 if index == BASIC_ACK:
                     return self._ack_run(channel, buf, start, end, end_all)
+        if number and state == OPEN and self.output_full():
+            # A client that asks faster than it reads (a pipeline of basic.get, say) waits with
+            # the rest of its input until its replies drain: replies share the bound that holds
+            # deliveries back, so unread replies cannot grow without limit.
+            self.held_input = b""  # receive_data fills in the rest of its input
+            return -1
         self._dispatch_owed()  # any other method sees the deliveries earlier acks made room for
         try:
             method = commands.INDEX_MAPPING[index]()
@@ -423,6 +477,7 @@ class Connection:
         of a small message's cost."""
         number = channel.number
         frame_max = self.frame_max
+        max_message_size = self.max_message_size
         unpack_header = _FRAME_HEADER.unpack_from
         method_end = pos = method_start + 8 + unpack_header(buf, method_start)[2]
         method_frame = None
@@ -434,6 +489,8 @@ class Connection:
                     and buf[pos + 7] == 0 and buf[pos + 8] == 60):
                 break
             body_size = _BODY_SIZE.unpack_from(buf, pos + 11)[0]
+            if body_size > max_message_size:
+                break  # refused by the frame loop
             if size == 14 and not buf[pos + 19] and not buf[pos + 20]:
                 properties = EMPTY_PROPERTIES  # no properties: share one object
             else:
@@ -514,6 +571,18 @@ class Connection:
                 f"expected content header for class 60, got one for class {class_id} instead",
                 60, 40,
             )
+        if body_size > self.max_message_size:
+            # Refused before any of the body is read, so an announced size costs no memory
+            # (RabbitMQ 3.10 checks the assembled message, with the same 406 and text); the
+            # closing channel then ignores the body frames that follow.
+            self._fail(
+                ChannelError(
+                    PRECONDITION_FAILED,
+                    f"message size {body_size} is larger than configured max size {self.max_message_size}",
+                ),
+                number, 60, 40,
+            )
+            return
         channel.properties = properties
         if body_size == 0:
             self._complete_publish(channel, b"")
@@ -836,6 +905,10 @@ class Connection:
     def _release(self) -> None:
         session, self.session = self.session, None
         self.pending_confirms.clear()
+        for channel in self.channels.values():
+            # A half-received body (up to max_message_size) goes now, not whenever the cyclic
+            # collector gets to this connection's objects.
+            channel.body_parts = []
         if session is not None:
             session.close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import sys
@@ -51,6 +52,29 @@ def tune_allocator() -> bool:
     if not ok:
         log.debug("mallopt refused the allocator thresholds; keeping the defaults")
     return ok
+
+
+def release_free_memory() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc's ``malloc_trim(0)``, which, unlike
+    the trim threshold, also releases free pages below the top of the heap); False where the C
+    library has no such call. Bodies come from the heap (they are under MMAP_THRESHOLD), so a
+    large upload that was dropped, or a backlog that drained, otherwise stays in the resident set
+    until the same sizes are allocated again, and a memory alarm would never clear."""
+    trim = _malloc_trim()
+    return bool(trim is not None and trim(0))
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return trim
 
 
 def tune_collector() -> None:

@@ -15,14 +15,17 @@ with a reset, which a client sees as EPIPE/ECONNRESET and may lose our last fram
 from __future__ import annotations
 
 import logging
+import select
 from typing import TYPE_CHECKING
 
 import trio
 
 from ..errors import INTERNAL_ERROR
+from ..protocol.channel import WRITE_LOW_WATER
 from ..protocol.connection import CLOSING, OPEN, Connection
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .flow import FlowControl
     from .listener import BrokerServer
 
 log = logging.getLogger("amqp_broker.server")
@@ -50,6 +53,9 @@ CLOSE_OK_TIMEOUT = 3.0
 LINGER_TIMEOUT = 30.0
 # Discarded input is read in chunks this large.
 DISCARD_SIZE = 1 << 16
+# How often a connection held by flow control is checked for a client that hung up.
+HELD_CHECK_INTERVAL = 0.5
+_HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
 class ServerConnection:
@@ -66,6 +72,7 @@ class ServerConnection:
             heartbeat=settings.heartbeat,
             frame_max=settings.frame_max,
             channel_max=settings.channel_max,
+            max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
         )
         self.protocol.on_output = self._wake
@@ -78,8 +85,12 @@ class ServerConnection:
         self._input_closed = trio.Event()
         # True once a send failed: the peer is gone, there is nothing to linger for.
         self._send_failed = False
-        # The reader's wait while flow control holds publishers (cancelled when we close).
+        # The reader's wait while flow control holds publishers (cancelled when we close). The
+        # client is not silent then, we are not listening: missed heartbeats are not counted
+        # meanwhile (RabbitMQ pauses its heartbeat monitor while a connection is blocked).
         self._held: trio.CancelScope | None = None
+        # Set while the reader waits for the output to drain (see _reader).
+        self._drained: trio.Event | None = None
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -105,31 +116,38 @@ class ServerConnection:
     async def _reader(self) -> None:
         protocol = self.protocol
         server = self.server
+        flow = server.flow
         receive = self.stream.receive_some
         size = RECEIVE_SIZE
         try:
             while not protocol.finished:
+                if protocol.output_full():
+                    # Not read on while our replies are not read: the client's requests wait in
+                    # its socket, not in our memory.
+                    await self._output_drained()
+                    continue
                 data = await receive(size)
                 if not data:
                     break
                 self.last_receive = trio.current_time()
                 if protocol.publishing:
-                    # A publishing connection is not served while publishers are held; what was
-                    # read waits, unprocessed (RabbitMQ stops reading such a connection).
                     server.check_store_backlog()
-                    if server.flow.active and protocol.state < CLOSING:
-                        # A closing connection is never held: its close-ok must be read.
-                        with trio.CancelScope() as self._held:
-                            await server.flow.wait()
-                        self._held = None
-                try:
-                    protocol.receive_data(data)
-                except Exception:  # a bug must cost one connection, never the broker
-                    log.exception("%s: internal error handling input", self.peer)
-                    protocol.close(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
-                    protocol.connection_lost()
-                    protocol.on_output()
+                protocol.hold_publishes = flow.hold
+                if not self._handle(protocol.receive_data, data):
                     continue
+                while protocol.held_input is not None:
+                    # Input waits at a method while the output is full, or at a publish while
+                    # publishers must wait (RabbitMQ stops reading such a connection). A closing
+                    # connection is never held: its close-ok must be read.
+                    if protocol.output_full():
+                        await self._output_drained()
+                    elif protocol.state < CLOSING:
+                        with trio.CancelScope() as self._held:
+                            await self._wait_held(flow)
+                        self._held = None
+                    protocol.hold_publishes = flow.hold
+                    if not self._handle(protocol.resume_input):
+                        break
                 size = receive_size(protocol.partial_frame_size())
             else:
                 # Finished: whatever the client still sends (frames it wrote before seeing our
@@ -144,6 +162,34 @@ class ServerConnection:
             if not protocol.close_reason:
                 protocol.close_reason = "client unexpectedly closed TCP connection"
         self._wake()
+
+    async def _wait_held(self, flow: "FlowControl") -> None:
+        """Wait for publishers to be let go; raises BrokenResourceError if the client hangs up
+        meanwhile. A held connection is not read, so its end would otherwise go unnoticed, and
+        what it held (a half-received body, say) would keep the alarm that holds it alive."""
+        while flow.active:
+            with trio.move_on_after(HELD_CHECK_INTERVAL):
+                await flow.wait()
+            if flow.active and peer_hung_up(self.stream.socket):
+                raise trio.BrokenResourceError("client closed the connection while held")
+
+    def _handle(self, handler, *args) -> bool:
+        """Run a protocol input handler; False when a bug in it ended the connection."""
+        protocol = self.protocol
+        try:
+            handler(*args)
+            return True
+        except Exception:  # a bug must cost one connection, never the broker
+            log.exception("%s: internal error handling input", self.peer)
+            protocol.close(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
+            protocol.connection_lost()
+            protocol.on_output()
+            return False
+
+    async def _output_drained(self) -> None:
+        """Wait until the writer has brought the output below WRITE_LOW_WATER."""
+        self._drained = trio.Event()
+        await self._drained.wait()
 
     async def _writer(self) -> None:
         protocol = self.protocol
@@ -174,6 +220,10 @@ class ServerConnection:
                     spare = buf
                 self.last_send = trio.current_time()
                 protocol.writer_drained()
+                drained = self._drained
+                if drained is not None and len(protocol.out) + protocol.pieces_bytes < WRITE_LOW_WATER:
+                    self._drained = None
+                    drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._send_failed = True
             protocol.connection_lost()
@@ -238,6 +288,8 @@ class ServerConnection:
                 if now - finished_since > LINGER_TIMEOUT:
                     cancel_scope.cancel()
                     return
+            if self._held is not None:
+                self.last_receive = now
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
                 cancel_scope.cancel()
                 return
@@ -254,6 +306,14 @@ class ServerConnection:
         if self._held is not None:
             self._held.cancel()  # a publisher held by flow control must read its close-ok
         self._wake()
+
+
+def peer_hung_up(sock: trio.socket.SocketType) -> bool:
+    """Whether the peer closed or reset the connection, whatever input is still unread (poll's
+    POLLRDHUP, where the OS has it; elsewhere only a reset shows)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), _HANGUP_EVENTS)
+    return bool(poller.poll(0))
 
 
 def receive_size(partial_frame_size: int) -> int:

@@ -3,9 +3,11 @@
 Two kinds of reason, as in RabbitMQ:
 
 * **alarms** (``memory``, ``disk``): the resident memory passed the high watermark, or free disk
-  space fell below the limit. Every client that announced the ``connection.blocked`` capability
-  gets ``connection.blocked`` with RabbitMQ's reason text, then ``connection.unblocked`` when the
-  alarm clears; connections that publish are not read meanwhile.
+  space fell below the limit. A connection is read up to its next publish (method or content
+  frame, so one in the middle of a body too) and then not at all until the alarms clear; at that
+  moment a client that announced the ``connection.blocked`` capability is told so with RabbitMQ's
+  reason text, and gets ``connection.unblocked`` when they clear. As with RabbitMQ, a connection
+  that does not publish during an alarm is neither held nor told.
 * **flow** (``store``): more bytes wait to be written to disk than the store's budget. Publishers
   are paused silently until the committer catches up (RabbitMQ's internal credit flow).
 
@@ -21,6 +23,8 @@ from typing import Callable, Iterable
 
 import trio
 
+from .allocator import release_free_memory
+
 log = logging.getLogger("amqp_broker.flow")
 
 ALARMS = ("memory", "disk")
@@ -28,6 +32,11 @@ ALARMS = ("memory", "disk")
 BLOCKED_REASONS = {"memory": "low on memory", "disk": "low on disk space"}
 # How often memory and free disk are sampled (RabbitMQ checks memory every 500 ms by default).
 MONITOR_INTERVAL = 0.5
+# Above this fraction of the memory limit the heap's free pages are given back to the kernel, at
+# most every TRIM_INTERVAL seconds (a trim walks the heap: a few ms for a large one); above the
+# limit itself, at every sample.
+TRIM_ABOVE = 0.5
+TRIM_INTERVAL = 5.0
 
 
 class FlowControl:
@@ -35,6 +44,9 @@ class FlowControl:
 
     def __init__(self, connections: Callable[[], Iterable]):
         self.reasons: set[str] = set()
+        # What connections are told to do with publishes (Connection.hold_publishes): None to go
+        # on, else the connection.blocked reason of the first alarm on ("" for flow alone).
+        self.hold: str | None = None
         self._resumed = trio.Event()
         self._resumed.set()
         self._connections = connections
@@ -53,21 +65,19 @@ class FlowControl:
         """Start holding publishers for ``reason`` (idempotent)."""
         if reason in self.reasons:
             return
-        was_alarmed = any(r in ALARMS for r in self.reasons)
         self.reasons.add(reason)
+        self._update_hold()
         if self._resumed.is_set():
             self._resumed = trio.Event()
         if reason in ALARMS:
             log.warning("%s alarm set: publishers are blocked", reason)
-            if not was_alarmed:
-                for conn in self._connections():
-                    conn.protocol.notify_blocked(BLOCKED_REASONS[reason])
 
     def unblock(self, reason: str) -> None:
         """Stop holding publishers for ``reason`` (idempotent)."""
         if reason not in self.reasons:
             return
         self.reasons.discard(reason)
+        self._update_hold()
         if reason in ALARMS:
             log.warning("%s alarm cleared", reason)
             if not any(r in ALARMS for r in self.reasons):
@@ -75,6 +85,10 @@ class FlowControl:
                     conn.protocol.notify_unblocked()
         if not self.reasons:
             self._resumed.set()
+
+    def _update_hold(self) -> None:
+        alarms = [BLOCKED_REASONS[r] for r in ALARMS if r in self.reasons]
+        self.hold = alarms[0] if alarms else ("" if self.reasons else None)
 
 
 def total_memory() -> int:
@@ -120,11 +134,20 @@ async def monitor(flow: FlowControl, limits: Callable[[], tuple[int, str, int]])
     except OSError:
         statm_fd = None  # not Linux (the memory sample will fail, and say so once)
     failing: set[str] = set()
+    last_trim = -TRIM_INTERVAL
     try:
         while True:
             memory, data_dir, disk_free_limit = limits()
             if memory:
                 rss = _sample("memory", failing, resident_memory, statm_fd)
+                now = trio.current_time()
+                if rss is not None and (rss > memory or (
+                        rss > memory * TRIM_ABOVE and now - last_trim > TRIM_INTERVAL)):
+                    # Free heap pages count as resident until they are given back: the alarm
+                    # is about memory in use, so give them back before judging.
+                    last_trim = now
+                    release_free_memory()
+                    rss = _sample("memory", failing, resident_memory, statm_fd)
                 if rss is not None:
                     if rss > memory:
                         flow.block("memory")

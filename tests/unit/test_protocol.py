@@ -1101,3 +1101,80 @@ def test_an_oversized_frame_is_refused_as_soon_as_its_header_arrives():
     conn.receive_data(struct.pack(">I", 200_000) + b"x" * 100)  # the payload never needs to come
     frames = flat(decode(conn))
     assert frames[-1][1] == "Connection.Close" and frames[-1][2]["reply_code"] == 501
+
+
+# -- memory bounds: max_message_size, publishes held by flow control --------------------------------
+
+
+def declare(conn: Connection, channel: int, queue: str) -> None:
+    send(conn, channel, commands.Queue.Declare(queue=queue))
+    assert names(decode(conn)) == ["Queue.DeclareOk"]
+
+
+def publish_bytes(channel: int, routing_key: str, data: bytes) -> bytes:
+    return frame.marshal(commands.Basic.Publish(exchange="", routing_key=routing_key), channel) + content(channel, data)
+
+
+@pytest.mark.parametrize("body_size", [1001, 2**31, 2**64 - 1])
+def test_a_content_header_over_max_message_size_is_406_before_any_body(body_size):
+    conn = connect(channels=(1, 2))
+    conn.max_message_size = 1000
+    declare(conn, 2, "q.max")
+    announce = frame.marshal(commands.Basic.Publish(exchange="", routing_key="q.max"), 1) + frame.marshal(
+        header.ContentHeader(0, body_size, commands.Basic.Properties()), 1)
+    conn.receive_data(announce)
+    assert_channel_close(decode(conn), 1, 406,
+                         f"PRECONDITION_FAILED - message size {body_size} is larger than configured max size 1000",
+                         60, 40)
+    # The body that follows is dropped by the closing channel, never gathered.
+    conn.receive_data(frame.marshal(pbody.ContentBody(b"x" * 4000), 1))
+    assert decode(conn) == [] and conn.channels[1].body_parts == []
+    # The limit is inclusive, holds for the one-read fast path too, and other channels go on.
+    conn.receive_data(publish_bytes(2, "q.max", b"y" * 1000) + publish_bytes(2, "q.max", b"z" * 1001))
+    assert_channel_close(decode(conn), 2, 406,
+                         "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000", 60, 40)
+    assert conn.broker.vhosts["/"].queues["q.max"].message_count == 1
+
+
+def test_publishes_wait_while_held_and_everything_before_them_is_handled():
+    conn = connect()
+    declare(conn, 1, "q.held")
+    conn.hold_publishes = "low on memory"
+    before = frame.marshal(commands.Basic.Qos(prefetch_count=5), 1)
+    held = publish_bytes(1, "q.held", b"one") + frame.marshal(commands.Basic.Qos(prefetch_count=7), 1)
+    conn.receive_data(before + held)
+    # The qos before the publish is answered; from the publish on, nothing is handled yet, and a
+    # client that announced the capability is told it is blocked (once).
+    assert names(decode(conn)) == ["Basic.QosOk", "Connection.Blocked"]
+    assert conn.held_input == held
+    assert conn.broker.vhosts["/"].queues["q.held"].message_count == 0
+    conn.resume_input()  # still held: waits at the same frame, no second connection.blocked
+    assert decode(conn) == [] and conn.held_input == held
+    conn.hold_publishes = None
+    conn.resume_input()
+    assert names(decode(conn)) == ["Basic.QosOk"] and conn.held_input is None
+    assert conn.broker.vhosts["/"].queues["q.held"].message_count == 1
+
+
+def test_a_publisher_is_held_in_the_middle_of_a_body_and_its_frames_are_not_gathered():
+    conn = connect()
+    declare(conn, 1, "q.midbody")
+    body = bytes(range(256)) * 1024  # 256 KiB, in frames of at most 128 KiB
+    frames = frame.marshal(commands.Basic.Publish(exchange="", routing_key="q.midbody"), 1) + frame.marshal(
+        header.ContentHeader(0, len(body), commands.Basic.Properties()), 1)
+    pieces = [frame.marshal(pbody.ContentBody(body[i:i + 65536]), 1) for i in range(0, len(body), 65536)]
+    conn.receive_data(frames + pieces[0])
+    assert conn.channels[1].body_received == 65536
+    conn.hold_publishes = ""  # the store's flow control: held silently, no connection.blocked
+    tail = b"".join(pieces[1:])
+    conn.receive_data(tail[:7])  # the frame that is held straddles two reads
+    conn.receive_data(tail[7:])
+    assert decode(conn) == []
+    assert conn.channels[1].body_received == 65536  # nothing more gathered while held
+    assert conn.held_input == tail
+    conn.hold_publishes = None
+    conn.resume_input()
+    send(conn, 1, commands.Basic.Get(queue="q.midbody", no_ack=True))
+    got = decode(conn)
+    assert names(got)[:2] == ["Basic.GetOk", "ContentHeader"]
+    assert b"".join(value.value for _, value in got[2:]) == body
