@@ -1,0 +1,1 @@
+"""Load and churn runs against a broker on this machine: ``python -m interop.load --help``."""
