@@ -85,9 +85,10 @@ class ServerConnection:
         self._input_closed = trio.Event()
         # True once a send failed: the peer is gone, there is nothing to linger for.
         self._send_failed = False
-        # The reader's wait while flow control holds publishers (cancelled when we close). The
-        # client is not silent then, we are not listening: missed heartbeats are not counted
-        # meanwhile (RabbitMQ pauses its heartbeat monitor while a connection is blocked).
+        # The reader's wait while flow control holds publishers (cancelled when we close). While
+        # it, or the wait for output to drain (_drained), lasts, the client is not silent, we are
+        # not listening: missed heartbeats are not counted (RabbitMQ pauses its heartbeat
+        # monitor while a connection is blocked).
         self._held: trio.CancelScope | None = None
         # Set while the reader waits for the output to drain (see _reader).
         self._drained: trio.Event | None = None
@@ -288,8 +289,8 @@ class ServerConnection:
                 if now - finished_since > LINGER_TIMEOUT:
                     cancel_scope.cancel()
                     return
-            if self._held is not None:
-                self.last_receive = now
+            if self._held is not None or self._drained is not None:
+                self.last_receive = now  # we are not reading: the client's heartbeats wait unread
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
                 cancel_scope.cancel()
                 return
