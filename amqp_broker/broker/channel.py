@@ -1,15 +1,8 @@
 """A channel's broker-side state and the basic/queue/exchange/tx/confirm methods on it.
 
-The channel never sees frames: it delivers through a *sink*, an object supplied by the protocol
-layer with these methods::
-
-    deliver(consumer_tag, delivery_tag, redelivered, message)   # basic.deliver + content
-    basic_return(reply_code, reply_text, message)                # basic.return + content
-    confirm(sequence, ack)                                       # publisher confirm (coalesced there)
-    cancel_notify(consumer_tag)                                  # server-sent basic.cancel
-    writable() -> bool                                           # False while the socket is backed up
-    flush_confirms()                                             # write coalesced confirms now
-    fail(error)                                                  # close the channel with this error
+The channel never sees frames: it delivers through a *sink* supplied by the protocol layer, a
+:class:`~amqp_broker.broker.sink.DeliverySink` (deliver, basic_return, confirm, flush_confirms,
+cancel_notify, writable, headroom, fail).
 """
 
 from __future__ import annotations
@@ -31,6 +24,7 @@ from .expiry import parse_expiration
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
 from .replyto import REPLY_PREFIX, REPLY_QUEUE, REPLY_QUEUE_BYTES, REPLY_TO_FLAG, ReplyConsumer
+from .sink import DeliverySink
 from .vhost import _int_arg, generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class Channel:
     """Consumers, unacked deliveries, qos, confirm and tx state of one AMQP channel."""
 
-    def __init__(self, session: "Session", number: int, sink: Any):
+    def __init__(self, session: "Session", number: int, sink: DeliverySink):
         self.session = session
         self.vhost = session.vhost
         self.number = number

@@ -1,8 +1,9 @@
 """Channels on the protocol side: content assembly state, the delivery sink, and the handlers of
 every channel-class method (channel, exchange, queue, basic, confirm, tx).
 
-:class:`ChannelState` is the *sink* :class:`amqp_broker.broker.channel.Channel` delivers through: it
-writes basic.deliver/return/ack/nack/cancel frames straight into the connection's output buffer.
+:class:`ChannelState` is the :class:`~amqp_broker.broker.sink.DeliverySink` the core's
+:class:`amqp_broker.broker.channel.Channel` delivers through: it writes basic.deliver/return/ack/
+nack/cancel frames straight into the connection's output buffer.
 The handlers decode nothing themselves (pamqp has done it) and raise the core's errors unchanged;
 :meth:`amqp_broker.protocol.connection.Connection._fail` turns those into closes.
 """
@@ -15,7 +16,8 @@ from pamqp import commands
 
 from ..broker.message import Message
 from ..broker.replyto import REPLY_QUEUE
-from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, ConnectionError, access_refused
+from ..broker.sink import DeliverySink
+from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionError, access_refused
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
 
@@ -68,7 +70,7 @@ class ChannelState:
         # delete-ok (RabbitMQ's order on the deleting channel; other channels get theirs first).
         self.deferred_cancels: list[str] | None = None
 
-    # -- the sink interface of broker.channel.Channel ---------------------------------------------
+    # -- broker.sink.DeliverySink: what the core calls --------------------------------------------
 
     def writable(self) -> bool:
         """Whether deliveries may still be written (the connection's buffer is not backed up)."""
@@ -165,12 +167,18 @@ class ChannelState:
         self.conn.wake()
         codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
-    def fail(self, error: Any) -> None:
+    def fail(self, error: AMQPError) -> None:
         """The core closes this channel on its own (a consumer timeout): channel.close with the
         error and no class or method id, as RabbitMQ sends it."""
         conn = self.conn
         if not self.closing and conn.channels.get(self.number) is self and conn.session is not None:
             conn._fail(error, self.number, 0, 0)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    # The declaration that ChannelState is the core's sink (tests/unit/test_protocol.py checks it
+    # at run time too).
+    _SINK_IMPLEMENTATION: type[DeliverySink] = ChannelState
 
 
 # -- method handlers: (connection, channel, decoded method) ------------------------------------
