@@ -276,6 +276,8 @@ class Channel:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
         if exchange.internal:
             raise access_refused(f"cannot publish to internal {exchange.describe()}")
+        # Direct reply-to's one door: a publish that may ask for a direct reply, or a reply to a
+        # live reply consumer (never a queue's name: queue names under amq. are refused).
         if message.direct_reply_hint or (
             not exchange_name and routing_key in self.reply_consumers and not self.replying
         ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from pamqp import commands, frame
+from pamqp import body, commands, frame, header
 
 from amqp_broker.broker.broker import Broker
 from amqp_broker.broker.message import Message
@@ -69,3 +69,17 @@ def test_the_core_calls_nothing_on_a_sink_but_the_declared_methods():
     assert recorder.called <= set(_members(DeliverySink))
     assert {"deliver", "basic_return", "confirm"} <= recorder.called
 
+
+
+def test_a_reply_to_that_only_looks_direct_is_published_as_it_is():
+    # The protocol's hint is a byte test: the marker inside a longer reply_to sets it too; the
+    # door must find out, leave the message alone and publish it once.
+    conn = _connect()
+    properties = commands.Basic.Properties(reply_to="amq.rabbitmq.reply-to.not-mine")
+    _send(conn, commands.Queue.Declare(queue="q"), commands.Basic.Publish(routing_key="q"),
+          header.ContentHeader(0, 4, properties), body.ContentBody(b"body"))
+    queue = conn.session.vhost.queues["q"]
+    assert queue.message_count == 1
+    message = queue.get().message
+    assert message.properties()["reply_to"] == "amq.rabbitmq.reply-to.not-mine"
+    assert not message.direct_reply_hint
