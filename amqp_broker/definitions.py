@@ -34,14 +34,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime
-import decimal
 import json
 import logging
 import os
-import sqlite3
-import sys
-import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,10 +46,21 @@ from .broker.broker import Broker
 from .broker.exchange import EXCHANGE_TYPES, Exchange
 from .broker.vhost import PREDECLARED, validate_queue_arguments
 from .config import ConfigError
+from .definitions_file import (
+    DefinitionsError,
+    Entry,
+    dumps,
+    entries,
+    json_table,
+    json_type,
+    read_definitions_file,
+    write_definitions_file,
+)
 from .errors import AMQPError, precondition_failed
-from .store import records
+from .store import StoreError
 from .store.lock import DataDirLock
-from .store.sqlite import DB_NAME, SCHEMA_VERSION, Snapshot, SQLiteStore
+from .store.readonly import ReadOnlyStore
+from .store.sqlite import SQLiteStore, left_unclean, read_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
@@ -89,10 +95,6 @@ _IGNORED = {
     "global_parameters": "global parameters are not supported",
     "policies": "policies are not supported",
 }
-
-
-class DefinitionsError(ValueError):
-    """A definitions file cannot be read or applied; the message names the entry at fault."""
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ def export_definitions(broker: Broker) -> dict:
                 "type": queue_type,
                 "durable": queue.durable,
                 "auto_delete": queue.auto_delete,
-                "arguments": _json_table(queue.arguments),
+                "arguments": json_table(queue.arguments),
             })
         for name in sorted(vhost.exchanges):
             exchange = vhost.exchanges[name]
@@ -154,7 +156,7 @@ def export_definitions(broker: Broker) -> dict:
                     "durable": exchange.durable,
                     "auto_delete": exchange.auto_delete,
                     "internal": exchange.internal,
-                    "arguments": _json_table(exchange.arguments),
+                    "arguments": json_table(exchange.arguments),
                 })
             if not name:
                 continue  # the default exchange's bindings are implicit
@@ -168,7 +170,7 @@ def export_definitions(broker: Broker) -> dict:
                     "destination": destination.name,
                     "destination_type": "exchange" if is_exchange else "queue",
                     "routing_key": routing_key,
-                    "arguments": _json_table(arguments),
+                    "arguments": json_table(arguments),
                 })
     bindings.sort(key=lambda b: (
         b["vhost"], b["source"], b["destination_type"], b["destination"], b["routing_key"],
@@ -192,162 +194,27 @@ def export_definitions(broker: Broker) -> dict:
     }
 
 
-def _json_value(value: Any) -> Any:
-    """A field-table value as JSON, the way RabbitMQ's rabbit_misc:amqp_table/1 shows it."""
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
-
-
-def _json_table(table: dict | None) -> dict:
-    return _json_value(table or {})
-
-
-def dumps(data: dict) -> str:
-    """JSON text of a definitions object: keys sorted (as RabbitMQ writes them), indented."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def write_definitions_file(data: dict, path: str) -> None:
-    """Write ``data`` to ``path`` (``-`` is standard output), replacing the file atomically."""
-    text = dumps(data)
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise DefinitionsError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def read_definitions_file(path: str) -> dict:
-    """Read a definitions file (``-`` is standard input); :class:`DefinitionsError` if unusable."""
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-    except OSError as exc:
-        raise DefinitionsError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DefinitionsError(f"{path} is not UTF-8 text: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DefinitionsError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise DefinitionsError(
-            f"{path}: expected a JSON object with users, vhosts, queues, ..., "
-            f"got {_json_type(data)}"
-        )
-    return data
-
-
 # -- import ---------------------------------------------------------------------------------------
 
-_MISSING: Any = object()
 _PREDECLARED = dict(PREDECLARED)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"
-
-
-@dataclass
-class _Entry:
-    """One entry of a list, and how to name it in an error."""
-
-    where: str
-    raw: dict
-
-    def fail(self, problem: str) -> DefinitionsError:
-        return DefinitionsError(f"{self.where}: {problem}")
-
-    def get(self, key: str, kind: type, default: Any = _MISSING) -> Any:
-        """The value of ``key``, of type ``kind``; ``default`` when absent or null (if given)."""
-        value = self.raw.get(key, _MISSING)
-        if value is _MISSING or (value is None and default is not _MISSING):
-            if default is _MISSING:
-                raise self.fail(f"'{key}' is missing")
-            return default
-        if not isinstance(value, kind):
-            wanted = "true or false" if kind is bool else "a string"
-            raise self.fail(f"'{key}' must be {wanted}, got {_json_type(value)}")
-        return value
-
-    def text(self, key: str, default: Any = _MISSING) -> str:
-        return self.get(key, str, default)
-
-    def flag(self, key: str, default: bool = False) -> bool:
-        return self.get(key, bool, default)
-
-    def table(self, key: str) -> dict:
-        # RabbitMQ's args/1 takes a missing or empty-list "arguments" as an empty table.
-        value = self.raw.get(key)
-        if value is None or value == []:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(f"'{key}' must be an object, got {_json_type(value)}")
-        return value
-
-
-def _entries(data: dict, key: str) -> list[tuple[int, dict]]:
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise DefinitionsError(f"'{key}' must be a list, got {_json_type(value)}")
-    out = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise DefinitionsError(f"{key}[{index}]: expected an object, got {_json_type(item)}")
-        out.append((index, item))
-    return out
 
 
 @dataclass
 class _Plan:
     """A checked definitions file, ready to apply."""
 
-    users: list[tuple[_Entry, str, str, list[str]]] = dataclasses.field(default_factory=list)
+    users: list[tuple[Entry, str, str, list[str]]] = dataclasses.field(default_factory=list)
     vhosts: list[str] = dataclasses.field(default_factory=list)
     permissions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    exchanges: list[tuple[_Entry, str, str, str, bool, bool, bool, dict]] = dataclasses.field(
+    exchanges: list[tuple[Entry, str, str, str, bool, bool, bool, dict]] = dataclasses.field(
         default_factory=list)
-    queues: list[tuple[_Entry, str, str, bool, bool, dict]] = dataclasses.field(default_factory=list)
-    bindings: list[tuple[_Entry, str, str, str, str, str, dict]] = dataclasses.field(
+    queues: list[tuple[Entry, str, str, bool, bool, dict]] = dataclasses.field(default_factory=list)
+    bindings: list[tuple[Entry, str, str, str, str, str, dict]] = dataclasses.field(
         default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
-def _user_tags(entry: _Entry) -> list[str]:
+def _user_tags(entry: Entry) -> list[str]:
     tags = entry.raw.get("tags")
     if tags is None:
         return []
@@ -355,10 +222,10 @@ def _user_tags(entry: _Entry) -> list[str]:
         return [tag.strip() for tag in tags.split(",") if tag.strip()]
     if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
         return list(tags)
-    raise entry.fail(f"'tags' must be a list of strings, got {_json_type(tags)}")
+    raise entry.fail(f"'tags' must be a list of strings, got {json_type(tags)}")
 
 
-def _check_hash(entry: _Entry, password_hash: str) -> None:
+def _check_hash(entry: Entry, password_hash: str) -> None:
     algorithm = entry.raw.get("hashing_algorithm") or HASHING_ALGORITHM
     if algorithm != HASHING_ALGORITHM:
         raise entry.fail(
@@ -381,8 +248,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
     plan = _Plan()
 
     file_users = set()
-    for index, raw in _entries(data, "users"):
-        entry = _Entry(f"users[{index}]", raw)
+    for index, raw in entries(data, "users"):
+        entry = Entry(f"users[{index}]", raw)
         name = entry.text("name")
         if not name:
             raise entry.fail("'name' must not be empty")
@@ -402,8 +269,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         file_users.add(name)
 
     file_vhosts = set()
-    for index, raw in _entries(data, "vhosts"):
-        entry = _Entry(f"vhosts[{index}]", raw)
+    for index, raw in entries(data, "vhosts"):
+        entry = Entry(f"vhosts[{index}]", raw)
         name = entry.text("name")
         if not name:
             raise entry.fail("'name' must not be empty")
@@ -412,7 +279,7 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         plan.vhosts.append(name)
         file_vhosts.add(name)
 
-    def check_vhost(entry: _Entry) -> str:
+    def check_vhost(entry: Entry) -> str:
         vhost = entry.text("vhost")
         if vhost not in broker.vhosts and vhost not in file_vhosts:
             raise entry.fail(
@@ -420,8 +287,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
             )
         return vhost
 
-    for index, raw in _entries(data, "permissions"):
-        entry = _Entry(f"permissions[{index}]", raw)
+    for index, raw in entries(data, "permissions"):
+        entry = Entry(f"permissions[{index}]", raw)
         user = entry.text("user")
         vhost = entry.text("vhost", "")
         entry.where = f"permissions[{index}] (user {user!r} on vhost {vhost!r})"
@@ -433,8 +300,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         plan.permissions.append((user, vhost))
 
     file_exchanges: dict[tuple[str, str], str] = {}
-    for index, raw in _entries(data, "exchanges"):
-        entry = _Entry(f"exchanges[{index}]", raw)
+    for index, raw in entries(data, "exchanges"):
+        entry = Entry(f"exchanges[{index}]", raw)
         name = entry.text("name")
         vhost = entry.text("vhost", "")
         entry.where = f"exchanges[{index}] (exchange {name!r} in vhost {vhost!r})"
@@ -457,8 +324,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         file_exchanges[(vhost, name)] = type_name
 
     file_queues = set()
-    for index, raw in _entries(data, "queues"):
-        entry = _Entry(f"queues[{index}]", raw)
+    for index, raw in entries(data, "queues"):
+        entry = Entry(f"queues[{index}]", raw)
         name = entry.text("name")
         vhost = entry.text("vhost", "")
         entry.where = f"queues[{index}] (queue {name!r} in vhost {vhost!r})"
@@ -478,8 +345,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         plan.queues.append((entry, vhost, name, durable, auto_delete, arguments))
         file_queues.add((vhost, name))
 
-    for index, raw in _entries(data, "bindings"):
-        entry = _Entry(f"bindings[{index}]", raw)
+    for index, raw in entries(data, "bindings"):
+        entry = Entry(f"bindings[{index}]", raw)
         source = entry.text("source")
         vhost = entry.text("vhost", "")
         destination = entry.text("destination")
@@ -525,7 +392,7 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         plan.bindings.append((entry, vhost, source, destination, dest_type, routing_key, arguments))
 
     for key, why in _IGNORED.items():
-        count = len(_entries(data, key))
+        count = len(entries(data, key))
         if count:
             plan.warnings.append(f"{count} {key.replace('_', ' ')} ignored: {why}")
     return plan
@@ -545,7 +412,7 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
     how many entries were ``skipped`` or ignored (each with a warning in the log).
     """
     if not isinstance(data, dict):
-        raise DefinitionsError(f"expected a JSON object with users, vhosts, ..., got {_json_type(data)}")
+        raise DefinitionsError(f"expected a JSON object with users, vhosts, ..., got {json_type(data)}")
     plan = _plan(broker, data)
     for warning in plan.warnings:
         log.warning("%s", warning)
@@ -566,7 +433,7 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
             broker.users.grant(user_name, vhost)
             broker.save_user(user_name)
 
-    def apply(entry: _Entry, action: Any, *args: Any, **kwargs: Any) -> Any:
+    def apply(entry: Entry, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return action(*args, **kwargs)
         except AMQPError as exc:
@@ -602,82 +469,20 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
 # -- data directories -----------------------------------------------------------------------------
 
 
-class _SnapshotStore:
-    """A store's committed definitions, read only: what :meth:`Broker.attach_store` needs to
-    rebuild them. Queues look empty (definitions don't need messages); every write goes nowhere."""
-
-    batch_id = 0
-    committed_id = 0
-
-    def __init__(self, snapshot: Snapshot):
-        self._snapshot = snapshot
-
-    def load(self) -> Snapshot:
-        return self._snapshot
-
-    def read_messages(self, *args: Any, **kwargs: Any) -> list:
-        return []
-
-    def queue_stats(self, queue_id: int) -> tuple[int, int, int]:
-        return 0, 0, 0
-
-    def new_queue_id(self) -> int:
-        return 0
-
-    def __getattr__(self, name: str) -> Any:
-        # put, delete, after_commit, ...: whatever the core writes through, ignored.
-        return lambda *args, **kwargs: None
-
-
-def _open_read_only(data_dir: str) -> sqlite3.Connection:
-    path = os.path.join(data_dir, DB_NAME)
-    if not os.path.exists(path):
-        raise DefinitionsError(f"no broker data in {data_dir} ({path} does not exist)")
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True)
-        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    except sqlite3.Error as exc:
-        raise DefinitionsError(f"cannot read the store at {path}: {exc}") from None
-    if row is None or int(row[0]) != SCHEMA_VERSION:
-        db.close()
-        raise DefinitionsError(
-            f"{path}: schema version {row[0] if row else 'unknown'}, expected {SCHEMA_VERSION}"
-        )
-    return db
-
-
 def export_data_dir(settings: "Settings") -> dict:
     """The definitions in ``settings.data_dir``, read without changing anything there.
 
     Safe while a broker runs on the directory (SQLite's WAL lets readers in): the export shows
     what that broker has committed."""
-    db = _open_read_only(settings.data_dir)
     try:
-        definitions: dict[str, list[tuple[tuple, Any]]] = {}
-        for kind, key, record in db.execute("SELECT kind, key, record FROM definitions"):
-            definitions.setdefault(kind, []).append((tuple(json.loads(key)), records.loads(record)))
-    except (sqlite3.Error, ValueError) as exc:
-        raise DefinitionsError(f"cannot read the store in {settings.data_dir}: {exc}") from None
-    finally:
-        db.close()
+        snapshot = read_snapshot(settings.data_dir)
+    except StoreError as exc:
+        raise DefinitionsError(str(exc)) from None
     broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost)
-    if definitions.get("vhost"):
+    if snapshot.definitions.get("vhost"):
         broker.vhosts.clear()  # the store's vhosts are the truth, not the settings' default
-    broker.attach_store(_SnapshotStore(Snapshot(definitions, True)))
+    broker.attach_store(ReadOnlyStore(snapshot))
     return export_definitions(broker)
-
-
-def left_unclean(data_dir: str) -> bool:
-    """Whether the data directory's last broker did not shut down cleanly (it crashed)."""
-    if not os.path.exists(os.path.join(data_dir, DB_NAME)):
-        return False
-    db = _open_read_only(data_dir)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()
-    finally:
-        db.close()
-    return row is not None and row[0] != "1"
 
 
 def import_data_dir(settings: "Settings", data: dict, force: bool = False) -> dict[str, int]:
@@ -698,6 +503,9 @@ def import_data_dir(settings: "Settings", data: dict, force: bool = False) -> di
                 f"the broker of the data directory {settings.data_dir} did not shut down cleanly: "
                 "start and stop it once, or pass --force to import anyway"
             )
+    except StoreError as exc:
+        lock.release()
+        raise DefinitionsError(str(exc)) from None
     except BaseException:
         lock.release()
         raise

@@ -1,15 +1,8 @@
 """A channel's broker-side state and the basic/queue/exchange/tx/confirm methods on it.
 
-The channel never sees frames: it delivers through a *sink*, an object supplied by the protocol
-layer with these methods::
-
-    deliver(consumer_tag, delivery_tag, redelivered, message)   # basic.deliver + content
-    basic_return(reply_code, reply_text, message)                # basic.return + content
-    confirm(sequence, ack)                                       # publisher confirm (coalesced there)
-    cancel_notify(consumer_tag)                                  # server-sent basic.cancel
-    writable() -> bool                                           # False while the socket is backed up
-    flush_confirms()                                             # write coalesced confirms now
-    fail(error)                                                  # close the channel with this error
+The channel never sees frames: it delivers through a *sink* supplied by the protocol layer, a
+:class:`~amqp_broker.broker.sink.DeliverySink` (deliver, basic_return, confirm, flush_confirms,
+cancel_notify, writable, headroom, fail).
 """
 
 from __future__ import annotations
@@ -30,7 +23,8 @@ from . import replyto
 from .expiry import parse_expiration
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
-from .replyto import REPLY_PREFIX, REPLY_QUEUE, REPLY_QUEUE_BYTES, REPLY_TO_FLAG, ReplyConsumer
+from .replyto import REPLY_QUEUE, ReplyConsumer
+from .sink import DeliverySink
 from .vhost import _int_arg, generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class Channel:
     """Consumers, unacked deliveries, qos, confirm and tx state of one AMQP channel."""
 
-    def __init__(self, session: "Session", number: int, sink: Any):
+    def __init__(self, session: "Session", number: int, sink: DeliverySink):
         self.session = session
         self.vhost = session.vhost
         self.number = number
@@ -66,10 +60,16 @@ class Channel:
         # The queue last declared on this channel (queue.declare, passive or not): RabbitMQ reads an
         # empty queue name in bind/unbind/purge/delete/consume/get as this one.
         self.most_recent_queue = ""
-        # Direct reply-to: this channel's reply consumer, and a reply to itself held back until the
-        # publish that produced it has been returned/confirmed (RabbitMQ's order).
+        # Direct reply-to: this channel's reply consumer; the live reply names (the broker-wide
+        # registry's dict, which never changes identity), so that basic_publish tests a routing key
+        # with one lookup; True while replyto.publish publishes a reply through basic_publish.
         self.reply_consumer: ReplyConsumer | None = None
-        self.pending_reply: tuple[ReplyConsumer, Message] | None = None
+        self.reply_consumers = self.vhost.replies.consumers
+        self.replying = False
+        # While this channel's own queue.delete runs, the server-sent basic.cancel of its consumers
+        # wait here for the delete-ok (RabbitMQ's order on the deleting channel; other channels get
+        # theirs first).
+        self.deferred_cancels: list[str] | None = None
         # Consumer timeout: (time, highest delivery tag then) checkpoints; see consumer_timeout.py.
         self.timeout_marks: deque[tuple[float, int]] = deque()
 
@@ -80,6 +80,81 @@ class Channel:
         if not self.most_recent_queue:
             raise not_found("no previously declared queue")
         return self.most_recent_queue
+
+    def _binding_ends(self, queue_name: str, routing_key: str) -> tuple[str, str]:
+        """The queue and routing key queue.bind/unbind name: an empty queue is the most recent
+        one, and then an empty key is that queue's name too (RabbitMQ's shortcut)."""
+        name = self.queue_name(queue_name)
+        return name, routing_key if queue_name or routing_key else name
+
+    # -- exchange and queue ---------------------------------------------------------------------
+
+    def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict) -> None:
+        """exchange.bind (404 for a missing end)."""
+        vhost = self.vhost
+        vhost.bind_exchange(vhost.get_exchange(destination), vhost.get_exchange(source), routing_key, arguments)
+
+    def exchange_unbind(self, destination: str, source: str, routing_key: str, arguments: dict) -> None:
+        """exchange.unbind: a missing end or binding is fine (RabbitMQ answers unbind-ok)."""
+        vhost = self.vhost
+        destination_exchange = vhost.exchanges.get(destination)
+        source_exchange = vhost.exchanges.get(source)
+        if destination_exchange is not None and source_exchange is not None:
+            vhost.unbind_exchange(destination_exchange, source_exchange, routing_key, arguments)
+
+    def queue_declare(
+        self, name: str, passive: bool, durable: bool, exclusive: bool, auto_delete: bool, arguments: dict
+    ) -> tuple[str, int, int]:
+        """queue.declare: the queue's name, message count and consumer count for declare-ok. The
+        queue becomes the channel's most recent one, even when only checked (passive)."""
+        if name.startswith(REPLY_QUEUE):
+            # Direct reply-to's pseudo-queue, passive or not: 0 messages, 1 consumer (or 404).
+            replyto.declare(self, name)
+            self.most_recent_queue = name
+            return name, 0, 1
+        queue = self.vhost.declare_queue(self.session, name, passive, durable, exclusive, auto_delete, arguments)
+        self.most_recent_queue = queue.name
+        return queue.name, queue.message_count, queue.consumer_count
+
+    def queue_bind(self, queue_name: str, exchange_name: str, routing_key: str, arguments: dict) -> None:
+        """queue.bind (404 for a missing end, 405 for another connection's exclusive queue)."""
+        name, routing_key = self._binding_ends(queue_name, routing_key)
+        vhost = self.vhost
+        exchange = vhost.get_exchange(exchange_name)  # RabbitMQ looks up the exchange first
+        vhost.bind_queue(vhost.get_queue(name, self.session), exchange, routing_key, arguments)
+
+    def queue_unbind(self, queue_name: str, exchange_name: str, routing_key: str, arguments: dict) -> None:
+        """queue.unbind. RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and
+        even for another connection's exclusive queue; only the default exchange is refused."""
+        if exchange_name == "":
+            raise access_refused("operation not permitted on the default exchange")
+        name, routing_key = self._binding_ends(queue_name, routing_key)
+        vhost = self.vhost
+        queue = vhost.queues.get(name)
+        exchange = vhost.exchanges.get(exchange_name)
+        if queue is not None and exchange is not None:
+            vhost.unbind_queue(queue, exchange, routing_key, arguments, self.session)
+
+    def queue_purge(self, queue_name: str) -> int:
+        """queue.purge: the number of messages purged."""
+        return self.vhost.get_queue(self.queue_name(queue_name), self.session).purge()
+
+    def queue_delete(self, queue_name: str, if_unused: bool, if_empty: bool) -> tuple[int, list[str]]:
+        """queue.delete: the number of messages deleted (0 for a missing queue), and the tags of
+        this channel's consumers that were on the queue, whose server-sent basic.cancel are to be
+        written after the delete-ok (the other channels' are written at once)."""
+        vhost = self.vhost
+        name = self.queue_name(queue_name)
+        if name not in vhost.queues:
+            return 0, []
+        queue = vhost.get_queue(name, self.session)  # 405 for another connection's queue
+        queue.check_delete(if_unused, if_empty)
+        self.deferred_cancels = []
+        try:
+            count = vhost.delete_queue(queue)
+        finally:
+            cancels, self.deferred_cancels = self.deferred_cancels, None
+        return count, cancels
 
     # -- delivery (called by queues) --------------------------------------------------------------
 
@@ -121,7 +196,10 @@ class Channel:
         """The queue went away: forget the consumer and tell a client that understands it."""
         if self.consumers.pop(consumer.tag, None) is not None and self.open:
             if self.session.consumer_cancel_notify:
-                self.sink.cancel_notify(consumer.tag)
+                if self.deferred_cancels is not None:
+                    self.deferred_cancels.append(consumer.tag)
+                else:
+                    self.sink.cancel_notify(consumer.tag)
 
     # -- basic ------------------------------------------------------------------------------------
 
@@ -198,10 +276,13 @@ class Channel:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
         if exchange.internal:
             raise access_refused(f"cannot publish to internal {exchange.describe()}")
-        raw = message.properties_raw
-        if raw and raw[0] & REPLY_TO_FLAG and REPLY_QUEUE_BYTES in raw:
-            # Direct reply-to (rabbit_channel:maybe_set_fast_reply_to, before the user_id check).
-            message = replyto.rewrite_reply_to(self, message)
+        # Direct reply-to's one door: a publish that may ask for a direct reply, or a reply to a
+        # live reply consumer (never a queue's name: queue names under amq. are refused).
+        if message.direct_reply_hint or (
+            not exchange_name and routing_key in self.reply_consumers and not self.replying
+        ):
+            replyto.publish(self, exchange_name, routing_key, mandatory, message)
+            return
         user_id = message.user_id
         if user_id is not None and user_id != self.session.user:
             raise precondition_failed(
@@ -213,9 +294,6 @@ class Channel:
             # RabbitMQ routes a transactional publish now and delivers at commit to the queues
             # (by name) it was routed to then: later binding changes do not affect it.
             names = [queue.name for queue in self.vhost.route(exchange, message)]
-            if not names and not exchange.name and routing_key.startswith(REPLY_PREFIX):
-                # RabbitMQ hands a reply over while routing, so even uncommitted ones arrive now.
-                self._deliver_reply_now(message)
             self.tx.append(("publish", names, message, mandatory))
             return
         if not exchange.name and not exchange.vhost.exchange_bindings:
@@ -240,8 +318,6 @@ class Channel:
                 self._confirm_later(self.publish_seq, stored)
             else:
                 self.sink.confirm(self.publish_seq, True)
-        if self.pending_reply is not None:
-            self._flush_reply()
 
     def _route(self, exchange: Any, message: Message, mandatory: bool) -> bool:
         """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
@@ -257,45 +333,17 @@ class Channel:
                 self.publish_rejected = True
             if queue.persistence is not None:
                 stored = True
-        if not routed:
-            if not exchange.name and message.routing_key.startswith(REPLY_PREFIX):
-                self._route_reply(message)
-            if mandatory:
-                self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+        if not routed and mandatory:
+            self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
         return stored and message.delivery_mode == 2
 
     # -- direct reply-to ----------------------------------------------------------------------------
-
-    def _route_reply(self, message: Message) -> None:
-        """A publish to the default exchange named a reply consumer: hand the message over. It
-        still counts as unroutable (returned if mandatory), as in RabbitMQ. The delivery waits
-        until the publish's return and confirm are written: RabbitMQ hands it to the consumer's
-        channel process, which runs after the publishing one (always so for a reply to itself)."""
-        consumer = self.vhost.replies.lookup(message.routing_key)
-        if consumer is not None:  # else an unknown or stale name: dropped
-            self.pending_reply = (consumer, message)
-
-    def _flush_reply(self) -> None:
-        consumer, message = self.pending_reply  # type: ignore[misc]
-        self.pending_reply = None
-        self.sink.flush_confirms()
-        consumer.channel.deliver_reply(consumer, message)
-
-    def _deliver_reply_now(self, message: Message) -> None:
-        consumer = self.vhost.replies.lookup(message.routing_key)
-        if consumer is not None:
-            consumer.channel.deliver_reply(consumer, message)
 
     def deliver_reply(self, consumer: ReplyConsumer, message: Message) -> None:
         """basic.deliver to this channel's reply consumer: no ack expected, so the delivery tag
         is the next one without using it up (RabbitMQ's deliver_reply does the same)."""
         if self.open and self.reply_consumer is consumer:
             self.sink.deliver(consumer.tag, self.next_delivery_tag + 1, False, message)
-
-    def declare_reply_queue(self, name: str) -> None:
-        """queue.declare of a name under ``amq.rabbitmq.reply-to`` (declare-ok: 0 messages, 1
-        consumer) or 404."""
-        replyto.declare(self, name)
 
     def _confirm_later(self, sequence: int, wait_for_disk: bool) -> None:
         """Queue a confirm behind earlier ones; a stored message's waits for its fsync.

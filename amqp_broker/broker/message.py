@@ -25,6 +25,7 @@ class Message:
         "priority",
         "expiration",
         "user_id",
+        "direct_reply_hint",
         "_headers",
     )
 
@@ -59,6 +60,10 @@ class Message:
         self._headers = headers
         # Set only when the publisher set the property: RabbitMQ validates it against the login.
         self.user_id = user_id
+        # Truthy when reply_to may be direct reply-to's "amq.rabbitmq.reply-to": set by the protocol
+        # layer from the raw properties without decoding them (a publish pays one byte test), so
+        # it may be wrong the other way only; replyto.publish decodes to be sure.
+        self.direct_reply_hint = False
 
     @property
     def headers(self) -> dict | None:

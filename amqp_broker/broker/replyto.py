@@ -34,12 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 REPLY_QUEUE = "amq.rabbitmq.reply-to"
 #: Routing keys of this form are reply names (rabbit_exchange:virtual_reply_queue/1).
 REPLY_PREFIX = REPLY_QUEUE + "."
-# The hot-path test, on the raw properties, before anything is decoded: the reply-to presence bit
-# (spec 4.2.6.1: reply-to is basic's 7th property, flag bit 9, i.e. 0x02 of the first flag octet),
-# then a substring search (Channel.basic_publish inlines both). A publish without reply_to pays
-# one byte test (~20 ns); only properties that contain the marker are decoded to compare exactly.
-REPLY_TO_FLAG = 0x02
-REPLY_QUEUE_BYTES = REPLY_QUEUE.encode("ascii")
 
 
 class ReplyConsumer:
@@ -74,26 +68,25 @@ class DirectReplyTo:
     """
 
     def __init__(self) -> None:
+        # By full reply name, so that a publish tests a routing key with one dict lookup.
         self.consumers: dict[str, ReplyConsumer] = {}
 
     def register(self, channel: "Channel", tag: str) -> ReplyConsumer:
         """A new reply consumer for ``channel``."""
-        suffix = _new_suffix()
-        while suffix in self.consumers:  # pragma: no cover - 2**272 names
-            suffix = _new_suffix()
-        consumer = self.consumers[suffix] = ReplyConsumer(tag, channel, suffix)
+        consumer = ReplyConsumer(tag, channel, _new_suffix())
+        while consumer.name in self.consumers:  # pragma: no cover - 2**272 names
+            consumer.suffix = _new_suffix()
+        self.consumers[consumer.name] = consumer
         return consumer
 
     def unregister(self, consumer: ReplyConsumer) -> None:
         """The consumer was cancelled or its channel closed; its name goes stale."""
-        if self.consumers.get(consumer.suffix) is consumer:
-            del self.consumers[consumer.suffix]
+        if self.consumers.get(consumer.name) is consumer:
+            del self.consumers[consumer.name]
 
     def lookup(self, name: str) -> ReplyConsumer | None:
         """The live consumer a full reply name (``amq.rabbitmq.reply-to.<suffix>``) denotes."""
-        if not name.startswith(REPLY_PREFIX):
-            return None
-        return self.consumers.get(name[len(REPLY_PREFIX):])
+        return self.consumers.get(name)
 
     def exists(self, name: str) -> bool:
         """queue.declare's test: the bare pseudo-queue always exists, a full name while live."""
@@ -116,11 +109,39 @@ def consume(channel: "Channel", consumer_tag: str, no_ack: bool, generate_tag) -
     return tag
 
 
-def rewrite_reply_to(channel: "Channel", message: "Message") -> "Message":
+def publish(channel: "Channel", exchange_name: str, routing_key: str, mandatory: bool, message: "Message") -> None:
+    """Direct reply-to's one door into a publish (Channel.basic_publish sends a message here when
+    its properties may ask for a direct reply, or when it is a reply to a live reply consumer).
+
+    The reply_to property is rewritten first (rabbit_channel:maybe_set_fast_reply_to, before the
+    user_id check); the message is then published as any other: a reply, routed to no queue,
+    is returned if mandatory and confirmed. Only then is it handed to the reply consumer: RabbitMQ
+    hands it to the consumer's channel process, which runs after the publishing one (always so
+    for a reply to itself). A transactional reply is handed over at once, uncommitted, since
+    RabbitMQ hands it over while routing."""
+    if message.direct_reply_hint:
+        message = _rewrite_reply_to(channel, message)
+    consumer = None if exchange_name else channel.vhost.replies.lookup(routing_key)
+    if consumer is None:
+        channel.basic_publish(exchange_name, routing_key, mandatory, False, message)
+        return
+    channel.replying = True  # the publish below must not come back through this door
+    try:
+        channel.basic_publish(exchange_name, routing_key, mandatory, False, message)
+    finally:
+        channel.replying = False
+    if channel.tx is None:
+        channel.sink.flush_confirms()
+    consumer.channel.deliver_reply(consumer, message)
+
+
+def _rewrite_reply_to(channel: "Channel", message: "Message") -> "Message":
     """A publish with ``reply_to = "amq.rabbitmq.reply-to"`` gets this channel's reply name
-    (406 when the channel has no reply consumer); other messages are returned unchanged."""
+    (406 when the channel has no reply consumer); other messages are returned unchanged. Either
+    way the result no longer asks for a direct reply."""
     properties = message.properties()
     if properties.get("reply_to") != REPLY_QUEUE:
+        message.direct_reply_hint = False  # the hint was wrong: nothing to rewrite
         return message
     consumer = channel.reply_consumer
     if consumer is None:
@@ -133,4 +154,3 @@ def declare(channel: "Channel", name: str) -> None:
     """queue.declare of a name under ``amq.rabbitmq.reply-to``: fine when it exists, else 404."""
     if not channel.vhost.replies.exists(name):
         raise not_found(f"no queue '{name}' in vhost '{channel.vhost.name}'")
-    channel.most_recent_queue = name

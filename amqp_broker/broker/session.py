@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .broker import Broker
     from .channel import Channel
     from .queue import Queue
+    from .sink import DeliverySink
     from .vhost import VHost
 
 
@@ -32,7 +33,7 @@ class Session:
         # (and before any other method), so a read of N acks costs one dispatch of N messages.
         self.owed_dispatch: dict[Queue, None] | None = None
 
-    def open_channel(self, number: int, sink: Any) -> "Channel":
+    def open_channel(self, number: int, sink: "DeliverySink") -> "Channel":
         """Create the core channel ``number`` delivering through ``sink``."""
         from .channel import Channel
 

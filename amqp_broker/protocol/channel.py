@@ -1,10 +1,13 @@
 """Channels on the protocol side: content assembly state, the delivery sink, and the handlers of
 every channel-class method (channel, exchange, queue, basic, confirm, tx).
 
-:class:`ChannelState` is the *sink* :class:`amqp_broker.broker.channel.Channel` delivers through: it
-writes basic.deliver/return/ack/nack/cancel frames straight into the connection's output buffer.
-The handlers decode nothing themselves (pamqp has done it) and raise the core's errors unchanged;
-:meth:`amqp_broker.protocol.connection.Connection._fail` turns those into closes.
+:class:`ChannelState` is the :class:`~amqp_broker.broker.sink.DeliverySink` the core's
+:class:`amqp_broker.broker.channel.Channel` delivers through: it writes basic.deliver/return/ack/
+nack/cancel frames straight into the connection's output buffer.
+The handlers decode nothing themselves (pamqp has done it): each makes one call into the core,
+which owns what the method means (RabbitMQ's shortcuts, defaults and checks), and encodes the
+answer. They raise the core's errors unchanged; :meth:`amqp_broker.protocol.connection.Connection._fail`
+turns those into closes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pamqp import commands
 
 from ..broker.message import Message
 from ..broker.replyto import REPLY_QUEUE
-from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, ConnectionError, access_refused
+from ..broker.sink import DeliverySink
+from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionError
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
 
@@ -23,6 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
 EMPTY_PROPERTIES = b"\x00\x00"
+# Message.direct_reply_hint, peeked from raw properties before anything is decoded: the reply-to
+# presence bit (spec 4.2.6.1: reply-to is basic's 7th property, flag bit 9, i.e. 0x02 of the
+# first flag octet), then a substring search. A publish without reply_to pays one byte test.
+REPLY_TO_FLAG = 0x02
+DIRECT_REPLY_MARKER = REPLY_QUEUE.encode("ascii")
 
 # Write-buffer bounds for deliveries: above HIGH the connection's consumers stop taking messages
 # (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
@@ -48,7 +57,6 @@ class ChannelState:
         "body_received",
         "confirm_upto",
         "confirm_sent",
-        "deferred_cancels",
     )
 
     def __init__(self, conn: "Connection", number: int):
@@ -64,11 +72,8 @@ class ChannelState:
         self.body_received = 0
         self.confirm_upto = 0
         self.confirm_sent = 0
-        # While this channel's own queue.delete runs, its consumers' basic.cancel waits for the
-        # delete-ok (RabbitMQ's order on the deleting channel; other channels get theirs first).
-        self.deferred_cancels: list[str] | None = None
 
-    # -- the sink interface of broker.channel.Channel ---------------------------------------------
+    # -- broker.sink.DeliverySink: what the core calls --------------------------------------------
 
     def writable(self) -> bool:
         """Whether deliveries may still be written (the connection's buffer is not backed up)."""
@@ -159,18 +164,21 @@ class ChannelState:
 
     def cancel_notify(self, consumer_tag: str) -> None:
         """Server-sent basic.cancel: the consumer's queue went away."""
-        if self.deferred_cancels is not None:
-            self.deferred_cancels.append(consumer_tag)
-            return
         self.conn.wake()
         codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
 
-    def fail(self, error: Any) -> None:
+    def fail(self, error: AMQPError) -> None:
         """The core closes this channel on its own (a consumer timeout): channel.close with the
         error and no class or method id, as RabbitMQ sends it."""
         conn = self.conn
         if not self.closing and conn.channels.get(self.number) is self and conn.session is not None:
             conn._fail(error, self.number, 0, 0)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    # The declaration that ChannelState is the core's sink (tests/unit/test_protocol.py checks it
+    # at run time too).
+    _SINK_IMPLEMENTATION: type[DeliverySink] = ChannelState
 
 
 # -- method handlers: (connection, channel, decoded method) ------------------------------------
@@ -220,96 +228,48 @@ def exchange_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
 
 
 def exchange_bind(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    destination = vhost.get_exchange(m.destination)
-    source = vhost.get_exchange(m.source)
-    vhost.bind_exchange(destination, source, m.routing_key, m.arguments or {})
+    channel.core.exchange_bind(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
         conn.send_method(channel.number, commands.Exchange.BindOk())
 
 
 def exchange_unbind(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    destination = vhost.exchanges.get(m.destination)
-    source = vhost.exchanges.get(m.source)
-    if destination is not None and source is not None:
-        vhost.unbind_exchange(destination, source, m.routing_key, m.arguments or {})
+    channel.core.exchange_unbind(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
         conn.send_method(channel.number, commands.Exchange.UnbindOk())
 
 
 def queue_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    if m.queue.startswith(REPLY_QUEUE):
-        # Direct reply-to's pseudo-queue, passive or not: 0 messages, 1 consumer (or 404).
-        channel.core.declare_reply_queue(m.queue)
-        if not m.nowait:
-            conn.wake()
-            codec.write_queue_declare_ok(conn.out, channel.number, m.queue, 0, 1)
-        return
-    session = conn.session
-    queue = session.vhost.declare_queue(  # type: ignore[union-attr]
-        session, m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
+    name, message_count, consumer_count = channel.core.queue_declare(
+        m.queue, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments or {}
     )
-    channel.core.most_recent_queue = queue.name
     if not m.nowait:
         conn.wake()
-        codec.write_queue_declare_ok(
-            conn.out, channel.number, queue.name, queue.message_count, queue.consumer_count
-        )
+        codec.write_queue_declare_ok(conn.out, channel.number, name, message_count, consumer_count)
 
 
 def queue_bind(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    name = channel.core.queue_name(m.queue)
-    routing_key = m.routing_key if m.queue or m.routing_key else name
-    exchange = vhost.get_exchange(m.exchange)  # RabbitMQ looks up the exchange first
-    queue = vhost.get_queue(name, conn.session)
-    vhost.bind_queue(queue, exchange, routing_key, m.arguments or {})
+    channel.core.queue_bind(m.queue, m.exchange, m.routing_key, m.arguments or {})
     if not m.nowait:
         conn.send_method(channel.number, commands.Queue.BindOk())
 
 
 def queue_unbind(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    # RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and even for another
-    # connection's exclusive queue; only the default exchange is refused.
-    if m.exchange == "":
-        raise access_refused("operation not permitted on the default exchange")
-    name = channel.core.queue_name(m.queue)
-    routing_key = m.routing_key if m.queue or m.routing_key else name
-    queue = vhost.queues.get(name)
-    exchange = vhost.exchanges.get(m.exchange)
-    if queue is not None and exchange is not None:
-        vhost.unbind_queue(queue, exchange, routing_key, m.arguments or {}, conn.session)
+    channel.core.queue_unbind(m.queue, m.exchange, m.routing_key, m.arguments or {})
     conn.send_method(channel.number, commands.Queue.UnbindOk())
 
 
 def queue_purge(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    name = channel.core.queue_name(m.queue)
-    queue = conn.session.vhost.get_queue(name, conn.session)  # type: ignore[union-attr]
-    count = queue.purge()
+    count = channel.core.queue_purge(m.queue)
     if not m.nowait:
         conn.send_method(channel.number, commands.Queue.PurgeOk(message_count=count))
 
 
 def queue_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    count = 0
-    name = channel.core.queue_name(m.queue)
-    queue = vhost.queues.get(name)
-    if queue is not None:
-        queue = vhost.get_queue(name, conn.session)  # 405 for another connection's queue
-        queue.check_delete(m.if_unused, m.if_empty)
-        channel.deferred_cancels = []
-        try:
-            count = vhost.delete_queue(queue)
-        finally:
-            cancels, channel.deferred_cancels = channel.deferred_cancels, None
-    else:
-        cancels = []
+    count, cancelled = channel.core.queue_delete(m.queue, m.if_unused, m.if_empty)
     if not m.nowait:
         conn.send_method(channel.number, commands.Queue.DeleteOk(message_count=count))
-    for tag in cancels:
+    for tag in cancelled:
         channel.cancel_notify(tag)
 
 

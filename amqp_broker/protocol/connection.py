@@ -56,7 +56,9 @@ from ..errors import (
 from . import codec
 from .channel import (
     CHANNEL_HANDLERS,
+    DIRECT_REPLY_MARKER,
     EMPTY_PROPERTIES,
+    REPLY_TO_FLAG,
     UNSUPPORTED,
     WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
@@ -657,6 +659,7 @@ class Connection:
             except ValueError as exc:
                 raise ConnectionError(FRAME_ERROR, f"content header properties: {exc}") from None
             message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
+            message.direct_reply_hint = properties[0] & REPLY_TO_FLAG and DIRECT_REPLY_MARKER in properties
             if properties[1] & _USER_ID_FLAG:
                 message.user_id = codec.decode_properties(properties).user_id
         try:

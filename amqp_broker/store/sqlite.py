@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -183,10 +184,8 @@ class SQLiteStore:
 
     def load(self) -> Snapshot:
         """Read every definition; drop transient messages and those of queues that are gone."""
-        definitions: dict[str, list[tuple[tuple, Any]]] = {}
         try:
-            for kind, key, record in self._db.execute("SELECT kind, key, record FROM definitions"):
-                definitions.setdefault(kind, []).append((tuple(json.loads(key)), records.loads(record)))
+            definitions = _read_definitions(self._db)
             queue_ids = [record["id"] for _key, record in definitions.get("queue", [])]
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM messages WHERE persistent = 0")
@@ -407,3 +406,58 @@ class SQLiteStore:
             self._reader.close()
             self._db.close()
             self.lock.release()
+
+
+# -- read-only access, for a directory a broker may be using ---------------------------------------
+
+
+def _read_definitions(db: sqlite3.Connection) -> dict[str, list[tuple[tuple, Any]]]:
+    definitions: dict[str, list[tuple[tuple, Any]]] = {}
+    for kind, key, record in db.execute("SELECT kind, key, record FROM definitions"):
+        definitions.setdefault(kind, []).append((tuple(json.loads(key)), records.loads(record)))
+    return definitions
+
+
+def _open_read_only(data_dir: str) -> sqlite3.Connection:
+    """``data_dir``'s store file opened read-only, its schema checked. No lock is taken: in WAL
+    mode a reader sees the last commit of a broker writing at the same time, and disturbs nothing."""
+    path = os.path.join(data_dir, DB_NAME)
+    if not os.path.exists(path):
+        raise StoreError(f"no broker data in {data_dir} ({path} does not exist)")
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the store at {path}: {exc}") from None
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{path}: schema version {row[0] if row else 'unknown'}, expected {SCHEMA_VERSION}")
+    return db
+
+
+def read_snapshot(data_dir: str) -> Snapshot:
+    """The definitions ``data_dir``'s store has committed, read without changing anything there
+    (unlike :meth:`SQLiteStore.load`, which also drops what a restart drops)."""
+    db = _open_read_only(data_dir)
+    try:
+        definitions = _read_definitions(db)
+        row = db.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()
+    except (sqlite3.Error, ValueError) as exc:
+        raise StoreError(f"cannot read the store in {data_dir}: {exc}") from None
+    finally:
+        db.close()
+    return Snapshot(definitions, row is None or row[0] == "1")
+
+
+def left_unclean(data_dir: str) -> bool:
+    """Whether the data directory's last broker did not shut down cleanly (it crashed, or it
+    still runs); False for a directory without a store."""
+    if not os.path.exists(os.path.join(data_dir, DB_NAME)):
+        return False
+    db = _open_read_only(data_dir)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='clean_shutdown'").fetchone()
+    finally:
+        db.close()
+    return row is not None and row[0] != "1"
