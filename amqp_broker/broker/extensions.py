@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
 from . import deadletter
 from .expiry import ExtBuffer, cancel
-from .fields import LONG, TypedTable
+from .fields import LONG, TypedTable, field_type_name
 from .message import Message, QueueEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,11 +88,8 @@ def check_dead_letter_exchange(queue: str, vhost: str, arguments: dict) -> None:
     if "x-dead-letter-exchange" in arguments:
         value = arguments["x-dead-letter-exchange"]
         if not isinstance(value, (str, bytes)):
-            from .vhost import field_type_name
-
-            kind = "binary" if isinstance(value, bytearray) else field_type_name(value)
             raise precondition_failed(
-                f"invalid type '{kind}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'"
+                f"invalid type '{field_type_name(value)}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'"
             )
 
 

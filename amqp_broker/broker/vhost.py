@@ -19,6 +19,7 @@ from ..errors import (
     resource_locked,
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
+from .fields import field_type_name
 from .message import Message
 from .queue import Queue
 from .replyto import DirectReplyTo
@@ -68,25 +69,6 @@ def generate_name(prefix: str) -> str:
 
 def _bool(value: bool) -> str:
     return "true" if value else "false"
-
-
-def field_type_name(value: Any) -> str:
-    """RabbitMQ's name for a field-table value's type, as printed in inequivalent-arg texts."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, (str, bytes)):
-        return "longstr"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if value is None:
-        return "void"
-    return type(value).__name__
 
 
 def _show(value: Any) -> str:
@@ -288,9 +270,8 @@ class VHost:
         alternate = arguments.get("alternate-exchange")
         if alternate is not None and not isinstance(alternate, (str, bytes)):
             # rabbit_channel (new exchanges only): rabbit_misc:r_arg/4 wants a longstr.
-            kind = "binary" if isinstance(alternate, bytearray) else field_type_name(alternate)
             raise precondition_failed(
-                f"invalid type '{kind}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{self.name}'"
+                f"invalid type '{field_type_name(alternate)}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{self.name}'"
             )
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
