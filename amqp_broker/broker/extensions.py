@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
 from . import deadletter
 from .expiry import ExtBuffer, cancel
-from .fields import LONG, TypedTable, field_type_name
+from .fields import LONG, field_type_name
 from .message import Message, QueueEntry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,18 +134,6 @@ def extensions_for(queue: "Queue") -> "QueueExtensions | None":
     return None
 
 
-def with_delivery_count(message: Message, count: int) -> Message:
-    """The message with ``x-delivery-count`` set (a long, headers re-sorted: rabbit_basic:add_header
-    goes through set_table_value), as quorum queues deliver every message in 3.10."""
-    properties = message.properties()
-    properties.pop("cluster_id", None)
-    headers = properties.get("headers")
-    headers = headers.copy() if isinstance(headers, TypedTable) else TypedTable()
-    headers.set(DELIVERY_COUNT, LONG, count)
-    properties["headers"] = TypedTable(sorted(headers.entries(), key=lambda e: e[0].encode("utf-8")))
-    return message.with_properties(properties)
-
-
 class QueueExtensions:
     """What a queue's extension arguments say, and the timers and hooks that carry it out."""
 
@@ -211,7 +199,7 @@ class QueueExtensions:
         elif self.buffer is None and (self.ttl_active or self.quorum):
             self._wrap()
         if self.quorum:
-            message = with_delivery_count(message, 0)
+            message = message.with_header(DELIVERY_COUNT, LONG, 0)
         return message
 
     def published(self, entry: QueueEntry) -> None:
@@ -272,7 +260,7 @@ class QueueExtensions:
             if limit is not None and entry.delivery_count > limit:
                 entry.queue.drop(entry, deadletter.DELIVERY_LIMIT)
                 continue
-            entry.message = with_delivery_count(entry.message, entry.delivery_count)
+            entry.message = entry.message.with_header(DELIVERY_COUNT, LONG, entry.delivery_count)
             kept.append(entry)
         return kept
 

@@ -91,6 +91,11 @@ class TypedTable(dict):
     def copy(self) -> "TypedTable":  # type: ignore[override]
         return TypedTable(self.entries())
 
+    def sorted(self) -> "TypedTable":
+        """A copy sorted by key, as rabbit_misc:sort_field_table/1 (lists:keysort on the binary
+        key: bytewise, which is code point order) leaves every table RabbitMQ rewrites."""
+        return TypedTable(sorted(self.entries(), key=lambda entry: entry[0].encode("utf-8")))
+
 
 class TypedArray(list):
     """A field array: decoded values, with ``types``: the type octet of each, by position."""
