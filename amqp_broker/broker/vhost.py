@@ -21,7 +21,7 @@ from ..errors import (
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
 from .fields import field_type_name
 from .message import Message
-from .queue import Queue
+from .queue import Queue, no_queue
 from .replyto import DirectReplyTo
 from .timers import Timers
 from . import extensions
@@ -226,14 +226,14 @@ class VHost:
         """The queue, or 404; an exclusive queue of another connection gives 405."""
         queue = self.queues.get(name)
         if queue is None:
-            raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+            raise no_queue(name, self.name)
         if queue.exclusive_owner is not None and queue.exclusive_owner is not session:
             raise self._locked(queue)
         return queue
 
     def _locked(self, queue: Queue) -> Exception:
         return resource_locked(
-            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost '{self.name}'. "
+            f"cannot obtain exclusive access to locked {queue.describe()}. "
             "It could be originally declared on another connection or the exclusive property "
             "value does not match that of the original declaration."
         )
@@ -351,7 +351,7 @@ class VHost:
         arguments = arguments or {}
         if passive:
             if not name:
-                raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+                raise no_queue(name, self.name)
             queue = self.get_queue(name, session)
             if queue.ext is not None:
                 queue.ext.touch()  # a (passive) redeclare counts as use for x-expires
@@ -390,7 +390,7 @@ class VHost:
     def _check_queue_equivalence(
         self, queue: Queue, durable: bool, exclusive: bool, auto_delete: bool, args: dict
     ) -> None:
-        where = f"for queue '{queue.name}' in vhost '{self.name}'"
+        where = f"for {queue.describe()}"
         if queue.durable != durable:
             raise precondition_failed(
                 f"inequivalent arg 'durable' {where}: received '{_bool(durable)}' but current is '{_bool(queue.durable)}'"
