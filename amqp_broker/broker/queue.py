@@ -10,6 +10,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import ChannelError, access_refused, not_found, precondition_failed
+from .arguments import setting
 from .buffer import ClassicBuffer, PriorityBuffer
 from .extensions import QueueExtensions, extensions_for
 from .message import Message, QueueEntry
@@ -103,8 +104,8 @@ def no_queue(name: str, vhost_name: str) -> ChannelError:
 
 def make_buffer(arguments: dict) -> ClassicBuffer | PriorityBuffer:
     """The buffer a queue's arguments ask for: priority levels with x-max-priority > 0."""
-    max_priority = arguments.get("x-max-priority")
-    if isinstance(max_priority, int) and not isinstance(max_priority, bool) and max_priority > 0:
+    max_priority = setting(arguments, "x-max-priority")
+    if max_priority is not None and max_priority > 0:
         return PriorityBuffer(max_priority)
     return ClassicBuffer()
 
@@ -133,7 +134,7 @@ class Queue:
         self.prioritised = 0
         # x-single-active-consumer: only ``consumers[0]`` (the first registered) gets messages; the
         # others wait here in registration order. Dispatch needs no check: it sees one consumer.
-        self.single_active = self.arguments.get("x-single-active-consumer") is True
+        self.single_active = setting(self.arguments, "x-single-active-consumer") is True
         self.waiting_consumers: list[Consumer] = []
         self.had_consumers = False
         self.deleted = False
