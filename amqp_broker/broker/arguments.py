@@ -109,7 +109,7 @@ def _type_name(value: Any) -> str:
     return value if value in QUEUE_TYPE_NAMES else CLASSIC
 
 
-def _unread(value: Any) -> Any:
+def _as_is(value: Any) -> Any:
     return value
 
 
@@ -127,7 +127,7 @@ class QueueArgument:
     # What it turns on here; None when it is only stored (or only qualifies another argument).
     switches_on: Switch | None = None
     # The validated value -> what the queue acts on (see setting()).
-    read: Callable[[Any], Any] = _unread
+    read: Callable[[Any], Any] = _as_is
     # For a compared argument: the value an omitted one stands for (RabbitMQ's default).
     omitted_means: str | None = None
 
@@ -158,7 +158,7 @@ ARGUMENTS: dict[str, QueueArgument] = {row.key: row for row in (
     QueueArgument("x-single-active-consumer", _boolean, True, _CQ, Switch.SINGLE_ACTIVE, _flag),
     QueueArgument("x-queue-master-locator", None, True, _C),
     QueueArgument("x-queue-version", None, True, _C),
-    # Checked by the queue types alone (rabbit_quorum_queue, rabbit_stream_queue), never compared.
+    # Not in declare_args: neither validated nor compared; only the types that lack them refuse them.
     QueueArgument("x-delivery-limit", None, False, _Q, Switch.DELIVERY_LIMIT, _integer),
     QueueArgument("x-dead-letter-strategy", None, False, _Q),
     QueueArgument("x-quorum-initial-group-size", None, False, _Q),
