@@ -11,7 +11,7 @@ import heapq
 from collections import deque
 from typing import Iterator
 
-from .message import QueueEntry
+from .message import Message, QueueEntry
 
 
 class ClassicBuffer:
@@ -269,8 +269,6 @@ class PagedBuffer(ClassicBuffer):
             rows = self.store.read_messages(queue.store_id, self.read_after, PAGE_IN_CHUNK)
             rows = [row for row in rows if row.seq <= self.disk_upto]
             if rows:
-                from .message import Message  # local: buffer.py stays importable without cycles
-
                 for row in rows:
                     message = Message.from_stored(row.exchange, row.routing_key, row.properties, row.body)
                     entry = QueueEntry(message, queue, row.seq)

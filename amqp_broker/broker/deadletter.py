@@ -43,11 +43,6 @@ def _key(info: Any, key: str) -> Any:
     return info.get(key) if isinstance(info, dict) else None
 
 
-def _sorted(table: TypedTable) -> TypedTable:
-    # rabbit_misc:sort_field_table/1 (lists:keysort on the binary key: bytewise = code point order).
-    return TypedTable(sorted(table.entries(), key=lambda entry: entry[0].encode("utf-8")))
-
-
 def _with_count(info: TypedTable, count: int) -> TypedTable:
     # ensure_xdeath_event_count/2: prepend a count when the table has none.
     if _key(info, "count") is not None:
@@ -108,11 +103,11 @@ def update_x_death(info: TypedTable, headers: TypedTable) -> TypedTable:
         others = [t for t in grouped if not (_key(t, "queue") == queue and _key(t, "reason") == reason)]
         entry = first if not matches else _incremented(matches[0])
         kinds = [TABLE if isinstance(t, dict) else None for t in others]
-        headers.set("x-death", ARRAY, TypedArray([(TABLE, _sorted(entry))] + list(zip(kinds, others))))
+        headers.set("x-death", ARRAY, TypedArray([(TABLE, entry.sorted())] + list(zip(kinds, others))))
     else:
         # Not an array (a client re-published it as a string, say): reset it (rabbitmq-server#767).
         headers.set("x-death", ARRAY, TypedArray([(TABLE, first)]))
-    return _sorted(headers)
+    return headers.sorted()
 
 
 _ABSENT = object()

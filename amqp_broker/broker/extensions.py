@@ -15,138 +15,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
+from ..errors import NOT_IMPLEMENTED, ConnectionError
 from . import deadletter
+from .arguments import NEEDS_EXTENSIONS, QUORUM, queue_type, setting
 from .expiry import ExtBuffer, cancel
-from .fields import LONG, TypedTable
+from .fields import LONG
 from .message import Message, QueueEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
 
-CLASSIC = "classic"
-QUORUM = "quorum"
-STREAM = "stream"
-
-# Arguments that make a queue need this module (x-overflow alone changes nothing).
-_EXTENSION_ARGS = (
-    "x-message-ttl", "x-expires", "x-dead-letter-exchange", "x-max-length", "x-max-length-bytes",
-)
-
-# Arguments each queue type refuses at declare ("invalid arg 'k' for queue 'q' in vhost '/' of
-# queue type rabbit_quorum_queue"), as measured against RabbitMQ 3.10.8 for every argument it
-# knows; unknown arguments (x-foo) are accepted by all types.
-UNSUPPORTED_ARGS = {
-    CLASSIC: frozenset((
-        "x-max-in-memory-length", "x-max-in-memory-bytes", "x-quorum-initial-group-size",
-        "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size",
-        "x-queue-leader-locator", "x-delivery-limit", "x-dead-letter-strategy",
-    )),
-    QUORUM: frozenset((
-        "x-max-priority", "x-queue-mode", "x-queue-version", "x-max-age",
-        "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-master-locator",
-    )),
-    STREAM: frozenset((
-        "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-        "x-max-length", "x-max-in-memory-length", "x-max-in-memory-bytes", "x-max-priority",
-        "x-overflow", "x-queue-mode", "x-queue-version", "x-single-active-consumer",
-        "x-quorum-initial-group-size", "x-queue-master-locator", "x-delivery-limit",
-        "x-dead-letter-strategy",
-    )),
-}
-_TYPE_MODULES = {CLASSIC: "rabbit_classic_queue", QUORUM: "rabbit_quorum_queue", STREAM: "rabbit_stream_queue"}
+# The header a quorum queue adds to every delivery: the times it came back (rabbit_fifo).
 DELIVERY_COUNT = "x-delivery-count"
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
-
-
-def queue_type(arguments: dict) -> str:
-    """``classic``, ``quorum`` or ``stream`` (validated at declare)."""
-    value = _text(arguments.get("x-queue-type", CLASSIC))
-    return value if value in _TYPE_MODULES else CLASSIC
-
-
-def _int(arguments: dict, key: str) -> int | None:
-    value = arguments.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-# -- declare-time checks (vhost.declare_queue calls these, in RabbitMQ's order) ------------------
-
-
-def check_server_named(arguments: dict) -> None:
-    """rabbit_amqqueue:is_server_named_allowed/1: only classic queues may be server-named."""
-    kind = queue_type(arguments)
-    if kind != CLASSIC:
-        raise precondition_failed(f"Cannot declare a server-named queue for type {_TYPE_MODULES[kind]}")
-
-
-def check_dead_letter_exchange(queue: str, vhost: str, arguments: dict) -> None:
-    """rabbit_channel's queue.declare: x-dead-letter-exchange must be a longstr."""
-    if "x-dead-letter-exchange" in arguments:
-        value = arguments["x-dead-letter-exchange"]
-        if not isinstance(value, (str, bytes)):
-            from .vhost import field_type_name
-
-            kind = "binary" if isinstance(value, bytearray) else field_type_name(value)
-            raise precondition_failed(
-                f"invalid type '{kind}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'"
-            )
-
-
-def check_queue_type(queue: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
-                     arguments: dict) -> None:
-    """A new queue's type-specific rules: refused arguments (in argument order), then
-    rabbit_quorum_queue:declare's / rabbit_stream_queue's property checks."""
-    kind = queue_type(arguments)
-    unsupported = UNSUPPORTED_ARGS[kind]
-    for key in arguments:
-        if key in unsupported:
-            raise precondition_failed(
-                f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {_TYPE_MODULES[kind]}"
-            )
-    if kind == CLASSIC:
-        return
-    where = f"for queue '{queue}' in vhost '{vhost}'"
-    if auto_delete:
-        raise precondition_failed(f"invalid property 'auto-delete' {where}")
-    if exclusive:
-        raise precondition_failed(f"invalid property 'exclusive-owner' {where}")
-    if not durable:
-        raise precondition_failed(f"invalid property 'non-durable' {where}")
-
-
-def queue_class(arguments: dict) -> Any:
-    """The class a new queue with ``arguments`` is made of (streams are a Queue subclass)."""
-    if queue_type(arguments) == STREAM:
-        from .stream import StreamQueue
-
-        return StreamQueue
-    from .queue import Queue
-
-    return Queue
 
 
 def extensions_for(queue: "Queue") -> "QueueExtensions | None":
     """The queue's extension state, or None when its arguments ask for nothing here."""
     arguments = queue.arguments
-    if queue_type(arguments) == QUORUM or any(key in arguments for key in _EXTENSION_ARGS):
+    if queue_type(arguments) == QUORUM or any(key in arguments for key in NEEDS_EXTENSIONS):
         return QueueExtensions(queue)
     return None
-
-
-def with_delivery_count(message: Message, count: int) -> Message:
-    """The message with ``x-delivery-count`` set (a long, headers re-sorted: rabbit_basic:add_header
-    goes through set_table_value), as quorum queues deliver every message in 3.10."""
-    properties = message.properties()
-    properties.pop("cluster_id", None)
-    headers = properties.get("headers")
-    headers = headers.copy() if isinstance(headers, TypedTable) else TypedTable()
-    headers.set(DELIVERY_COUNT, LONG, count)
-    properties["headers"] = TypedTable(sorted(headers.entries(), key=lambda e: e[0].encode("utf-8")))
-    return message.with_properties(properties)
 
 
 class QueueExtensions:
@@ -157,22 +45,19 @@ class QueueExtensions:
         self.queue = queue
         self.timers = queue.vhost.timers
         self.quorum = queue_type(arguments) == QUORUM
-        self.ttl = _int(arguments, "x-message-ttl")
-        dlx = arguments.get("x-dead-letter-exchange")
-        self.dlx: str | None = _text(dlx) if dlx is not None else None
-        dlrk = arguments.get("x-dead-letter-routing-key")
-        self.dlrk: str | None = _text(dlrk) if dlrk is not None else None
-        self.max_length = _int(arguments, "x-max-length")
-        self.max_bytes = _int(arguments, "x-max-length-bytes")
-        overflow = _text(arguments.get("x-overflow", "drop-head"))
+        self.ttl: int | None = setting(arguments, "x-message-ttl")
+        self.dlx: str | None = setting(arguments, "x-dead-letter-exchange")
+        self.dlrk: str | None = setting(arguments, "x-dead-letter-routing-key")
+        self.max_length: int | None = setting(arguments, "x-max-length")
+        self.max_bytes: int | None = setting(arguments, "x-max-length-bytes")
+        overflow = setting(arguments, "x-overflow") or "drop-head"
         limited = self.max_length is not None or self.max_bytes is not None
         # Quorum queues in 3.10 accept reject-publish-dlx but act as drop-head (measured).
         self.drop_head = limited and (overflow == "drop-head" or (self.quorum and overflow == "reject-publish-dlx"))
         self.reject = limited and not self.drop_head
         self.reject_dlx = self.reject and overflow == "reject-publish-dlx"
-        limit = _int(arguments, "x-delivery-limit") if self.quorum else None
-        self.delivery_limit = limit
-        self.expires = _int(arguments, "x-expires")
+        self.delivery_limit: int | None = setting(arguments, "x-delivery-limit") if self.quorum else None
+        self.expires: int | None = setting(arguments, "x-expires")
         self.buffer: ExtBuffer | None = None
         # True once expiry checks are needed: a queue TTL, or a message with an expiration seen.
         self.ttl_active = False
@@ -214,7 +99,7 @@ class QueueExtensions:
         elif self.buffer is None and (self.ttl_active or self.quorum):
             self._wrap()
         if self.quorum:
-            message = with_delivery_count(message, 0)
+            message = message.with_header(DELIVERY_COUNT, LONG, 0)
         return message
 
     def published(self, entry: QueueEntry) -> None:
@@ -275,7 +160,7 @@ class QueueExtensions:
             if limit is not None and entry.delivery_count > limit:
                 entry.queue.drop(entry, deadletter.DELIVERY_LIMIT)
                 continue
-            entry.message = with_delivery_count(entry.message, entry.delivery_count)
+            entry.message = entry.message.with_header(DELIVERY_COUNT, LONG, entry.delivery_count)
             kept.append(entry)
         return kept
 

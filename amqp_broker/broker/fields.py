@@ -13,6 +13,9 @@ Type octets are RabbitMQ's (rabbit_binary_generator): ``S`` longstr, ``l`` long,
 
 from __future__ import annotations
 
+import datetime
+import decimal
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 # The type octets RabbitMQ uses for the values it adds itself (rabbit_dead_letter, rabbit_fifo).
@@ -21,6 +24,34 @@ LONG = "l"
 TIMESTAMP = "T"
 TABLE = "F"
 ARRAY = "A"
+
+
+def field_type_name(value: Any) -> str:
+    """RabbitMQ's name for the field-table type ``value`` most likely arrived as, as its reply
+    texts print it (``expected integer, got binary``, ``Invalid x-match field type long``)."""
+    if value is None:
+        return "void"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        # pika, the usual client, sends ints as signed 32-bit when they fit, else 64-bit.
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, decimal.Decimal):
+        return "decimal"
+    if isinstance(value, datetime.datetime):
+        return "timestamp"
+    if isinstance(value, bytearray):
+        return "binary"
+    if isinstance(value, (str, bytes)):
+        # pamqp hands over a long string that is not valid UTF-8 as bytes.
+        return "longstr"
+    if isinstance(value, Mapping):
+        return "table"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
 
 
 class TypedTable(dict):
@@ -59,6 +90,11 @@ class TypedTable(dict):
 
     def copy(self) -> "TypedTable":  # type: ignore[override]
         return TypedTable(self.entries())
+
+    def sorted(self) -> "TypedTable":
+        """A copy sorted by key, as rabbit_misc:sort_field_table/1 (lists:keysort on the binary
+        key: bytewise, which is code point order) leaves every table RabbitMQ rewrites."""
+        return TypedTable(sorted(self.entries(), key=lambda entry: entry[0].encode("utf-8")))
 
 
 class TypedArray(list):

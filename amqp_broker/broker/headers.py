@@ -27,6 +27,8 @@ import decimal
 from collections.abc import Mapping
 from typing import Any
 
+from .fields import field_type_name
+
 __all__ = ["HeadersBinding", "parse_binding_arguments", "X_MATCH_MODES"]
 
 # Why: the binding argument that selects the match mode (RabbitMQ's name; part of the AMQP spec).
@@ -119,7 +121,7 @@ def _x_match_mode(value: Any) -> str:
     if isinstance(value, bytes):
         # pamqp hands a long string that is not valid UTF-8 over as bytes: still a longstr.
         raise ValueError(_BAD_VALUE.format(value=_erl_term(value)))
-    raise ValueError(_BAD_TYPE.format(type=_amqp_type_name(value), value=_erl_term(value)))
+    raise ValueError(_BAD_TYPE.format(type=field_type_name(value), value=_erl_term(value)))
 
 
 def values_equal(expected: Any, actual: Any) -> bool:
@@ -159,30 +161,6 @@ def values_equal(expected: Any, actual: Any) -> bool:
 def _binary(value: str | bytes | bytearray) -> bytes:
     """The bytes RabbitMQ would hold for a long string or byte array."""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def _amqp_type_name(value: Any) -> str:
-    """RabbitMQ's name for the field-table type ``value`` most likely arrived as."""
-    if value is None:
-        return "void"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        # pika, the usual client, sends ints as signed 32-bit when they fit, else 64-bit.
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, decimal.Decimal):
-        return "decimal"
-    if isinstance(value, datetime.datetime):
-        return "timestamp"
-    if isinstance(value, bytearray):
-        return "binary"
-    if isinstance(value, Mapping):
-        return "table"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    return type(value).__name__
 
 
 def _erl_term(value: Any) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .fields import TypedTable
+
 _UNDECODED: Any = object()
 
 
@@ -97,6 +99,18 @@ class Message:
             properties.get("headers"),
             properties.get("user_id"),
         )
+
+    def with_header(self, key: str, kind: str, value: Any) -> "Message":
+        """A copy with header ``key`` set, as rabbit_basic:add_header/4 does for the headers a
+        queue adds (a quorum queue's x-delivery-count, a stream's x-stream-offset): the table
+        comes back sorted by key, and without cluster_id, as RabbitMQ 3.10 delivers them."""
+        properties = self.properties()
+        properties.pop("cluster_id", None)
+        headers = properties.get("headers")
+        headers = headers.copy() if isinstance(headers, TypedTable) else TypedTable()
+        headers.set(key, kind, value)
+        properties["headers"] = headers.sorted()
+        return self.with_properties(properties)
 
     @property
     def persistent(self) -> bool:

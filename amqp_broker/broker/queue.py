@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import access_refused, precondition_failed
+from ..errors import ChannelError, access_refused, not_found, precondition_failed
+from .arguments import setting
 from .buffer import ClassicBuffer, PriorityBuffer
 from .extensions import QueueExtensions, extensions_for
 from .message import Message, QueueEntry
@@ -91,10 +92,20 @@ DISPATCH_BATCH = 128
 DISPATCH_BATCH_BYTES = 256 * 1024
 
 
+def describe_queue(name: str, vhost_name: str) -> str:
+    """``queue 'name' in vhost '/'``: RabbitMQ's way of naming a queue in reply texts."""
+    return f"queue '{name}' in vhost '{vhost_name}'"
+
+
+def no_queue(name: str, vhost_name: str) -> ChannelError:
+    """404 ``no queue 'name' in vhost '/'``, for a name that has no queue."""
+    return not_found(f"no {describe_queue(name, vhost_name)}")
+
+
 def make_buffer(arguments: dict) -> ClassicBuffer | PriorityBuffer:
     """The buffer a queue's arguments ask for: priority levels with x-max-priority > 0."""
-    max_priority = arguments.get("x-max-priority")
-    if isinstance(max_priority, int) and not isinstance(max_priority, bool) and max_priority > 0:
+    max_priority = setting(arguments, "x-max-priority")
+    if max_priority is not None and max_priority > 0:
         return PriorityBuffer(max_priority)
     return ClassicBuffer()
 
@@ -123,7 +134,7 @@ class Queue:
         self.prioritised = 0
         # x-single-active-consumer: only ``consumers[0]`` (the first registered) gets messages; the
         # others wait here in registration order. Dispatch needs no check: it sees one consumer.
-        self.single_active = self.arguments.get("x-single-active-consumer") is True
+        self.single_active = setting(self.arguments, "x-single-active-consumer") is True
         self.waiting_consumers: list[Consumer] = []
         self.had_consumers = False
         self.deleted = False
@@ -160,7 +171,7 @@ class Queue:
 
     def describe(self) -> str:
         """``queue 'name' in vhost '/'``: RabbitMQ's way of naming a queue in reply texts."""
-        return f"queue '{self.name}' in vhost '{self.vhost.name}'"
+        return describe_queue(self.name, self.vhost.name)
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -341,9 +352,9 @@ class Queue:
                 self.waiting_consumers.append(consumer)
                 return
         if consumer.exclusive and self.consumers:
-            raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+            raise access_refused(f"{self.describe()} in exclusive use")
         if self.consumers and self.consumers[0].exclusive:
-            raise access_refused(f"queue '{self.name}' in vhost '{self.vhost.name}' in exclusive use")
+            raise access_refused(f"{self.describe()} in exclusive use")
         self.consumers.append(consumer)
         self.had_consumers = True
         if consumer.priority:
@@ -386,6 +397,6 @@ class Queue:
         """Raise 406 when queue.delete's if-unused/if-empty conditions do not hold."""
         # if-empty is checked first, as rabbit_amqqueue_process does (both violated: "not empty").
         if if_empty and self.message_count:
-            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' not empty")
+            raise precondition_failed(f"{self.describe()} not empty")
         if if_unused and self.consumers:
-            raise precondition_failed(f"queue '{self.name}' in vhost '{self.vhost.name}' in use")
+            raise precondition_failed(f"{self.describe()} in use")

@@ -24,7 +24,8 @@ import base64
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import ConnectionError, NOT_ALLOWED, not_found, precondition_failed
+from ..errors import ConnectionError, NOT_ALLOWED, precondition_failed
+from .queue import no_queue
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
@@ -153,4 +154,4 @@ def _rewrite_reply_to(channel: "Channel", message: "Message") -> "Message":
 def declare(channel: "Channel", name: str) -> None:
     """queue.declare of a name under ``amq.rabbitmq.reply-to``: fine when it exists, else 404."""
     if not channel.vhost.replies.exists(name):
-        raise not_found(f"no queue '{name}' in vhost '{channel.vhost.name}'")
+        raise no_queue(name, channel.vhost.name)

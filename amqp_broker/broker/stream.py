@@ -20,7 +20,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
-from .fields import LONG, TypedTable
+from .fields import LONG
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
 
@@ -142,15 +142,6 @@ class StreamQueue(Queue):
             while offsets.get(consumer, len(log)) < len(log) and consumer.can_take():
                 offset = offsets[consumer]
                 offsets[consumer] = offset + 1
-                entry = QueueEntry(_with_offset(log[offset], offset), self, offset)
+                entry = QueueEntry(log[offset].with_header(OFFSET_HEADER, LONG, offset), self, offset)
                 consumer.channel.deliver(consumer, entry)
 
-
-def _with_offset(message: Message, offset: int) -> Message:
-    properties = message.properties()
-    properties.pop("cluster_id", None)
-    headers = properties.get("headers")
-    headers = headers.copy() if isinstance(headers, TypedTable) else TypedTable()
-    headers.set(OFFSET_HEADER, LONG, offset)
-    properties["headers"] = TypedTable(sorted(headers.entries(), key=lambda e: e[0].encode("utf-8")))
-    return message.with_properties(properties)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import (
     COMMAND_INVALID,
@@ -18,12 +18,21 @@ from ..errors import (
     precondition_failed,
     resource_locked,
 )
+from .arguments import (
+    check_dead_letter_exchange,
+    check_exchange_arguments_equivalent,
+    check_queue_arguments_equivalent,
+    inequivalent,
+    not_an_integer as _int_arg,  # noqa: F401 - broker/channel.py checks x-priority with it
+    validate_queue_arguments,
+)
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
+from .fields import field_type_name
 from .message import Message
-from .queue import Queue
+from .queue import Queue, describe_queue, no_queue
+from .queue_types import queue_type_of
 from .replyto import DirectReplyTo
 from .timers import Timers
-from . import extensions
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -38,179 +47,10 @@ PREDECLARED = (
     ("amq.match", "headers"),
 )
 
-# Queue arguments RabbitMQ compares on redeclaration (rabbit_amqqueue:declare_args/0 and
-# consume_args); any other argument is stored but not checked for equivalence.
-EQUIVALENT_QUEUE_ARGS = (
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-queue-master-locator",
-    "x-queue-version",
-)
-# Exchanges: RabbitMQ compares only this argument (rabbit_exchange:assert_args_equivalence/2).
-EQUIVALENT_EXCHANGE_ARGS = ("alternate-exchange",)
-
 
 def generate_name(prefix: str) -> str:
     """A server-generated name like RabbitMQ's: ``amq.gen-`` + 22 url-safe base64 characters."""
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def field_type_name(value: Any) -> str:
-    """RabbitMQ's name for a field-table value's type, as printed in inequivalent-arg texts."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, (str, bytes)):
-        return "longstr"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if value is None:
-        return "void"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    if isinstance(shown, bool):
-        shown = _bool(shown)
-    return f"'{shown}'"
-
-
-def _describe_arg(value: Any) -> str:
-    if value is _MISSING:
-        return "none"
-    return f"the value {_show(value)} of type '{field_type_name(value)}'"
-
-
-_MISSING = object()
-
-
-def _type_class(value: Any) -> str:
-    # rabbit_misc:type_class/1: every integer width is one class, as are float and double.
-    name = field_type_name(value)
-    return "int" if name in ("signedint", "long") else "float" if name == "double" else name
-
-
-def _is_default_queue_type(value: Any) -> bool:
-    return value in ("classic", b"classic")
-
-
-def _check_args(kind: str, name: str, vhost: str, keys: Iterable[str], new: dict, old: dict) -> None:
-    for key in keys:
-        a = new.get(key, _MISSING)
-        b = old.get(key, _MISSING)
-        if a is _MISSING and b is _MISSING:
-            continue
-        if key == "x-queue-type" and (
-            (a is _MISSING and _is_default_queue_type(b)) or (b is _MISSING and _is_default_queue_type(a))
-        ):
-            continue  # RabbitMQ: an omitted x-queue-type is the default, 'classic'
-        same_class = a is not _MISSING and b is not _MISSING and _type_class(a) == _type_class(b)
-        if same_class and a == b:
-            continue
-        if same_class:
-            # Same type class: RabbitMQ prints just the values.
-            received, current = _show(a), _show(b)
-        else:
-            received, current = _describe_arg(a), _describe_arg(b)
-        raise precondition_failed(
-            f"inequivalent arg '{key}' for {kind} '{name}' in vhost '{vhost}': "
-            f"received {received} but current is {current}"
-        )
-
-
-def _int_arg(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f'"expected integer, got {field_type_name(value)}"'
-    return None
-
-
-def _non_negative(value: Any) -> str | None:
-    return _int_arg(value) or (f"{{value_negative,{value}}}" if value < 0 else None)
-
-
-def _positive(value: Any) -> str | None:
-    return _non_negative(value) or (f"{{value_zero,{value}}}" if value == 0 else None)
-
-
-def _longstr(value: Any) -> str | None:
-    if not isinstance(value, (str, bytes)):
-        return f'"expected longstr, got {field_type_name(value)}"'
-    return None
-
-
-def _one_of(*allowed: str, error: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        return None if value in allowed else error
-    return check
-
-
-def _queue_type(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if value in ("classic", "quorum", "stream"):
-        return None
-    return f"\"unsupported queue type '{value}'\""
-
-
-def _max_priority(value: Any) -> str | None:
-    return _non_negative(value) or (f"{{max_value_exceeded,{value}}}" if value > 255 else None)
-
-
-def _bool_arg(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"{{unacceptable_type,{field_type_name(value)}}}"
-
-
-# Declare-time validation of queue arguments, as rabbit_amqqueue:declare_args/0 does; the error
-# strings are RabbitMQ's (Erlang terms printed with ~p).
-QUEUE_ARGUMENT_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "x-expires": _positive,
-    "x-message-ttl": _non_negative,
-    "x-dead-letter-exchange": _longstr,
-    "x-dead-letter-routing-key": _longstr,
-    "x-max-length": _non_negative,
-    "x-max-length-bytes": _non_negative,
-    "x-max-priority": _max_priority,
-    "x-overflow": _one_of("drop-head", "reject-publish", "reject-publish-dlx", error="invalid_overflow"),
-    "x-queue-mode": _one_of("default", "lazy", error="invalid_queue_mode"),
-    "x-queue-type": _queue_type,
-    "x-single-active-consumer": _bool_arg,
-}
-
-
-def validate_queue_arguments(queue: str, vhost: str, arguments: dict) -> None:
-    """406 ``invalid arg 'x-…' for queue …`` for a queue argument RabbitMQ would refuse."""
-    for key, check in QUEUE_ARGUMENT_CHECKS.items():
-        if key in arguments:
-            problem = check(arguments[key])
-            if problem is None and key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
-                problem = "routing_key_but_no_dlx_defined"  # rabbit_amqqueue:check_dlxrk_arg/2
-            if problem is not None:
-                raise precondition_failed(
-                    f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {problem}"
-                )
 
 
 class VHost:
@@ -244,14 +84,14 @@ class VHost:
         """The queue, or 404; an exclusive queue of another connection gives 405."""
         queue = self.queues.get(name)
         if queue is None:
-            raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+            raise no_queue(name, self.name)
         if queue.exclusive_owner is not None and queue.exclusive_owner is not session:
             raise self._locked(queue)
         return queue
 
     def _locked(self, queue: Queue) -> Exception:
         return resource_locked(
-            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost '{self.name}'. "
+            f"cannot obtain exclusive access to locked {queue.describe()}. "
             "It could be originally declared on another connection or the exclusive property "
             "value does not match that of the original declaration."
         )
@@ -288,9 +128,8 @@ class VHost:
         alternate = arguments.get("alternate-exchange")
         if alternate is not None and not isinstance(alternate, (str, bytes)):
             # rabbit_channel (new exchanges only): rabbit_misc:r_arg/4 wants a longstr.
-            kind = "binary" if isinstance(alternate, bytearray) else field_type_name(alternate)
             raise precondition_failed(
-                f"invalid type '{kind}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{self.name}'"
+                f"invalid type '{field_type_name(alternate)}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{self.name}'"
             )
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
@@ -301,21 +140,16 @@ class VHost:
     def _check_exchange_equivalence(
         self, ex: Exchange, type_name: str, durable: bool, auto_delete: bool, internal: bool, args: dict
     ) -> None:
-        where = f"for exchange '{ex.name}' in vhost '{self.name}'"
-        if ex.type_name != type_name:
-            raise precondition_failed(
-                f"inequivalent arg 'type' {where}: received '{type_name}' but current is '{ex.type_name}'"
-            )
+        owner = ex.describe()
         for field, new, old in (
+            ("type", type_name, ex.type_name),
             ("durable", durable, ex.durable),
             ("auto_delete", auto_delete, ex.auto_delete),
             ("internal", internal, ex.internal),
         ):
             if new != old:
-                raise precondition_failed(
-                    f"inequivalent arg '{field}' {where}: received '{_bool(new)}' but current is '{_bool(old)}'"
-                )
-        _check_args("exchange", ex.name, self.name, EQUIVALENT_EXCHANGE_ARGS, args, ex.arguments)
+                raise inequivalent(field, owner, new, old)
+        check_exchange_arguments_equivalent(owner, args, ex.arguments)
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> None:
         """exchange.delete: idempotent for a missing exchange, as RabbitMQ 3.x."""
@@ -370,17 +204,17 @@ class VHost:
         arguments = arguments or {}
         if passive:
             if not name:
-                raise not_found(f"no queue '{name}' in vhost '{self.name}'")
+                raise no_queue(name, self.name)
             queue = self.get_queue(name, session)
             if queue.ext is not None:
                 queue.ext.touch()  # a (passive) redeclare counts as use for x-expires
             return queue
         if not name:
-            extensions.check_server_named(arguments)
+            queue_type_of(arguments).check_server_named()
             name = generate_name("amq.gen-")
         elif name.startswith("amq."):
             raise access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
-        extensions.check_dead_letter_exchange(name, self.name, arguments)
+        check_dead_letter_exchange(describe_queue(name, self.name), arguments)
         validate_queue_arguments(name, self.name, arguments)
         existing = self.queues.get(name)
         if existing is not None:
@@ -390,8 +224,9 @@ class VHost:
             if existing.ext is not None:
                 existing.ext.touch()
             return existing
-        extensions.check_queue_type(name, self.name, durable, exclusive, auto_delete, arguments)
-        queue = extensions.queue_class(arguments)(
+        kind = queue_type_of(arguments)
+        kind.check_new_queue(describe_queue(name, self.name), durable, exclusive, auto_delete, arguments)
+        queue = kind.queue_class(
             self,
             name,
             durable=durable,
@@ -409,18 +244,14 @@ class VHost:
     def _check_queue_equivalence(
         self, queue: Queue, durable: bool, exclusive: bool, auto_delete: bool, args: dict
     ) -> None:
-        where = f"for queue '{queue.name}' in vhost '{self.name}'"
+        owner = queue.describe()
         if queue.durable != durable:
-            raise precondition_failed(
-                f"inequivalent arg 'durable' {where}: received '{_bool(durable)}' but current is '{_bool(queue.durable)}'"
-            )
+            raise inequivalent("durable", owner, durable, queue.durable)
         if queue.exclusive != exclusive:
             raise self._locked(queue)
         if queue.auto_delete != auto_delete:
-            raise precondition_failed(
-                f"inequivalent arg 'auto_delete' {where}: received '{_bool(auto_delete)}' but current is '{_bool(queue.auto_delete)}'"
-            )
-        _check_args("queue", queue.name, self.name, EQUIVALENT_QUEUE_ARGS, args, queue.arguments)
+            raise inequivalent("auto_delete", owner, auto_delete, queue.auto_delete)
+        check_queue_arguments_equivalent(owner, args, queue.arguments)
 
     def delete_queue(self, queue: Queue) -> int:
         """Remove a queue, its bindings and consumers (they get basic.cancel); returns ready count."""

@@ -4,6 +4,7 @@ purge and delete, with RabbitMQ 3.10's exact reply codes and texts (interop refe
 
 from __future__ import annotations
 
+import decimal
 import re
 import time
 
@@ -222,8 +223,15 @@ def test_redeclare_with_other_queue_type(connection, unique):
         ({"x-expires": 0}, "'x-expires' for queue '{q}' in vhost '/': {{value_zero,0}}"),
         ({"x-overflow": "nope"}, "'x-overflow' for queue '{q}' in vhost '/': invalid_overflow"),
         ({"x-queue-type": "nope"}, "'x-queue-type' for queue '{q}' in vhost '/': \"unsupported queue type 'nope'\""),
+        # pika sends bytes as a byte array ('x'): RabbitMQ 3.10.8 names its type binary.
+        ({"x-message-ttl": b"abc"}, "'x-message-ttl' for queue '{q}' in vhost '/': \"expected integer, got binary\""),
+        ({"x-message-ttl": decimal.Decimal("1.5")},
+         "'x-message-ttl' for queue '{q}' in vhost '/': \"expected integer, got decimal\""),
+        ({"x-single-active-consumer": b"abc"},
+         "'x-single-active-consumer' for queue '{q}' in vhost '/': {{unacceptable_type,binary}}"),
     ],
-    ids=["max-length-type", "max-length-negative", "ttl-negative", "expires-zero", "overflow", "queue-type"],
+    ids=["max-length-type", "max-length-negative", "ttl-negative", "expires-zero", "overflow", "queue-type",
+         "ttl-binary", "ttl-decimal", "single-active-binary"],
 )
 def test_invalid_arguments(connection, unique, arguments, problem):
     q = unique()
