@@ -18,6 +18,7 @@ from ..broker.replyto import REPLY_QUEUE
 from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, ConnectionError, access_refused
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
+from .content import ContentAssembly
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -41,11 +42,7 @@ class ChannelState:
         "number",
         "core",
         "closing",
-        "publish",
-        "properties",
-        "body_size",
-        "body_parts",
-        "body_received",
+        "content",
         "confirm_upto",
         "confirm_sent",
         "deferred_cancels",
@@ -57,11 +54,9 @@ class ChannelState:
         self.core: Any = None
         # True after we sent channel.close: frames are dropped until close-ok (spec 2.2.4).
         self.closing = False
-        self.publish: tuple | None = None
-        self.properties = EMPTY_PROPERTIES
-        self.body_size = -1  # -1: no header yet
-        self.body_parts: list[bytes] = []
-        self.body_received = 0
+        # The publish whose content header and body frames are arriving; None while the channel
+        # expects a method.
+        self.content: ContentAssembly | None = None
         self.confirm_upto = 0
         self.confirm_sent = 0
         # While this channel's own queue.delete runs, its consumers' basic.cancel waits for the
@@ -374,7 +369,7 @@ def basic_recover_async(conn: "Connection", channel: ChannelState, m: Any) -> No
 def basic_publish_slow(conn: "Connection", channel: ChannelState, m: Any) -> None:
     # Only reached when the fast path was skipped (it never is for a well-formed open channel);
     # kept so that the handler table covers every client method.
-    channel.publish = (m.exchange, m.routing_key, m.mandatory, m.immediate)
+    channel.content = ContentAssembly((m.exchange, m.routing_key, m.mandatory, m.immediate))
 
 
 def confirm_select(conn: "Connection", channel: ChannelState, m: Any) -> None:
