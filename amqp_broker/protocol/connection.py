@@ -13,7 +13,7 @@ rabbit_reader):
 4. ``AWAIT_OPEN``: connection.open selects the vhost (530 when missing or not permitted).
 5. ``OPEN``: channels carry methods and content.
 6. ``CLOSING``: we sent connection.close; everything but close/close-ok is discarded (spec 2.2.4).
-7. ``CLOSED``: the server closes the socket once :attr:`out` is flushed.
+7. ``CLOSED``: the server closes the socket once :attr:`output` is flushed.
 
 The states and their allowed transitions are in :mod:`.state`; frames and the fast runs of
 publishes and acks in :mod:`.framing` (a base class of :class:`Connection`); content assembly in
@@ -21,8 +21,8 @@ publishes and acks in :mod:`.framing` (a base class of :class:`Connection`); con
 one place, :meth:`Connection._fail`, and every end of a connection goes through
 :meth:`Connection._terminate`.
 
-The server layer drives this class: it feeds :meth:`receive_data`, sends :attr:`out` when
-:attr:`on_output` tells it there is something new, calls :meth:`heartbeat_tick` on a timer,
+The server layer drives this class: it feeds :meth:`receive_data`, sends :attr:`output` when
+its ``on_output`` tells it there is something new, calls :meth:`heartbeat_tick` on a timer,
 :meth:`writer_drained` after each flush and :meth:`connection_lost` when the socket is gone.
 """
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import platform
 import struct
-from typing import Any, Callable
+from typing import Any
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
@@ -56,15 +56,8 @@ from ..errors import (
     ConnectionError,
 )
 from . import codec
-from .channel import (
-    CHANNEL_HANDLERS,
-    UNSUPPORTED,
-    WRITE_HIGH_WATER,
-    WRITE_LOW_WATER,
-    ChannelState,
-)
+from .channel import CHANNEL_HANDLERS, UNSUPPORTED, ChannelState
 from .codec import (
-    FRAME_END_BYTE,
     BASIC_ACK,
     BASIC_PUBLISH,
     FRAME_METHOD,
@@ -74,6 +67,7 @@ from .codec import (
 )
 from .errortext import amqp_name, erlang_binary_w, octets_text
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, FrameReader
+from .output import WRITE_LOW_WATER, Output
 from .sasl import MECHANISMS, parse_credentials
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
@@ -144,12 +138,8 @@ class Connection(FrameReader):
     ):
         self.broker = broker
         self.peer = peer
-        self.out = bytearray()
-        # Large bodies queued ahead of ``out`` without being copied (see add_piece).
-        self.out_pieces: list = []
-        self.pieces_bytes = 0
-        # Called when ``out`` goes from empty to non-empty: the server wakes its writer.
-        self.on_output: Callable[[], None] = lambda: None
+        # Everything to send; the server's writer takes it from there.
+        self.output = Output()
         self.state: ConnectionState = AWAIT_HEADER
         self.server_heartbeat = heartbeat
         self.server_frame_max = frame_max
@@ -165,7 +155,7 @@ class Connection(FrameReader):
         self.client_properties: dict = {}
         self.pending_confirms: dict[ChannelState, None] = {}
         self.delivery_blocked = False
-        # Set when the socket should be closed once ``out`` is flushed.
+        # Set when the socket should be closed once the output is flushed.
         self.finished = False
         self.close_reason = ""
         # The start of a frame the last read ended in the middle of.
@@ -186,44 +176,26 @@ class Connection(FrameReader):
 
     # -- output -----------------------------------------------------------------------------------
 
+    @property
+    def out(self) -> bytearray:
+        """The output buffer frames are appended to (``output.buf``; the writer swaps it)."""
+        return self.output.buf
+
     def wake(self) -> None:
-        """Tell the server there is output, if ``out`` was empty (call before appending)."""
-        if not self.out:
-            self.on_output()
-
-    def add_piece(self, body: bytes) -> None:
-        """Queue ``body`` after everything written so far without copying it: ``out`` becomes a
-        piece, then the body, and writing resumes in a fresh ``out`` with the body frame's end."""
-        pieces = self.out_pieces
-        pieces.append(self.out)
-        pieces.append(body)
-        self.pieces_bytes += len(self.out) + len(body)
-        self.out = bytearray(FRAME_END_BYTE)
-
-    def take_output(self) -> list:
-        """Everything to send, in order, as buffers (the writer sends them with one sendmsg)."""
-        pieces = self.out_pieces
-        self.out_pieces = []
-        self.pieces_bytes = 0
-        pieces.append(self.out)
-        self.out = bytearray()
-        return pieces
+        """Tell the server there is output, if there was none (call before appending)."""
+        self.output.wake()
 
     def send_method(self, channel: int, method: Any) -> None:
         """Queue one method frame (non-hot path, encoded by pamqp)."""
-        self.wake()
-        write_method_frame(self.out, channel, method)
-
-    # -- input ------------------------------------------------------------------------------------
-
-    def output_full(self) -> bool:
-        """Whether the output is over its bound (WRITE_HIGH_WATER): deliveries wait, and so does
-        any method but a publish or an ack (their replies are small and they make room)."""
-        return len(self.out) + self.pieces_bytes > WRITE_HIGH_WATER
+        output = self.output
+        output.wake()
+        write_method_frame(output.buf, channel, method)
 
     def flush_confirms(self) -> None:
         """Write the coalesced publisher confirms of every channel (one ack per channel)."""
         pending = self.pending_confirms
+        if not pending:
+            return
         self.pending_confirms = {}
         for channel in pending:
             channel.flush_confirms()
@@ -248,10 +220,11 @@ class Connection(FrameReader):
                     return self._publish_inline(channel, publish, buf, start - 7, end_all)
                 if index == BASIC_ACK:
                     return self._ack_run(channel, buf, start, end, end_all)
-        if number and state == OPEN and self.output_full():
+        if number and state == OPEN and self.output.full():
             # A client that asks faster than it reads (a pipeline of basic.get, say) waits with
             # the rest of its input until its replies drain: replies share the bound that holds
-            # deliveries back, so unread replies cannot grow without limit.
+            # deliveries back, so unread replies cannot grow without limit. Publishes and acks
+            # (above) are not held: their replies are small and they make room.
             self.held_input = b""  # receive_data fills in the rest of its input
             return -1
         self._dispatch_owed()  # any other method sees the deliveries earlier acks made room for
@@ -421,8 +394,9 @@ class Connection(FrameReader):
                 channel.core = self.session.open_channel(number, channel)
                 self.channels[number] = channel
                 # RabbitMQ's open-ok carries an empty channel-id; pamqp insists on "0".
-                self.wake()
-                self.out += FRAME_HEADER_FIELDS.pack(FRAME_METHOD, number, 8) + _CHANNEL_OPEN_OK_TAIL
+                output = self.output
+                output.wake()
+                output.buf += FRAME_HEADER_FIELDS.pack(FRAME_METHOD, number, 8) + _CHANNEL_OPEN_OK_TAIL
                 return
             class_id, method_id = _method_ids(method)
             self._fail(ConnectionError(CHANNEL_ERROR, "expected 'channel.open'"), number, class_id, method_id)
@@ -526,7 +500,7 @@ class Connection(FrameReader):
         self._enter(CLOSED)
         self.finished = True
         if wake:
-            self.on_output()
+            self.output.on_output()
 
     def _release(self) -> None:
         """Free what the connection holds in the broker (it may still send a close and wait)."""
@@ -569,13 +543,14 @@ class Connection(FrameReader):
             self.close_reason = "missed heartbeats"  # whatever closing was under way
             return False
         if idle_send >= self.heartbeat / 2:
-            self.wake()
-            self.out += codec.HEARTBEAT_FRAME
+            output = self.output
+            output.wake()
+            output.buf += codec.HEARTBEAT_FRAME
         return True
 
     def writer_drained(self) -> None:
-        """The writer flushed ``out``; resume deliveries held back while it was full."""
-        if self.delivery_blocked and len(self.out) + self.pieces_bytes < WRITE_LOW_WATER:
+        """The writer flushed the output; resume deliveries held back while it was full."""
+        if self.delivery_blocked and self.output.size() < WRITE_LOW_WATER:
             self.delivery_blocked = False
             session = self.session
             if session is not None:

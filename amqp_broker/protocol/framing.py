@@ -48,6 +48,7 @@ from .codec import (
 )
 from .content import ContentAssembly
 from .errortext import octets_text
+from .output import Output
 from .state import AWAIT_HEADER, CLOSED, CLOSING, OPEN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,6 +80,7 @@ class FrameReader:
     held_input: bytes | None
     publishing: bool
     _tail: bytearray
+    output: Output
 
     def receive_data(self, data: bytes) -> None:
         """Handle every complete frame in ``data`` (plus what was left over from before)."""
@@ -96,8 +98,9 @@ class FrameReader:
                 return
             if data[:8] != PROTOCOL_HEADER:
                 log.warning("%s: bad protocol header %r", self.peer, data[:8])
-                self.wake()
-                self.out += PROTOCOL_HEADER
+                output = self.output
+                output.wake()
+                output.buf += PROTOCOL_HEADER
                 self._terminate("bad protocol header")
                 return
             self._send_start()
@@ -226,7 +229,7 @@ class FrameReader:
                 after = self._on_method(channel, buf, start, end, end_all)
                 if after:
                     if after < 0:
-                        return frame_start  # held: see output_full
+                        return frame_start  # held while the output is full
                     pos = after
             elif frame_type == FRAME_BODY:
                 self._on_body(channel, buf, start, end)

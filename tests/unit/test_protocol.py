@@ -1090,7 +1090,7 @@ def test_a_large_message_split_at_every_frame_boundary_and_inside_arrives_whole(
     for cut in (3, 20, 40, 60, 5000, len(data) - 1):
         conn.receive_data(data[:cut])
         conn.receive_data(data[cut:])
-        out = b"".join(bytes(piece) for piece in conn.take_output())
+        out = b"".join(bytes(piece) for piece in conn.output.take())
         assert out.count(b"\x00\x3c\x00\x3c") == 1, cut  # one basic.deliver
         assert body in out, cut
 
