@@ -38,7 +38,6 @@ from pamqp import exceptions as pamqp_exceptions
 
 from .. import __version__
 from ..broker.broker import Broker
-from ..broker.message import Message
 from ..broker.session import Session
 from ..errors import (
     ACCESS_REFUSED,
@@ -62,7 +61,6 @@ from .codec import (
     BASIC_PUBLISH,
     FRAME_METHOD,
     decode_basic_publish,
-    peek_properties,
     write_method_frame,
 )
 from .errortext import amqp_name, erlang_binary_w, octets_text
@@ -82,11 +80,6 @@ from .state import (  # noqa: F401  (ConnectionState and its names are this modu
 )
 
 log = logging.getLogger("amqp_broker.connection")
-
-Message.headers_decoder = staticmethod(codec.peek_headers)  # type: ignore[assignment]
-Message.properties_decoder = staticmethod(codec.properties_to_dict)  # type: ignore[assignment]
-Message.properties_encoder = staticmethod(codec.properties_from_dict)  # type: ignore[assignment]
-Message.properties_peeker = staticmethod(peek_properties)  # type: ignore[assignment]
 
 # channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
 _CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"

@@ -25,6 +25,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..broker.message import Message
+from ..broker.properties import decode_properties, peek_properties
 from ..errors import (
     CHANNEL_ERROR,
     FRAME_ERROR,
@@ -44,7 +45,6 @@ from .codec import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     decode_basic_ack,
-    peek_properties,
 )
 from .content import ContentAssembly
 from .errortext import octets_text
@@ -402,7 +402,7 @@ class FrameReader:
                 raise ConnectionError(FRAME_ERROR, f"content header properties: {exc}") from None
             message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
             if properties[1] & _USER_ID_FLAG:
-                message.user_id = codec.decode_properties(properties).user_id
+                message.user_id = decode_properties(properties).user_id
         try:
             channel.core.basic_publish(exchange, routing_key, mandatory, immediate, message)
         except AMQPError as exc:
