@@ -533,7 +533,8 @@ class Connection(FrameReader):
         if idle_receive > 2 * self.heartbeat:
             log.warning("%s: missed heartbeats from client, timeout: %ds", self.peer, self.heartbeat)
             self._terminate(wake=False)
-            self.close_reason = "missed heartbeats"  # whatever closing was under way
+            # Named even when a close of ours was under way: the peer never answered it.
+            self.close_reason = "missed heartbeats"
             return False
         if idle_send >= self.heartbeat / 2:
             output = self.output

@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..broker.session import Session
 
 log = logging.getLogger("amqp_broker.connection")
+
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 # Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.
 PRE_TUNE_FRAME_MAX = 8192
