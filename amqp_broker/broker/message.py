@@ -3,12 +3,15 @@
 A :class:`Message` is shared by every queue it was routed to; the publisher's content-header
 properties are kept as the undecoded wire bytes (``properties_raw``) and forwarded as they are in
 every delivery, as RabbitMQ does (rabbit_command_assembler keeps them undecoded). Only the few fields
-the broker acts on are peeked, by the protocol layer, when the message is built.
+the broker acts on are peeked when the message is built; the headers table is decoded on first use
+and the rest only when a message is rewritten (:mod:`.properties`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+
+from .properties import peek_headers, peek_properties, properties_from_dict, properties_to_dict
 
 from .fields import TypedTable
 
@@ -30,15 +33,6 @@ class Message:
         "direct_reply_hint",
         "_headers",
     )
-
-    # Set by the protocol layer (which owns the wire format) so the core can read the headers table
-    # lazily, only when a headers exchange or a dead-lettering rule needs it, and rewrite the
-    # properties in the rare cases RabbitMQ does (x-death headers, direct reply-to's reply_to).
-    headers_decoder: Callable[[bytes], dict | None] = staticmethod(lambda raw: None)  # type: ignore[assignment]
-    properties_decoder: Callable[[bytes], dict] = staticmethod(lambda raw: {})  # type: ignore[assignment]
-    properties_encoder: Callable[[dict], bytes] = staticmethod(lambda props: b"\x00\x00")  # type: ignore[assignment]
-    # (delivery_mode, priority, expiration) from raw properties, for messages read back from disk.
-    properties_peeker: Callable[[bytes], tuple] = staticmethod(lambda raw: (0, None, None))  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -71,23 +65,23 @@ class Message:
     def headers(self) -> dict | None:
         """The ``headers`` property, decoded on first use."""
         if self._headers is _UNDECODED:
-            self._headers = Message.headers_decoder(self.properties_raw)
+            self._headers = peek_headers(self.properties_raw)
         return self._headers
 
     @classmethod
     def from_stored(cls, exchange: str, routing_key: str, properties_raw: bytes, body: bytes) -> "Message":
         """Rebuild a message read back from the store, peeking its properties again."""
-        delivery_mode, priority, expiration = Message.properties_peeker(properties_raw)
+        delivery_mode, priority, expiration = peek_properties(properties_raw)
         return cls(exchange, routing_key, properties_raw, body, delivery_mode, priority, expiration)
 
     def properties(self) -> dict:
         """Every set property by its AMQP name (``content_type``, ``headers``, ...), decoded."""
-        return Message.properties_decoder(self.properties_raw)
+        return properties_to_dict(self.properties_raw)
 
     def with_properties(self, properties: dict, exchange: str | None = None,
                         routing_key: str | None = None) -> "Message":
         """A copy of this message with other properties (and optionally a new exchange/key)."""
-        raw = Message.properties_encoder(properties)
+        raw = properties_from_dict(properties)
         return Message(
             self.exchange if exchange is None else exchange,
             self.routing_key if routing_key is None else routing_key,

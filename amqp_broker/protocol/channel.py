@@ -22,6 +22,8 @@ from ..broker.sink import DeliverySink
 from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionError
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
+from .content import ContentAssembly
+from .output import LARGE_BODY, WRITE_HIGH_WATER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -33,14 +35,6 @@ EMPTY_PROPERTIES = b"\x00\x00"
 REPLY_TO_FLAG = 0x02
 DIRECT_REPLY_MARKER = REPLY_QUEUE.encode("ascii")
 
-# Write-buffer bounds for deliveries: above HIGH the connection's consumers stop taking messages
-# (they stay in their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow
-# consumer must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
-WRITE_HIGH_WATER = 1 << 20
-# Bodies at least this large are sent from their own buffer rather than copied into ``out``.
-LARGE_BODY = 16384
-WRITE_LOW_WATER = 1 << 18
-
 
 class ChannelState:
     """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
@@ -50,11 +44,7 @@ class ChannelState:
         "number",
         "core",
         "closing",
-        "publish",
-        "properties",
-        "body_size",
-        "body_parts",
-        "body_received",
+        "content",
         "confirm_upto",
         "confirm_sent",
     )
@@ -65,11 +55,9 @@ class ChannelState:
         self.core: Any = None
         # True after we sent channel.close: frames are dropped until close-ok (spec 2.2.4).
         self.closing = False
-        self.publish: tuple | None = None
-        self.properties = EMPTY_PROPERTIES
-        self.body_size = -1  # -1: no header yet
-        self.body_parts: list[bytes] = []
-        self.body_received = 0
+        # The publish whose content header and body frames are arriving; None while the channel
+        # expects a method.
+        self.content: ContentAssembly | None = None
         self.confirm_upto = 0
         self.confirm_sent = 0
 
@@ -78,7 +66,8 @@ class ChannelState:
     def writable(self) -> bool:
         """Whether deliveries may still be written (the connection's buffer is not backed up)."""
         conn = self.conn
-        if len(conn.out) + conn.pieces_bytes < WRITE_HIGH_WATER:
+        output = conn.output
+        if len(output.buf) + output.pieces_bytes < WRITE_HIGH_WATER:
             return True
         conn.delivery_blocked = True
         return False
@@ -87,7 +76,8 @@ class ChannelState:
         """Body bytes deliveries may still add before the connection's buffer is backed up (at
         most one message more is written past it, as with :meth:`writable`); <= 0 when full."""
         conn = self.conn
-        room = WRITE_HIGH_WATER - len(conn.out) - conn.pieces_bytes
+        output = conn.output
+        room = WRITE_HIGH_WATER - len(output.buf) - output.pieces_bytes
         if room <= 0:
             conn.delivery_blocked = True
         return room
@@ -95,9 +85,10 @@ class ChannelState:
     def deliver(self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message) -> None:
         """basic.deliver + content, written straight into the connection's output buffer."""
         conn = self.conn
-        out = conn.out
+        output = conn.output
+        out = output.buf
         if not out:
-            conn.on_output()
+            output.on_output()
         body = message.body
         if len(body) >= LARGE_BODY and len(body) <= conn.frame_max - 8:
             # A large body is not copied into the output buffer (growing a bytearray by 64 KiB
@@ -107,7 +98,7 @@ class ChannelState:
                 out, self.number, consumer_tag, delivery_tag, redelivered, message.exchange,
                 message.routing_key, message.properties_raw, len(body),
             )
-            conn.add_piece(body)
+            output.add_piece(body)
             return
         write_deliver(
             out,
@@ -126,9 +117,10 @@ class ChannelState:
         """basic.return + content for an unroutable mandatory message."""
         conn = self.conn
         self.flush_confirms()  # a return precedes the confirm of the same message (RabbitMQ)
-        conn.wake()
+        output = conn.output
+        output.wake()
         codec.write_return(
-            conn.out,
+            output.buf,
             self.number,
             reply_code,
             reply_text,
@@ -146,10 +138,11 @@ class ChannelState:
             self.conn.pending_confirms[self] = None
         else:
             self.flush_confirms()
-            self.conn.wake()
+            output = self.conn.output
+            output.wake()
             # RabbitMQ's nack for a refused publish has multiple=true and requeue=true (its
             # coalescing sends every nack as "up to"; earlier confirms are already out).
-            write_basic_nack(self.conn.out, self.number, sequence, True, True)
+            write_basic_nack(output.buf, self.number, sequence, True, True)
             self.confirm_sent = sequence
             self.confirm_upto = sequence
 
@@ -158,14 +151,16 @@ class ChannelState:
         upto = self.confirm_upto
         sent = self.confirm_sent
         if upto > sent:
-            self.conn.wake()
-            write_basic_ack(self.conn.out, self.number, upto, upto - sent > 1)
+            output = self.conn.output
+            output.wake()
+            write_basic_ack(output.buf, self.number, upto, upto - sent > 1)
             self.confirm_sent = upto
 
     def cancel_notify(self, consumer_tag: str) -> None:
         """Server-sent basic.cancel: the consumer's queue went away."""
-        self.conn.wake()
-        codec.write_cancel(self.conn.out, self.number, consumer_tag, True)
+        output = self.conn.output
+        output.wake()
+        codec.write_cancel(output.buf, self.number, consumer_tag, True)
 
     def fail(self, error: AMQPError) -> None:
         """The core closes this channel on its own (a consumer timeout): channel.close with the
@@ -334,7 +329,7 @@ def basic_recover_async(conn: "Connection", channel: ChannelState, m: Any) -> No
 def basic_publish_slow(conn: "Connection", channel: ChannelState, m: Any) -> None:
     # Only reached when the fast path was skipped (it never is for a well-formed open channel);
     # kept so that the handler table covers every client method.
-    channel.publish = (m.exchange, m.routing_key, m.mandatory, m.immediate)
+    channel.content = ContentAssembly((m.exchange, m.routing_key, m.mandatory, m.immediate))
 
 
 def confirm_select(conn: "Connection", channel: ChannelState, m: Any) -> None:

@@ -4,8 +4,8 @@ Every published message costs one ``basic.publish`` decode, one content-header d
 one ``basic.deliver`` encode; confirms and acks add a few fixed-size frames. Going through pamqp's
 generic, attribute-by-attribute marshaller for those costs several microseconds each, so this module
 encodes and decodes exactly those frames with precompiled :class:`struct.Struct` objects, byte for
-byte what pamqp produces (``tests/unit/test_codec.py`` proves it). Everything else -- rare methods,
-full property decoding -- is delegated to pamqp.
+byte what pamqp produces (``tests/unit/test_codec.py`` proves it). Everything else -- rare methods --
+is delegated to pamqp.
 
 Conventions:
 
@@ -16,23 +16,13 @@ Conventions:
   :class:`ValueError` on truncated or malformed input, so the caller can map every decode failure to
   one connection error without catching ``IndexError``/``struct.error`` itself.
 * Content properties travel as ``properties_raw``: the 2-byte property flags plus the property list,
-  undecoded, forwarded byte for byte (RabbitMQ's rabbit_command_assembler does the same). Only the
-  fields the broker acts on are peeked (:func:`peek_properties`, :func:`peek_headers`).
+  undecoded, forwarded byte for byte (RabbitMQ's rabbit_command_assembler does the same). Reading
+  them is :mod:`amqp_broker.broker.properties`' job, not the frames'.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
-
-from pamqp import commands
-from pamqp import decode as _pdecode
-from pamqp import encode as _pencode
-
-from ..broker.fields import TypedArray, TypedTable
-from .fieldtable import encode_table as _typed_table
-from .fieldtable import encode_typed_value as _typed_value
-from .fieldtable import peek_headers_typed
 
 __all__ = [
     "FRAME_METHOD",
@@ -56,21 +46,14 @@ __all__ = [
     "BASIC_NACK",
     "decode_basic_publish",
     "decode_basic_ack",
-    "decode_basic_nack",
-    "decode_basic_reject",
     "decode_content_header",
     "write_method_frame",
     "write_deliver",
     "write_get_ok",
     "write_return",
-    "write_content",
     "write_basic_ack",
     "write_basic_nack",
-    "write_heartbeat",
-    "peek_properties",
-    "peek_headers",
-    "decode_properties",
-    "encode_properties",
+    "write_deliver_head",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -116,8 +99,6 @@ BASIC_NACK = 0x003C0078
 # per frame boundary when a method, header and body frames are written back to back.
 # --------------------------------------------------------------------------------------------------
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
 # type, channel, size, method id: the header of a method frame plus its class-id/method-id.
 _METHOD_HDR = struct.Struct(">BHII")
 # delivery-tag (domain "delivery-tag" = longlong, an unsigned 64-bit integer per spec 4.2.5.1)
@@ -127,8 +108,6 @@ _METHOD_HDR = struct.Struct(">BHII")
 _TAG_BITS = struct.Struct(">QB")
 # frame-end, then content header frame header + class-id, weight, body-size (spec 4.2.6.1).
 _CE_CONTENT_HDR = struct.Struct(">BBHIHHQ")
-# The same without a previous frame to end (write_content).
-_CONTENT_HDR = struct.Struct(">BHIHHQ")
 # frame-end, then a body frame header (spec 4.2.6.2).
 _CE_BODY_HDR = struct.Struct(">BBHI")
 # basic.get-ok head: frame header, method id, delivery-tag, redelivered bit octet.
@@ -146,22 +125,6 @@ _CONTENT_FIELDS = struct.Struct(">HHQ")
 _ACK_PAYLOAD = 13
 # Fixed part of a content header payload: class-id (2) + weight (2) + body-size (8).
 _CONTENT_FIXED = 12
-
-# Property flag bits of basic.properties (spec 4.2.6.1, most significant bit = first property);
-# bit 0 is the continuation flag, bit 1 is unused by the 14 basic properties.
-_PF_CONTENT_TYPE = 0x8000
-_PF_CONTENT_ENCODING = 0x4000
-_PF_HEADERS = 0x2000
-_PF_DELIVERY_MODE = 0x1000
-_PF_PRIORITY = 0x0800
-_PF_CORRELATION_ID = 0x0400
-_PF_REPLY_TO = 0x0200
-_PF_EXPIRATION = 0x0100
-_PF_CONTINUATION = 0x0001
-# Flags whose presence makes peek_properties walk the list; without any of them it returns at once.
-_PF_PEEKED = _PF_DELIVERY_MODE | _PF_PRIORITY | _PF_EXPIRATION
-# peek_properties result for "nothing the broker acts on": shared, so the fast path allocates nothing.
-_NOTHING_PEEKED: tuple[int, None, None] = (0, None, None)
 
 # --------------------------------------------------------------------------------------------------
 # Shortstr cache
@@ -255,32 +218,6 @@ def decode_basic_ack(buf, offset: int, end: int | None = None) -> tuple[int, boo
         tag, bits = _TAG_BITS.unpack_from(buf, offset)
     except struct.error as exc:
         raise _bad("basic.ack", exc) from exc
-    return tag, bool(bits & 1)
-
-
-def decode_basic_nack(buf, offset: int, end: int | None = None) -> tuple[int, bool, bool]:
-    """Decode basic.nack arguments at ``offset``: ``(delivery_tag, multiple, requeue)``."""
-    if end is None:
-        end = len(buf)
-    if offset + 9 > end:
-        raise _bad("basic.nack", EOFError("truncated"))
-    try:
-        tag, bits = _TAG_BITS.unpack_from(buf, offset)
-    except struct.error as exc:
-        raise _bad("basic.nack", exc) from exc
-    return tag, bool(bits & 1), bool(bits & 2)
-
-
-def decode_basic_reject(buf, offset: int, end: int | None = None) -> tuple[int, bool]:
-    """Decode basic.reject arguments at ``offset``: ``(delivery_tag, requeue)``."""
-    if end is None:
-        end = len(buf)
-    if offset + 9 > end:
-        raise _bad("basic.reject", EOFError("truncated"))
-    try:
-        tag, bits = _TAG_BITS.unpack_from(buf, offset)
-    except struct.error as exc:
-        raise _bad("basic.reject", exc) from exc
     return tag, bool(bits & 1)
 
 
@@ -420,16 +357,24 @@ def write_deliver_head(
     ex = _SS_CACHE.get(exchange) or _shortstr(exchange)
     rk = _SS_CACHE.get(routing_key) or _shortstr(routing_key)
     props = properties_raw or EMPTY_PROPERTIES
-    out += _METHOD_HDR.pack(FRAME_METHOD, channel, 13 + len(ctag) + len(ex) + len(rk), BASIC_DELIVER)
-    out += ctag
-    out += _TAG_BITS.pack(delivery_tag, 1 if redelivered else 0)
-    out += ex
-    out += rk
-    out += _CE_CONTENT_HDR.pack(
-        FRAME_END, FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, body_size
-    )
-    out += props
-    out += _CE_BODY_HDR.pack(FRAME_END, FRAME_BODY, channel, body_size)
+    start = len(out)
+    try:
+        out += _METHOD_HDR.pack(FRAME_METHOD, channel, 13 + len(ctag) + len(ex) + len(rk), BASIC_DELIVER)
+        out += ctag
+        out += _TAG_BITS.pack(delivery_tag, 1 if redelivered else 0)
+        out += ex
+        out += rk
+        out += _CE_CONTENT_HDR.pack(
+            FRAME_END, FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, body_size
+        )
+        out += props
+        out += _CE_BODY_HDR.pack(FRAME_END, FRAME_BODY, channel, body_size)
+    except struct.error as exc:
+        del out[start:]
+        raise ValueError(f"cannot encode basic.deliver: {exc}") from exc
+    except BaseException:
+        del out[start:]
+        raise
 
 
 def write_get_ok(
@@ -519,26 +464,6 @@ def write_return(
         raise
 
 
-def write_content(
-    out: bytearray, channel: int, properties_raw: bytes, body: bytes, frame_max: int
-) -> None:
-    """Append a content header frame and the body frames only (after a method written elsewhere)."""
-    props = properties_raw or EMPTY_PROPERTIES
-    start = len(out)
-    try:
-        out += _CONTENT_HDR.pack(
-            FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, len(body)
-        )
-        out += props
-        _write_bodies(out, channel, body, frame_max)
-    except struct.error as exc:
-        del out[start:]
-        raise ValueError(f"cannot encode content: {exc}") from exc
-    except BaseException:
-        del out[start:]
-        raise
-
-
 def write_basic_ack(out: bytearray, channel: int, delivery_tag: int, multiple: bool) -> None:
     """Append a basic.ack frame (server-to-client publisher confirm), one pack call."""
     try:
@@ -614,312 +539,3 @@ def write_cancel_ok(out: bytearray, channel: int, consumer_tag: str) -> None:
 def write_cancel(out: bytearray, channel: int, consumer_tag: str, nowait: bool) -> None:
     """Server-sent basic.cancel (60, 30): the consumer's queue went away."""
     _write_named_method(out, channel, 60, 30, _sstr(consumer_tag) + (b"\x01" if nowait else b"\x00"))
-
-
-def write_heartbeat(out: bytearray) -> None:
-    """Append a heartbeat frame (always the same 8 bytes, spec 4.2.7)."""
-    out += HEARTBEAT_FRAME
-
-
-# --------------------------------------------------------------------------------------------------
-# Properties
-# --------------------------------------------------------------------------------------------------
-
-
-def peek_properties(properties_raw: bytes) -> tuple[int, int | None, str | None]:
-    """Read only ``(delivery_mode, priority, expiration)`` from raw properties.
-
-    ``delivery_mode`` is 0 when absent; ``priority`` and ``expiration`` are None when absent.
-    Earlier properties are skipped by their length prefixes (the headers table in one step) and
-    later ones are not looked at, so a malformed *later* property is not detected here (see
-    :func:`decode_properties`). Raises ValueError on truncation, invalid UTF-8 in the expiration,
-    or a set continuation bit (spec 4.2.6.1 allows more flag words, but basic has only 14
-    properties so no peer, RabbitMQ included, ever sets it).
-    """
-    try:
-        flags = _U16.unpack_from(properties_raw, 0)[0]
-    except struct.error as exc:
-        raise _bad("content properties", exc) from exc
-    if flags & _PF_CONTINUATION:
-        raise _bad("content properties", ValueError("continuation flag set"))
-    if not flags & _PF_PEEKED:
-        # Most messages (and every message with flags == 0) stop here without walking.
-        return _NOTHING_PEEKED
-    raw = properties_raw
-    pos = 2
-    delivery_mode = 0
-    priority = None
-    expiration = None
-    try:
-        if flags & _PF_CONTENT_TYPE:
-            pos += 1 + raw[pos]
-        if flags & _PF_CONTENT_ENCODING:
-            pos += 1 + raw[pos]
-        if flags & _PF_HEADERS:
-            # Skip the table whole by its long length; its contents are decoded only on demand.
-            pos += 4 + _U32.unpack_from(raw, pos)[0]
-        if flags & _PF_DELIVERY_MODE:
-            delivery_mode = raw[pos]
-            pos += 1
-        if flags & _PF_PRIORITY:
-            priority = raw[pos]
-            pos += 1
-        if flags & _PF_EXPIRATION:
-            if flags & _PF_CORRELATION_ID:
-                pos += 1 + raw[pos]
-            if flags & _PF_REPLY_TO:
-                pos += 1 + raw[pos]
-            start = pos + 1
-            stop = start + raw[pos]
-            if stop > len(raw):
-                raise EOFError("expiration truncated")
-            expiration = str(raw[start:stop], "utf-8")
-    except (IndexError, struct.error, EOFError, TypeError, UnicodeDecodeError) as exc:
-        raise _bad("content properties", exc) from exc
-    return delivery_mode, priority, expiration
-
-
-# Nesting limit for field tables/arrays when validating: a frame can hold thousands of nested empty
-# tables, which would otherwise hit Python's recursion limit (RecursionError, not ValueError) in
-# pamqp's recursive decoder. Real headers (x-death etc.) nest 2-3 deep; 64 is a broker safety bound.
-_MAX_TABLE_DEPTH = 64
-# Fixed value sizes per field type octet, per RabbitMQ's field-table grammar (AMQP 0-9-1 errata,
-# rabbit_binary_parser) plus what pamqp also accepts ('L', and 0x00 as void seen "in the wild").
-_FIXED_FIELD_SIZE = {
-    ord("t"): 1,  # boolean
-    ord("b"): 1,  # short-short-int
-    ord("B"): 1,  # short-short-uint
-    ord("s"): 2,  # short-int
-    ord("u"): 2,  # short-uint
-    ord("I"): 4,  # long-int
-    ord("i"): 4,  # long-uint
-    ord("l"): 8,  # long-long-int
-    ord("L"): 8,  # long-long-uint (spec grammar; RabbitMQ never sends it)
-    ord("f"): 4,  # float
-    ord("d"): 8,  # double
-    ord("D"): 5,  # decimal: scale octet + long
-    ord("T"): 8,  # timestamp
-    ord("V"): 0,  # void
-    0: 0,  # void, as pamqp tolerates
-}
-# Types holding a 4-octet length then that many bytes.
-_LONG_STRING_TYPES = frozenset((ord("S"), ord("x")))
-_TABLE_TYPE = ord("F")
-_ARRAY_TYPE = ord("A")
-
-
-def _check_value(buf: bytes, pos: int, end: int, depth: int) -> int:
-    """Validate one typed field value at ``pos``; return the position after it."""
-    if pos >= end:
-        raise EOFError("field value truncated")
-    kind = buf[pos]
-    pos += 1
-    size = _FIXED_FIELD_SIZE.get(kind)
-    if size is not None:
-        pos += size
-    elif kind in _LONG_STRING_TYPES or kind == _TABLE_TYPE or kind == _ARRAY_TYPE:
-        if pos + 4 > end:
-            raise EOFError("field length truncated")
-        inner_start = pos + 4
-        pos = inner_start + _U32.unpack_from(buf, pos)[0]
-        if pos > end:
-            raise EOFError("field value truncated")
-        if kind == _TABLE_TYPE:
-            _check_table(buf, inner_start, pos, depth + 1)
-        elif kind == _ARRAY_TYPE:
-            _check_array(buf, inner_start, pos, depth + 1)
-    else:
-        raise ValueError(f"unknown field type {bytes((kind,))!r}")
-    if pos > end:
-        raise EOFError("field value truncated")
-    return pos
-
-
-def _check_table(buf: bytes, pos: int, end: int, depth: int = 0) -> None:
-    """Validate the entries of a field table occupying ``buf[pos:end]`` (no decode)."""
-    if depth > _MAX_TABLE_DEPTH:
-        raise ValueError("field tables nested too deeply")
-    while pos < end:
-        pos += 1 + buf[pos]  # field name shortstr
-        if pos > end:
-            raise EOFError("field name truncated")
-        pos = _check_value(buf, pos, end, depth)
-
-
-def _check_array(buf: bytes, pos: int, end: int, depth: int) -> None:
-    """Validate the values of a field array occupying ``buf[pos:end]`` (no decode)."""
-    if depth > _MAX_TABLE_DEPTH:
-        raise ValueError("field arrays nested too deeply")
-    while pos < end:
-        pos = _check_value(buf, pos, end, depth)
-
-
-def _headers_span(raw, flags: int) -> tuple[int, int]:
-    """Return (start, end) of the headers table (its length prefix included) in ``raw``."""
-    pos = 2
-    if flags & _PF_CONTENT_TYPE:
-        pos += 1 + raw[pos]
-    if flags & _PF_CONTENT_ENCODING:
-        pos += 1 + raw[pos]
-    end = pos + 4 + _U32.unpack_from(raw, pos)[0]
-    if end > len(raw):
-        raise EOFError("headers table truncated")
-    return pos, end
-
-
-def peek_headers(properties_raw) -> dict | None:
-    """Decode only the headers table of raw properties (pamqp's field-table decoder).
-
-    Returns None when the headers property is absent. The table is structurally validated first
-    (pamqp silently accepts some truncated values), so malformed input raises ValueError.
-    """
-    try:
-        flags = _U16.unpack_from(properties_raw, 0)[0]
-        if flags & _PF_CONTINUATION:
-            raise ValueError("continuation flag set")
-        if not flags & _PF_HEADERS:
-            return None
-        start, end = _headers_span(properties_raw, flags)
-        table = bytes(properties_raw[start:end])
-        _check_table(table, 4, len(table))
-        return _pdecode.field_table(table)[1]
-    except (
-        ValueError,
-        IndexError,
-        KeyError,
-        TypeError,
-        EOFError,
-        OverflowError,
-        OSError,
-        struct.error,
-    ) as exc:
-        raise _bad("headers table", exc) from exc
-
-
-# Attribute name, flag bit and pamqp type name of each basic property, in wire order.
-_PROPERTY_SPECS: tuple[tuple[str, int, str], ...] = tuple(
-    (name, commands.Basic.Properties.flags[name], commands.Basic.Properties.amqp_type(name))
-    for name in commands.Basic.Properties.attributes()
-)
-
-
-def decode_properties(properties_raw) -> commands.Basic.Properties:
-    """Fully decode raw properties into a ``pamqp.commands.Basic.Properties``.
-
-    Values are decoded by pamqp's decoders; unlike pamqp's own ``unmarshal`` this checks that no
-    property runs past the end of the data and that the headers table is well formed, raising
-    ValueError otherwise. Bytes after the last property are ignored.
-    """
-    raw = bytes(properties_raw)
-    try:
-        flags = _U16.unpack_from(raw, 0)[0]
-        if flags & _PF_CONTINUATION:
-            raise ValueError("continuation flag set")
-        if flags & _PF_HEADERS:
-            start, end = _headers_span(raw, flags)
-            _check_table(raw, start + 4, end)
-        props = commands.Basic.Properties()
-        pos = 2
-        for name, flag, kind in _PROPERTY_SPECS:
-            if flags & flag:
-                consumed, value = _pdecode.by_type(raw[pos:], kind)
-                pos += consumed
-                setattr(props, name, value)
-        if pos > len(raw):
-            raise EOFError("property list truncated")
-    except (
-        ValueError,
-        IndexError,
-        KeyError,
-        TypeError,
-        EOFError,
-        OverflowError,
-        OSError,
-        struct.error,
-    ) as exc:
-        raise _bad("content properties", exc) from exc
-    return props
-
-
-def _encode_field_value(value: Any) -> bytes:
-    """Encode one typed field value; pamqp's encoding except for the cases noted inline."""
-    if isinstance(value, float):
-        # pamqp writes Python floats as 'f' (32-bit), silently losing precision; a Python float is
-        # a double, and pika/RabbitMQ use 'd' for it, so re-encoded headers keep their value.
-        return b"d" + struct.pack(">d", value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        # pamqp only accepts bytearray here ('x'); bytes and memoryview are the same thing to the
-        # wire (pika sends bytes as 'x' too), and pamqp *decodes* non-UTF-8 'S' values as bytes,
-        # so without this a decoded table could not be re-encoded.
-        data = bytes(value)
-        return b"x" + _U32.pack(len(data)) + data
-    if isinstance(value, dict):
-        return b"F" + _encode_table(value)
-    if isinstance(value, list):
-        if isinstance(value, TypedArray):
-            return _typed_value("A", value, _encode_field_value)
-        data = b"".join([_encode_field_value(item) for item in value])
-        return b"A" + _U32.pack(len(data)) + data
-    return _pencode.encode_table_value(value)
-
-
-def _encode_table(value: dict) -> bytes:
-    """Encode a field table, keeping the dict's order (pamqp sorts keys; RabbitMQ and a decoded
-    table keep wire order) and allowing names up to the shortstr limit (pamqp cuts at 128)."""
-    if not value:
-        return b"\x00\x00\x00\x00"
-    if not isinstance(value, dict):
-        raise TypeError(f"dict required, received {type(value)}")
-    if isinstance(value, TypedTable):
-        # Headers the broker rewrote: every value keeps its original wire type (see fieldtable).
-        return _typed_table(value, _encode_field_value)
-    parts = []
-    for key, item in value.items():
-        parts.append(_SS_CACHE.get(key) or _shortstr(key))
-        parts.append(_encode_field_value(item))
-    data = b"".join(parts)
-    return _U32.pack(len(data)) + data
-
-
-def encode_properties(props: commands.Basic.Properties) -> bytes:
-    """Encode a ``pamqp.commands.Basic.Properties`` into raw properties (flags + property list).
-
-    Identical to ``props.marshal()`` (a property is present when not None and not ``''``), except
-    inside the headers table, where floats are written as doubles, bytes/memoryview as 'x' byte
-    arrays, key order is preserved and keys up to 255 bytes are kept (see ``_encode_field_value``).
-    Raises ValueError when a value cannot be encoded.
-    """
-    flags = 0
-    parts = []
-    try:
-        for name, flag, kind in _PROPERTY_SPECS:
-            value = getattr(props, name)
-            if value is None or value == "":
-                continue
-            flags |= flag
-            if name == "headers":
-                parts.append(_encode_table(value))
-            else:
-                parts.append(_pencode.by_type(value, kind))
-    except (TypeError, AttributeError, struct.error, OverflowError) as exc:
-        raise ValueError(f"cannot encode content properties: {exc}") from exc
-    return _U16.pack(flags) + b"".join(parts)
-
-
-def properties_to_dict(properties_raw: bytes) -> dict:
-    """Every set property by its AMQP name, for the rare paths that rewrite properties."""
-    properties = decode_properties(properties_raw)
-    values = {}
-    for name in properties.__slots__:
-        value = getattr(properties, name)
-        if value is not None:
-            values[name] = value
-    if "headers" in values:
-        # Typed, so that re-encoding keeps every value's type and order (RabbitMQ does).
-        values["headers"] = peek_headers_typed(properties_raw, _headers_span)
-    return values
-
-
-def properties_from_dict(values: dict) -> bytes:
-    """The inverse of :func:`properties_to_dict`."""
-    return encode_properties(commands.Basic.Properties(**values))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..errors import INTERNAL_ERROR
-from ..protocol.channel import WRITE_LOW_WATER
+from ..protocol.output import WRITE_LOW_WATER
 from ..protocol.connection import CLOSING, OPEN, Connection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +75,7 @@ class ServerConnection:
             max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
         )
-        self.protocol.on_output = self._wake
+        self.protocol.output.on_output = self._wake
         self._wakeup = trio.Event()
         now = trio.current_time()
         self.last_receive = now
@@ -122,7 +122,7 @@ class ServerConnection:
         size = RECEIVE_SIZE
         try:
             while not protocol.finished:
-                if protocol.output_full():
+                if protocol.output.full():
                     # Not read on while our replies are not read: the client's requests wait in
                     # its socket, not in our memory.
                     await self._output_drained()
@@ -140,7 +140,7 @@ class ServerConnection:
                     # Input waits at a method while the output is full, or at a publish while
                     # publishers must wait (RabbitMQ stops reading such a connection). A closing
                     # connection is never held: its close-ok must be read.
-                    if protocol.output_full():
+                    if protocol.output.full():
                         await self._output_drained()
                     elif protocol.state < CLOSING:
                         with trio.CancelScope() as self._held:
@@ -184,7 +184,7 @@ class ServerConnection:
             log.exception("%s: internal error handling input", self.peer)
             protocol.close(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
             protocol.connection_lost()
-            protocol.on_output()
+            protocol.output.on_output()
             return False
 
     async def _output_drained(self) -> None:
@@ -194,11 +194,12 @@ class ServerConnection:
 
     async def _writer(self) -> None:
         protocol = self.protocol
+        output = protocol.output
         send_all = self.stream.send_all
         spare = bytearray()
         try:
             while True:
-                if not protocol.out and not protocol.out_pieces:
+                if not output.pending():
                     if protocol.finished:
                         return
                     await self._wakeup.wait()
@@ -211,18 +212,17 @@ class ServerConnection:
                         await committer.wait_committed(barrier)
                     if protocol.output_barrier == barrier:
                         protocol.output_barrier = 0
-                if protocol.out_pieces:
-                    await self._send_pieces(protocol.take_output())
+                if output.pieces:
+                    await self._send_pieces(output.take())
                 else:
-                    buf = protocol.out
-                    protocol.out = spare
+                    buf = output.swap(spare)
                     await send_all(buf)
                     buf.clear()
                     spare = buf
                 self.last_send = trio.current_time()
                 protocol.writer_drained()
                 drained = self._drained
-                if drained is not None and len(protocol.out) + protocol.pieces_bytes < WRITE_LOW_WATER:
+                if drained is not None and output.size() < WRITE_LOW_WATER:
                     self._drained = None
                     drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -98,9 +98,7 @@ class BrokerServer:
         # Confirms released by a commit are coalesced per channel; send them now, not at the
         # publisher's next read.
         for conn in self.connections:
-            protocol = conn.protocol
-            if protocol.pending_confirms:
-                protocol.flush_confirms()
+            conn.protocol.flush_confirms()
 
     def shutdown(self) -> None:
         """Ask :meth:`serve` to close every connection with 320 and return."""

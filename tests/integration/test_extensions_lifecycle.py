@@ -23,8 +23,8 @@ from pika.exceptions import (
     UnroutableError,
 )
 
+from amqp_broker.broker import properties as basic_properties
 from amqp_broker.broker.fields import TypedArray, TypedTable
-from amqp_broker.protocol import codec
 
 SETTLE = 0.3  # seconds to watch for something that must NOT happen
 T = "TIME"  # stands for an x-death timestamp (checked separately)
@@ -57,7 +57,7 @@ def _show(value):
 
 def typed(props) -> dict:
     """Every property pika received, headers as [(key, type octet, value)] in wire order."""
-    values = codec.properties_to_dict(props._raw)
+    values = basic_properties.properties_to_dict(props._raw)
     values.pop("cluster_id", None)
     if "headers" in values:
         values["headers"] = _show(values["headers"])

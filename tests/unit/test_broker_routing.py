@@ -686,3 +686,34 @@ def test_route_after_e2e_removed_uses_fast_path(vhost):
     vhost.delete_exchange("dst")
     assert vhost.exchange_bindings == 0
     assert routed(vhost, "src") == ["a"]
+
+
+# --- the core alone -----------------------------------------------------------------------------
+
+_CORE_ALONE = """
+import sys
+from pamqp import commands
+from amqp_broker.broker.broker import Broker
+from amqp_broker.broker.message import Message
+
+vhost = Broker().vhosts["/"]
+queue = vhost.declare_queue(None, "matched")
+vhost.bind_queue(queue, vhost.exchanges["amq.headers"], "", {"x-match": "all", "h": "v"})
+raw = commands.Basic.Properties(headers={"h": "v"}, delivery_mode=2).marshal()
+message = Message.from_stored("amq.headers", "", raw, b"body")
+assert message.persistent and message.headers == {"h": "v"}, message.headers
+assert [q.name for q in vhost.route(vhost.exchanges["amq.headers"], message)] == ["matched"]
+assert message.with_properties(message.properties()).properties_raw == raw
+assert not [name for name in sys.modules if name.startswith("amqp_broker.protocol")]
+"""
+
+
+def test_a_headers_exchange_routes_with_the_core_alone():
+    """Properties are the core's to read: a program using broker/ without the protocol layer (a
+    fresh interpreter, nothing else imported) sees a message's headers, so a headers exchange
+    routes it, and rewriting its properties round-trips."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _CORE_ALONE], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -27,6 +27,7 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from pamqp import heartbeat as pheartbeat
 
+from amqp_broker.broker import properties as basic_properties
 from amqp_broker.protocol import codec
 
 UTC = datetime.timezone.utc
@@ -224,9 +225,26 @@ def test_write_deliver_body_types(body_type):
 def test_frame_max_zero_means_unlimited():
     body = make_body(300000)
     out = bytearray()
-    codec.write_content(out, 3, b"\x00\x00", body, 0)
+    codec.write_deliver(out, 3, "c", 1, False, "e", "r", b"\x00\x00", body, 0)
     frames = unmarshal_all(out)
-    assert len(frames) == 2 and frames[1][1].value == body
+    assert len(frames) == 3 and frames[2][1].value == body
+
+
+@pytest.mark.parametrize("body_size", [1, 16384, 65536, 4096 - 8])
+@pytest.mark.parametrize("props", PROPS_CASES, ids=["none", "dm", "full"])
+@pytest.mark.parametrize("names", NAMES, ids=["empty", "ascii", "unicode", "max"])
+@pytest.mark.parametrize("redelivered", [False, True])
+def test_write_deliver_head_then_body_is_write_deliver(body_size, props, names, redelivered):
+    """The large-body path (head, then the body as its own buffer, then frame-end) sends exactly
+    the bytes write_deliver does, for any body that fits one frame."""
+    exchange, routing_key = names
+    body = make_body(body_size)
+    frame_max = max(body_size + 8, 4096)
+    head = bytearray(b"z")
+    codec.write_deliver_head(head, 7, "ctag", 2**40, redelivered, exchange, routing_key, props.marshal(), len(body))
+    whole = bytearray(b"z")
+    codec.write_deliver(whole, 7, "ctag", 2**40, redelivered, exchange, routing_key, props.marshal(), body, frame_max)
+    assert bytes(head) + body + codec.FRAME_END_BYTE == bytes(whole)
 
 
 @pytest.mark.parametrize("body_size", BODY_SIZES)
@@ -268,16 +286,6 @@ def test_write_return(lenient, body_size, frame_max, names, reply):
     assert bytes(out) == expected + pamqp_content(5, props, body, frame_max)
 
 
-@pytest.mark.parametrize("body_size", BODY_SIZES)
-@pytest.mark.parametrize("frame_max", FRAME_MAXES)
-@pytest.mark.parametrize("props", PROPS_CASES, ids=["none", "dm", "full"])
-def test_write_content(body_size, frame_max, props):
-    body = make_body(body_size)
-    out = bytearray(b"head")
-    codec.write_content(out, 65535, props.marshal(), body, frame_max)
-    assert bytes(out) == b"head" + pamqp_content(65535, props, body, frame_max)
-
-
 @pytest.mark.parametrize("tag", BIG_TAGS)
 @pytest.mark.parametrize("multiple", [False, True])
 def test_write_basic_ack(tag, multiple):
@@ -301,17 +309,11 @@ def test_write_basic_nack_default_requeue_false():
     assert bytes(out) == pframe.marshal(C.Basic.Nack(5, True, False), 1)
 
 
-def test_write_heartbeat():
-    out = bytearray(b"a")
-    codec.write_heartbeat(out)
-    assert bytes(out) == b"a" + pframe.marshal(pheartbeat.Heartbeat(), 0)
-
-
 def test_stream_of_mixed_frames_unmarshals():
     out = bytearray()
     codec.write_basic_ack(out, 1, 1, False)
     codec.write_deliver(out, 1, "c", 2, False, "e", "r", FULL_PROPS.marshal(), make_body(9000), 4096)
-    codec.write_heartbeat(out)
+    out += codec.HEARTBEAT_FRAME
     codec.write_return(out, 2, 312, "NO_ROUTE", "e", "r", b"\x00\x00", b"", 4096)
     codec.write_basic_nack(out, 1, 3, True)
     kinds = [type(obj).__name__ for _, obj in unmarshal_all(out)]
@@ -349,9 +351,11 @@ def _writers(a):
             ),
         ),
         (
-            "content",
-            {"channel", "fm"},
-            lambda out: codec.write_content(out, a["channel"], b"\x00\x00", b"b", a["fm"]),
+            "deliver_head",
+            {"channel", "ctag", "tag", "ex", "rk"},
+            lambda out: codec.write_deliver_head(
+                out, a["channel"], a["ctag"], a["tag"], False, a["ex"], a["rk"], b"\x00\x00", 1
+            ),
         ),
     ]
 
@@ -395,10 +399,10 @@ def test_ack_nack_reject_bad_tags(tag):
     assert out == b"k"
 
 
-def test_write_content_bad_frame_max_leaves_out_untouched():
+def test_write_deliver_bad_frame_max_leaves_out_untouched():
     out = bytearray(b"k")
     with pytest.raises(ValueError):
-        codec.write_content(out, 1, b"\x00\x00", b"body", 5)
+        codec.write_deliver(out, 1, "c", 1, False, "e", "r", b"\x00\x00", b"body", 5)
     assert out == b"k"
 
 
@@ -489,33 +493,10 @@ def test_decode_basic_ack(tag, multiple):
         assert codec.decode_basic_ack(buf, offset, end) == (tag, multiple)
 
 
-@pytest.mark.parametrize("tag", BIG_TAGS)
-@pytest.mark.parametrize("multiple", [False, True])
-@pytest.mark.parametrize("requeue", [False, True])
-def test_decode_basic_nack(tag, multiple, requeue):
-    frame = pframe.marshal(C.Basic.Nack(signed64(tag), multiple, requeue), 1)
-    obj = pframe.unmarshal(frame)[2]
-    for buf, offset, end in _buffers(frame):
-        got = codec.decode_basic_nack(buf, offset, end)
-        assert got == (obj.delivery_tag % 2**64, obj.multiple, obj.requeue) == (tag, multiple, requeue)
-
-
-@pytest.mark.parametrize("tag", BIG_TAGS)
-@pytest.mark.parametrize("requeue", [False, True])
-def test_decode_basic_reject(tag, requeue):
-    frame = pframe.marshal(C.Basic.Reject(signed64(tag), requeue), 1)
-    obj = pframe.unmarshal(frame)[2]
-    for buf, offset, end in _buffers(frame):
-        got = codec.decode_basic_reject(buf, offset, end)
-        assert got == (obj.delivery_tag % 2**64, obj.requeue) == (tag, requeue)
-
-
 @pytest.mark.parametrize(
     "decoder, method",
     [
         (codec.decode_basic_ack, C.Basic.Ack(5, True)),
-        (codec.decode_basic_nack, C.Basic.Nack(5, True, True)),
-        (codec.decode_basic_reject, C.Basic.Reject(5, True)),
     ],
 )
 def test_ack_family_truncated(decoder, method):
@@ -542,7 +523,7 @@ def test_decode_content_header(props, body_size):
         class_id, size, raw = codec.decode_content_header(buf, offset, end)
         assert (class_id, size) == (obj.class_id, obj.body_size) == (60, body_size)
         assert type(raw) is bytes and raw == props.marshal()
-        assert codec.decode_properties(raw) == obj.properties
+        assert basic_properties.decode_properties(raw) == obj.properties
 
 
 def test_decode_content_header_truncated():
@@ -594,22 +575,22 @@ def test_encode_properties_matches_pamqp_marshal():
     # Without floats/bytes and with keys in sorted order, the encoding is pamqp's byte for byte.
     headers = {k: v for k, v in sorted(TABLE_VALUES.items()) if k not in ("float", "double", "bytes", "array")}
     for props in PROPS_CASES + [C.Basic.Properties(headers=headers, priority=0, content_type="")]:
-        assert codec.encode_properties(props) == props.marshal()
+        assert basic_properties.encode_properties(props) == props.marshal()
 
 
 @pytest.mark.parametrize("key", sorted(TABLE_VALUES))
 def test_field_table_value_round_trip(key):
     props = C.Basic.Properties(headers={key: TABLE_VALUES[key]})
-    raw = codec.encode_properties(props)
-    assert codec.decode_properties(raw).headers == {key: TABLE_VALUES[key]}
-    assert codec.peek_headers(raw) == {key: TABLE_VALUES[key]}
+    raw = basic_properties.encode_properties(props)
+    assert basic_properties.decode_properties(raw).headers == {key: TABLE_VALUES[key]}
+    assert basic_properties.peek_headers(raw) == {key: TABLE_VALUES[key]}
     # pamqp's own frame decoder agrees on our encoding.
     assert pamqp_read_properties(raw).headers == {key: TABLE_VALUES[key]}
 
 
 def test_all_table_values_together_keep_order():
     props = C.Basic.Properties(headers=dict(TABLE_VALUES))
-    decoded = codec.decode_properties(codec.encode_properties(props)).headers
+    decoded = basic_properties.decode_properties(basic_properties.encode_properties(props)).headers
     assert decoded == TABLE_VALUES
     assert list(decoded) == list(TABLE_VALUES)
 
@@ -629,17 +610,17 @@ def test_table_types_pamqp_never_writes_still_decode():
     for kind, data, expected in entries:
         table = b"\x01k" + kind + data
         raw = struct.pack(">H", 0x2000) + struct.pack(">I", len(table)) + table
-        assert codec.peek_headers(raw) == {"k": expected}
-        assert codec.decode_properties(raw).headers == {"k": expected}
+        assert basic_properties.peek_headers(raw) == {"k": expected}
+        assert basic_properties.decode_properties(raw).headers == {"k": expected}
         # And whatever pamqp decoded can be encoded again (pamqp alone fails on bytes).
-        codec.encode_properties(codec.decode_properties(raw))
+        basic_properties.encode_properties(basic_properties.decode_properties(raw))
 
 
 def test_pamqp_quirks_we_work_around():
     # pamqp writes a Python float as a 32-bit 'f' and cannot encode bytes at all; we write 'd'/'x'.
     assert b"f" in C.Basic.Properties(headers={"k": 0.1}).marshal()
-    raw = codec.encode_properties(C.Basic.Properties(headers={"k": 0.1}))
-    assert raw[-9:-8] == b"d" and codec.peek_headers(raw) == {"k": 0.1}
+    raw = basic_properties.encode_properties(C.Basic.Properties(headers={"k": 0.1}))
+    assert raw[-9:-8] == b"d" and basic_properties.peek_headers(raw) == {"k": 0.1}
     with pytest.raises(TypeError):
         C.Basic.Properties(headers={"k": b"x"}).marshal()
     # pamqp cannot encode a delivery tag >= 2**63 ('longlong' is packed signed).
@@ -671,12 +652,12 @@ def test_pamqp_quirks_we_work_around():
 )
 def test_every_property_round_trips(field, value):
     props = C.Basic.Properties(**{field: value})
-    raw = codec.encode_properties(props)
+    raw = basic_properties.encode_properties(props)
     assert raw == props.marshal()
-    decoded = codec.decode_properties(raw)
+    decoded = basic_properties.decode_properties(raw)
     assert getattr(decoded, field) == value
     assert decoded == props
-    assert codec.peek_properties(raw) == (
+    assert basic_properties.peek_properties(raw) == (
         decoded.delivery_mode or 0,
         decoded.priority,
         decoded.expiration,
@@ -686,8 +667,8 @@ def test_every_property_round_trips(field, value):
 def test_cluster_id_decodes():
     # Deprecated and "must be empty", but a peer may still send it; it must not break decoding.
     raw = struct.pack(">H", 0x0004) + b"\x02cl"
-    assert codec.decode_properties(raw).cluster_id == "cl"
-    assert codec.peek_properties(raw) == (0, None, None)
+    assert basic_properties.decode_properties(raw).cluster_id == "cl"
+    assert basic_properties.peek_properties(raw) == (0, None, None)
 
 
 _STRINGS = ["", "a", "application/json", "ü-ñ-€", "x" * 255]
@@ -703,7 +684,7 @@ _HEADER_POOL = [
 
 def _random_props(rng: random.Random, present: int) -> C.Basic.Properties:
     """Properties with field i present when bit i of ``present`` is set (random values)."""
-    names = [name for name, _, _ in codec._PROPERTY_SPECS][:13]  # not cluster_id
+    names = [name for name, _, _ in basic_properties._PROPERTY_SPECS][:13]  # not cluster_id
     values = {}
     for i, name in enumerate(names):
         if not present >> i & 1:
@@ -724,11 +705,11 @@ def _random_props(rng: random.Random, present: int) -> C.Basic.Properties:
 
 
 def _check_peek_agrees(props: C.Basic.Properties) -> None:
-    raw = codec.encode_properties(props)
-    full = codec.decode_properties(raw)
+    raw = basic_properties.encode_properties(props)
+    full = basic_properties.decode_properties(raw)
     assert full == props
-    assert codec.peek_properties(raw) == (full.delivery_mode or 0, full.priority, full.expiration)
-    assert codec.peek_headers(raw) == full.headers
+    assert basic_properties.peek_properties(raw) == (full.delivery_mode or 0, full.priority, full.expiration)
+    assert basic_properties.peek_headers(raw) == full.headers
     # pamqp's own header-frame decoder reads the same thing.
     assert pamqp_read_properties(raw) == full
 
@@ -749,20 +730,20 @@ def test_peek_agrees_with_full_decode_random():
 
 
 def test_peek_fast_path_flags_zero():
-    assert codec.peek_properties(b"\x00\x00") == (0, None, None)
-    assert codec.peek_properties(b"\x00\x00") is codec.peek_properties(bytearray(b"\x00\x00"))
-    assert codec.peek_headers(b"\x00\x00") is None
-    assert codec.decode_properties(b"\x00\x00") == C.Basic.Properties()
+    assert basic_properties.peek_properties(b"\x00\x00") == (0, None, None)
+    assert basic_properties.peek_properties(b"\x00\x00") is basic_properties.peek_properties(bytearray(b"\x00\x00"))
+    assert basic_properties.peek_headers(b"\x00\x00") is None
+    assert basic_properties.decode_properties(b"\x00\x00") == C.Basic.Properties()
 
 
-@pytest.mark.parametrize("fn", [codec.peek_properties, codec.peek_headers, codec.decode_properties])
+@pytest.mark.parametrize("fn", [basic_properties.peek_properties, basic_properties.peek_headers, basic_properties.decode_properties])
 def test_continuation_flag_is_malformed(fn):
     for raw in [b"\x00\x01", b"\x10\x01\x02", b"\x20\x01\x00\x00\x00\x00", b"\x10\x01\x02\x00\x00"]:
         with pytest.raises(ValueError):
             fn(raw)
 
 
-@pytest.mark.parametrize("fn", [codec.peek_properties, codec.peek_headers, codec.decode_properties])
+@pytest.mark.parametrize("fn", [basic_properties.peek_properties, basic_properties.peek_headers, basic_properties.decode_properties])
 def test_too_short_for_flags(fn):
     for raw in [b"", b"\x10"]:
         with pytest.raises(ValueError):
@@ -770,23 +751,23 @@ def test_too_short_for_flags(fn):
 
 
 def test_truncated_properties():
-    raw = codec.encode_properties(FULL_PROPS)
-    full = codec.decode_properties(raw)
+    raw = basic_properties.encode_properties(FULL_PROPS)
+    full = basic_properties.decode_properties(raw)
     # Position just past expiration: everything before it is needed by peek_properties.
     exp_end = raw.index(b"\x0560000") + 6
     for cut in range(len(raw)):
         with pytest.raises(ValueError):
-            codec.decode_properties(raw[:cut])
+            basic_properties.decode_properties(raw[:cut])
         if cut < exp_end:
             with pytest.raises(ValueError):
-                codec.peek_properties(raw[:cut])
+                basic_properties.peek_properties(raw[:cut])
         else:
-            assert codec.peek_properties(raw[:cut]) == (2, 7, "60000")
-    assert codec.peek_headers(raw) == full.headers
+            assert basic_properties.peek_properties(raw[:cut]) == (2, 7, "60000")
+    assert basic_properties.peek_headers(raw) == full.headers
     headers_end = 2 + 1 + len("application/json") + 1 + len("gzip") + 4 + struct.unpack_from(">I", raw, 2 + 17 + 5)[0]
     for cut in range(headers_end):
         with pytest.raises(ValueError):
-            codec.peek_headers(raw[:cut])
+            basic_properties.peek_headers(raw[:cut])
 
 
 @pytest.mark.parametrize(
@@ -807,11 +788,11 @@ def test_truncated_properties():
 def test_malformed_headers_table(table):
     raw = struct.pack(">HI", 0x2000, len(table)) + table
     with pytest.raises(ValueError):
-        codec.peek_headers(raw)
+        basic_properties.peek_headers(raw)
     with pytest.raises(ValueError):
-        codec.decode_properties(raw)
+        basic_properties.decode_properties(raw)
     # peek_properties skips the table by its length and so does not notice.
-    assert codec.peek_properties(raw) == (0, None, None)
+    assert basic_properties.peek_properties(raw) == (0, None, None)
 
 
 def test_deeply_nested_headers_rejected():
@@ -821,30 +802,30 @@ def test_deeply_nested_headers_rejected():
         inner = entry
     raw = struct.pack(">HI", 0x2000, len(inner)) + inner
     with pytest.raises(ValueError):
-        codec.peek_headers(raw)
+        basic_properties.peek_headers(raw)
     with pytest.raises(ValueError):
-        codec.decode_properties(raw)
+        basic_properties.decode_properties(raw)
 
 
 def test_peek_bad_expiration_utf8():
     raw = struct.pack(">H", 0x0100) + b"\x02\xff\xfe"
     with pytest.raises(ValueError):
-        codec.peek_properties(raw)
+        basic_properties.peek_properties(raw)
 
 
 def test_encode_properties_errors_are_value_errors():
     with pytest.raises(ValueError):
-        codec.encode_properties(C.Basic.Properties(content_type="x" * 256))
+        basic_properties.encode_properties(C.Basic.Properties(content_type="x" * 256))
     with pytest.raises(ValueError):
-        codec.encode_properties(C.Basic.Properties(headers={"k": 2**64}))
+        basic_properties.encode_properties(C.Basic.Properties(headers={"k": 2**64}))
     with pytest.raises(ValueError):
-        codec.encode_properties(C.Basic.Properties(headers={"k": object()}))
+        basic_properties.encode_properties(C.Basic.Properties(headers={"k": object()}))
     with pytest.raises(ValueError):
-        codec.encode_properties(C.Basic.Properties(headers={"k" * 256: 1}))
+        basic_properties.encode_properties(C.Basic.Properties(headers={"k" * 256: 1}))
     props = C.Basic.Properties()
     props.priority = 256
     with pytest.raises(ValueError):
-        codec.encode_properties(props)
+        basic_properties.encode_properties(props)
 
 
 # --- replies that echo client-chosen names (pamqp refuses to marshal non-ASCII names) ----------

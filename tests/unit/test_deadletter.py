@@ -8,13 +8,12 @@ import datetime
 import pytest
 
 from amqp_broker.broker import deadletter
+from amqp_broker.broker import properties as basic_properties
 from amqp_broker.broker.deadletter import dead_letter_properties, is_cycle, make_dead_letter
 from amqp_broker.broker.expiry import parse_expiration
 from amqp_broker.broker.fields import TypedArray, TypedTable
 from amqp_broker.broker.message import Message
 from amqp_broker.errors import AMQPError
-from amqp_broker.protocol import codec  # noqa: F401  (wires Message's property codec)
-from amqp_broker.protocol import connection  # noqa: F401
 
 NOW = 1_700_000_000
 TIME = datetime.datetime.fromtimestamp(NOW, tz=datetime.timezone.utc)
@@ -114,12 +113,12 @@ def test_is_cycle_follows_rabbitmq():
 
 
 def test_make_dead_letter_sets_exchange_key_and_encodes_types():
-    raw = codec.properties_from_dict({"headers": {"x-delivery-count": 3, "h": 1}, "expiration": "5",
+    raw = basic_properties.properties_from_dict({"headers": {"x-delivery-count": 3, "h": 1}, "expiration": "5",
                                       "delivery_mode": 2})
     message = Message("ex", "rk", raw, b"body", 2, None, "5")
     copy = make_dead_letter(message, deadletter.EXPIRED, "q", "dlx", None, now=NOW, strip=("x-delivery-count",))
     assert (copy.exchange, copy.routing_key, copy.expiration, copy.delivery_mode, copy.body) == ("dlx", "rk", None, 2, b"body")
-    headers = codec.properties_to_dict(copy.properties_raw)["headers"]
+    headers = basic_properties.properties_to_dict(copy.properties_raw)["headers"]
     assert "x-delivery-count" not in headers and headers.types["h"] == "b"
     entry = headers["x-death"][0]
     assert entry.types["count"] == "l" and entry.types["time"] == "T"
@@ -159,6 +158,6 @@ def test_typed_headers_round_trip_byte_for_byte():
                  "t": datetime.datetime(2020, 1, 1), "b": True, "v": None, "by": b"\xff\x00"},
     )
     raw = b"".join(props.encode())
-    decoded = codec.properties_to_dict(raw)
-    assert decoded["headers"] == codec.peek_headers(raw)
-    assert codec.properties_from_dict(decoded) == raw
+    decoded = basic_properties.properties_to_dict(raw)
+    assert decoded["headers"] == basic_properties.peek_headers(raw)
+    assert basic_properties.properties_from_dict(decoded) == raw

@@ -1090,7 +1090,7 @@ def test_a_large_message_split_at_every_frame_boundary_and_inside_arrives_whole(
     for cut in (3, 20, 40, 60, 5000, len(data) - 1):
         conn.receive_data(data[:cut])
         conn.receive_data(data[cut:])
-        out = b"".join(bytes(piece) for piece in conn.take_output())
+        out = b"".join(bytes(piece) for piece in conn.output.take())
         assert out.count(b"\x00\x3c\x00\x3c") == 1, cut  # one basic.deliver
         assert body in out, cut
 
@@ -1128,7 +1128,7 @@ def test_a_content_header_over_max_message_size_is_406_before_any_body(body_size
                          60, 40)
     # The body that follows is dropped by the closing channel, never gathered.
     conn.receive_data(frame.marshal(pbody.ContentBody(b"x" * 4000), 1))
-    assert decode(conn) == [] and conn.channels[1].body_parts == []
+    assert decode(conn) == [] and conn.channels[1].content is None
     # The limit is inclusive, holds for the one-read fast path too, and other channels go on.
     conn.receive_data(publish_bytes(2, "q.max", b"y" * 1000) + publish_bytes(2, "q.max", b"z" * 1001))
     assert_channel_close(decode(conn), 2, 406,
@@ -1164,13 +1164,13 @@ def test_a_publisher_is_held_in_the_middle_of_a_body_and_its_frames_are_not_gath
         header.ContentHeader(0, len(body), commands.Basic.Properties()), 1)
     pieces = [frame.marshal(pbody.ContentBody(body[i:i + 65536]), 1) for i in range(0, len(body), 65536)]
     conn.receive_data(frames + pieces[0])
-    assert conn.channels[1].body_received == 65536
+    assert conn.channels[1].content.received == 65536
     conn.hold_publishes = ""  # the store's flow control: held silently, no connection.blocked
     tail = b"".join(pieces[1:])
     conn.receive_data(tail[:7])  # the frame that is held straddles two reads
     conn.receive_data(tail[7:])
     assert decode(conn) == []
-    assert conn.channels[1].body_received == 65536  # nothing more gathered while held
+    assert conn.channels[1].content.received == 65536  # nothing more gathered while held
     assert conn.held_input == tail
     conn.hold_publishes = None
     conn.resume_input()

@@ -1,7 +1,7 @@
 """Typed field tables: decode keeping each value's type octet, encode writing it back unchanged.
 
 The decoded values are the ones pamqp gives (so a :class:`~amqp_broker.broker.fields.TypedTable`
-compares equal to ``codec.peek_headers``' dict); only the types are extra. Used where the broker
+compares equal to ``properties.peek_headers``' dict); only the types are extra. Used where the broker
 rewrites a message's headers (dead-lettering, quorum queues' x-delivery-count) so every value the
 broker did not change reaches the consumer byte for byte as RabbitMQ would send it.
 """
@@ -13,7 +13,7 @@ import decimal
 import struct
 from typing import Any
 
-from ..broker.fields import TypedArray, TypedTable
+from .fields import TypedArray, TypedTable
 
 _U32 = struct.Struct(">I")
 
