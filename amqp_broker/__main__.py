@@ -23,9 +23,25 @@ LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
 log = logging.getLogger("amqp_broker")
 
 
+# Control characters (newlines above all) escaped in log messages: names and texts in log lines
+# come from clients, and a queue named "q\n2026-... [ERROR] ..." would otherwise forge a line.
+_ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+class EscapingFormatter(logging.Formatter):
+    """A formatter that escapes control characters in the message (tracebacks keep theirs)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPE_CONTROLS)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
-    """Send log records at ``level`` (a :data:`amqp_broker.config.LOG_LEVELS` name) to stderr."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    """Send log records at ``level`` (a :data:`amqp_broker.config.LOG_LEVELS` name) to stderr,
+    one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,7 +75,10 @@ class AMQPError(Exception):
     @property
     def reply_text(self) -> str:
         """The reply text as RabbitMQ formats it, e.g. ``NOT_FOUND - no queue 'q' in vhost '/'``."""
-        text = f"{REPLY_NAMES.get(self.reply_code, 'ERROR')} - {self.text}"
+        name = REPLY_NAMES.get(self.reply_code, "ERROR")
+        if not self.text:
+            return name  # RabbitMQ's bare text for an error it has nothing to say about
+        text = f"{name} - {self.text}"
         # reply-text is a shortstr: at most 255 bytes on the wire (spec 4.2.5.3). RabbitMQ cuts a
         # longer text to 252 bytes and appends "...".
         encoded = text.encode("utf-8")

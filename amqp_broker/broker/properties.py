@@ -55,10 +55,12 @@ _PF_PRIORITY = 0x0800
 _PF_CORRELATION_ID = 0x0400
 _PF_REPLY_TO = 0x0200
 _PF_EXPIRATION = 0x0100
+_PF_MESSAGE_ID = 0x0080
+_PF_TIMESTAMP = 0x0040
+# type, user_id, app_id, cluster_id: the shortstrs after the timestamp, in wire order.
+_PF_LATER_SHORTSTRS = (0x0020, 0x0010, 0x0008, 0x0004)
 _PF_CONTINUATION = 0x0001
-# Flags whose presence makes peek_properties walk the list; without any of them it returns at once.
-_PF_PEEKED = _PF_DELIVERY_MODE | _PF_PRIORITY | _PF_EXPIRATION
-# peek_properties result for "nothing the broker acts on": shared, so the fast path allocates nothing.
+# peek_properties result for "no properties": shared, so that path allocates nothing.
 _NOTHING_PEEKED: tuple[int, None, None] = (0, None, None)
 
 
@@ -76,53 +78,65 @@ def _shortstr(value: str) -> bytes:
 
 
 def peek_properties(properties_raw: bytes) -> tuple[int, int | None, str | None]:
-    """Read only ``(delivery_mode, priority, expiration)`` from raw properties.
+    """Read ``(delivery_mode, priority, expiration)`` from raw properties, and check the whole
+    property list on the way: every length within the data, the headers table well formed (only
+    when present: :func:`check_table`), nothing after the last property. RabbitMQ decodes every
+    publish's properties and refuses malformed ones (541 INTERNAL_ERROR); forwarding them as they
+    are would hand a consumer bytes its client cannot decode.
 
     ``delivery_mode`` is 0 when absent; ``priority`` and ``expiration`` are None when absent.
-    Earlier properties are skipped by their length prefixes (the headers table in one step) and
-    later ones are not looked at, so a malformed *later* property is not detected here (see
-    :func:`decode_properties`). Raises ValueError on truncation, invalid UTF-8 in the expiration,
-    or a set continuation bit (spec 4.2.6.1 allows more flag words, but basic has only 14
-    properties so no peer, RabbitMQ included, ever sets it).
+    Raises ValueError on any malformation, invalid UTF-8 in the expiration, or a set continuation
+    bit (spec 4.2.6.1 allows more flag words, but basic has only 14 properties so no peer,
+    RabbitMQ included, ever sets it).
     """
-    try:
-        flags = _U16.unpack_from(properties_raw, 0)[0]
-    except struct.error as exc:
-        raise _bad("content properties", exc) from exc
-    if flags & _PF_CONTINUATION:
-        raise _bad("content properties", ValueError("continuation flag set"))
-    if not flags & _PF_PEEKED:
-        # Most messages (and every message with flags == 0) stop here without walking.
-        return _NOTHING_PEEKED
     raw = properties_raw
-    pos = 2
-    delivery_mode = 0
-    priority = None
-    expiration = None
     try:
+        flags = _U16.unpack_from(raw, 0)[0]
+        if flags & _PF_CONTINUATION:
+            raise ValueError("continuation flag set")
+        if not flags and len(raw) == 2:
+            return _NOTHING_PEEKED
+        if flags == _PF_DELIVERY_MODE and len(raw) == 3:
+            return raw[2], None, None  # the commonest case: delivery mode alone
+        pos = 2
+        delivery_mode = 0
+        priority = None
+        expiration = None
         if flags & _PF_CONTENT_TYPE:
             pos += 1 + raw[pos]
         if flags & _PF_CONTENT_ENCODING:
             pos += 1 + raw[pos]
         if flags & _PF_HEADERS:
-            # Skip the table whole by its long length; its contents are decoded only on demand.
-            pos += 4 + _U32.unpack_from(raw, pos)[0]
+            start = pos + 4
+            pos = start + _U32.unpack_from(raw, pos)[0]
+            if pos > len(raw):
+                raise EOFError("headers table truncated")
+            check_table(raw, start, pos)
         if flags & _PF_DELIVERY_MODE:
             delivery_mode = raw[pos]
             pos += 1
         if flags & _PF_PRIORITY:
             priority = raw[pos]
             pos += 1
+        if flags & _PF_CORRELATION_ID:
+            pos += 1 + raw[pos]
+        if flags & _PF_REPLY_TO:
+            pos += 1 + raw[pos]
         if flags & _PF_EXPIRATION:
-            if flags & _PF_CORRELATION_ID:
-                pos += 1 + raw[pos]
-            if flags & _PF_REPLY_TO:
-                pos += 1 + raw[pos]
             start = pos + 1
-            stop = start + raw[pos]
-            if stop > len(raw):
+            pos = start + raw[pos]
+            if pos > len(raw):
                 raise EOFError("expiration truncated")
-            expiration = str(raw[start:stop], "utf-8")
+            expiration = str(raw[start:pos], "utf-8")
+        if flags & _PF_MESSAGE_ID:
+            pos += 1 + raw[pos]
+        if flags & _PF_TIMESTAMP:
+            pos += 8
+        for flag in _PF_LATER_SHORTSTRS:
+            if flags & flag:
+                pos += 1 + raw[pos]
+        if pos != len(raw):
+            raise EOFError("property list truncated" if pos > len(raw) else "bytes after the last property")
     except (IndexError, struct.error, EOFError, TypeError, UnicodeDecodeError) as exc:
         raise _bad("content properties", exc) from exc
     return delivery_mode, priority, expiration
@@ -131,7 +145,7 @@ def peek_properties(properties_raw: bytes) -> tuple[int, int | None, str | None]
 # Nesting limit for field tables/arrays when validating: a frame can hold thousands of nested empty
 # tables, which would otherwise hit Python's recursion limit (RecursionError, not ValueError) in
 # pamqp's recursive decoder. Real headers (x-death etc.) nest 2-3 deep; 64 is a broker safety bound.
-_MAX_TABLE_DEPTH = 64
+MAX_TABLE_DEPTH = 64
 # Fixed value sizes per field type octet, per RabbitMQ's field-table grammar (AMQP 0-9-1 errata,
 # rabbit_binary_parser) plus what pamqp also accepts ('L', and 0x00 as void seen "in the wild").
 _FIXED_FIELD_SIZE = {
@@ -174,7 +188,7 @@ def _check_value(buf: bytes, pos: int, end: int, depth: int) -> int:
         if pos > end:
             raise EOFError("field value truncated")
         if kind == _TABLE_TYPE:
-            _check_table(buf, inner_start, pos, depth + 1)
+            check_table(buf, inner_start, pos, depth + 1)
         elif kind == _ARRAY_TYPE:
             _check_array(buf, inner_start, pos, depth + 1)
     else:
@@ -184,9 +198,12 @@ def _check_value(buf: bytes, pos: int, end: int, depth: int) -> int:
     return pos
 
 
-def _check_table(buf: bytes, pos: int, end: int, depth: int = 0) -> None:
-    """Validate the entries of a field table occupying ``buf[pos:end]`` (no decode)."""
-    if depth > _MAX_TABLE_DEPTH:
+def check_table(buf: bytes, pos: int, end: int, depth: int = 0) -> None:
+    """Validate the entries of a field table occupying ``buf[pos:end]`` (no decode): every length
+    within the table, known field types, nesting at most MAX_TABLE_DEPTH deep. The one check
+    every field table passes, on every path (properties here, method arguments in the protocol's
+    method_layout); ValueError or EOFError when malformed."""
+    if depth > MAX_TABLE_DEPTH:
         raise ValueError("field tables nested too deeply")
     while pos < end:
         pos += 1 + buf[pos]  # field name shortstr
@@ -197,7 +214,7 @@ def _check_table(buf: bytes, pos: int, end: int, depth: int = 0) -> None:
 
 def _check_array(buf: bytes, pos: int, end: int, depth: int) -> None:
     """Validate the values of a field array occupying ``buf[pos:end]`` (no decode)."""
-    if depth > _MAX_TABLE_DEPTH:
+    if depth > MAX_TABLE_DEPTH:
         raise ValueError("field arrays nested too deeply")
     while pos < end:
         pos = _check_value(buf, pos, end, depth)
@@ -230,7 +247,7 @@ def peek_headers(properties_raw) -> dict | None:
             return None
         start, end = _headers_span(properties_raw, flags)
         table = bytes(properties_raw[start:end])
-        _check_table(table, 4, len(table))
+        check_table(table, 4, len(table))
         return _pdecode.field_table(table)[1]
     except _DECODE_ERRORS as exc:
         raise _bad("headers table", exc) from exc
@@ -257,7 +274,7 @@ def decode_properties(properties_raw) -> commands.Basic.Properties:
             raise ValueError("continuation flag set")
         if flags & _PF_HEADERS:
             start, end = _headers_span(raw, flags)
-            _check_table(raw, start + 4, end)
+            check_table(raw, start + 4, end)
         props = commands.Basic.Properties()
         pos = 2
         for name, flag, kind in _PROPERTY_SPECS:

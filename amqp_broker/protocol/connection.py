@@ -65,6 +65,7 @@ from .codec import (
 )
 from .errortext import amqp_name, erlang_binary_w, octets_text
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, FrameReader
+from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
 from .sasl import MECHANISMS, parse_credentials
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
@@ -229,8 +230,9 @@ class Connection(FrameReader):
             self._terminate(f"unknown method class {index >> 16} method {index & 0xFFFF}")
             return
         try:
+            check_arguments(index, buf, start + 4, end)
             method.unmarshal(bytes(buf[start + 4 : end]))
-        except (struct.error, ValueError, TypeError, IndexError, UnicodeDecodeError,
+        except (struct.error, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError,
                 pamqp_exceptions.PAMQPException):
             raise ConnectionError(
                 FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start + 4 : end])}",

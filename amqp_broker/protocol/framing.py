@@ -28,6 +28,7 @@ from ..broker.message import Message
 from ..broker.properties import decode_properties, peek_properties
 from ..errors import (
     CHANNEL_ERROR,
+    INTERNAL_ERROR,
     FRAME_ERROR,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
@@ -400,7 +401,10 @@ class FrameReader:
             try:
                 delivery_mode, priority, expiration = peek_properties(properties)
             except ValueError as exc:
-                raise ConnectionError(FRAME_ERROR, f"content header properties: {exc}") from None
+                # RabbitMQ decodes every publish's properties, and a malformed list crashes its
+                # channel: 541 with the bare text "INTERNAL_ERROR", which is what a client sees.
+                log.warning("%s: channel %d: %s", self.peer, channel.number, exc)
+                raise ConnectionError(INTERNAL_ERROR, "") from None
             message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
             message.direct_reply_hint = properties[0] & REPLY_TO_FLAG and DIRECT_REPLY_MARKER in properties
             if properties[1] & _USER_ID_FLAG:
