@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from ..errors import NOT_ALLOWED, ConnectionError
@@ -64,7 +65,15 @@ class Broker:
         snapshot_users = bool(snapshot.definitions.get("user"))
         if snapshot_users:
             self.users.users.clear()
-        counts = persistence.restore(self, snapshot)
+        collecting = gc.isenabled()
+        # Every object restored lives on; a collection in the middle (100,000 queues make
+        # several) would only rescan them.
+        gc.disable()
+        try:
+            counts = persistence.restore(self, snapshot)
+        finally:
+            if collecting:
+                gc.enable()
         self.persistence = persistence
         for vhost in self.vhosts.values():
             vhost.persistence = persistence

@@ -58,6 +58,9 @@ class Exchange:
         self.alternate: str | None = alternate if isinstance(alternate, str) else None
         # (destination, routing_key, frozen arguments) -> arguments, in binding order.
         self.bindings: dict[tuple, dict] = {}
+        # destination -> its keys in ``bindings``: what one destination's bindings are, without a
+        # walk over all of them (an exchange can hold 100,000 bindings, one per queue).
+        self.by_destination: dict[Any, dict[tuple, None]] = {}
 
     def describe(self) -> str:
         """``exchange 'name' in vhost '/'`` as RabbitMQ names exchanges in reply texts."""
@@ -70,6 +73,7 @@ class Exchange:
             return False
         self._index(destination, routing_key, arguments)
         self.bindings[key] = arguments
+        self.by_destination.setdefault(destination, {})[key] = None
         return True
 
     def unbind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
@@ -78,6 +82,10 @@ class Exchange:
         if key not in self.bindings:
             return False
         del self.bindings[key]
+        keys = self.by_destination[destination]
+        del keys[key]
+        if not keys:
+            del self.by_destination[destination]
         self._unindex(destination, routing_key, arguments)
         return True
 
@@ -87,9 +95,19 @@ class Exchange:
 
     def unbind_destination(self, destination: Any) -> None:
         """Remove every binding to ``destination`` (it is being deleted)."""
-        for key in [k for k in self.bindings if k[0] is destination]:
+        for key in self.by_destination.pop(destination, ()):
             args = self.bindings.pop(key)
             self._unindex(destination, key[1], args)
+
+    def bindings_to(self, destination: Any) -> list[tuple[str, dict]]:
+        """(routing key, arguments) of every binding to ``destination``, in binding order."""
+        bindings = self.bindings
+        return [(key[1], bindings[key]) for key in self.by_destination.get(destination, ())]
+
+    def clear_bindings(self) -> None:
+        """Drop every binding (the exchange is being deleted; its destinations are told apart)."""
+        self.bindings.clear()
+        self.by_destination.clear()
 
     def validate_binding(self, routing_key: str, arguments: dict) -> None:
         """Raise ValueError for binding arguments this type rejects (headers' x-match)."""

@@ -50,11 +50,9 @@ class Persistence:
         if sources is None:
             sources = [ex for ex in destination.vhost.exchanges.values() if ex.bindings]
         for source in sources:
-            if not source.durable:
-                continue
-            for (dest, routing_key, _frozen), arguments in source.bindings.items():
-                if dest is destination:
-                    found.append([source.name, routing_key, arguments])
+            if source.durable:
+                found.extend([source.name, routing_key, arguments]
+                             for routing_key, arguments in source.bindings_to(destination))
         return found
 
     def save_exchange(self, exchange: "Exchange") -> None:
@@ -152,6 +150,7 @@ class Persistence:
         for (name,), record in snapshot.definitions.get("user", []):
             broker.users.restore_user(name, record)
         pending_bindings: list[tuple["VHost", Any, list]] = []
+        stats = self.store.all_queue_stats()
         for (vhost_name, name), record in snapshot.definitions.get("exchange", []):
             vhost = broker.add_vhost(vhost_name)
             exchange = vhost.declare_exchange(
@@ -167,11 +166,10 @@ class Persistence:
                 arguments=record["arguments"],
             )
             queue.store_id = record["id"]
-            queue.persistence = self
             queue.buffer = self.make_buffer(queue)
             pending_bindings.append((vhost, queue, record.get("bindings", [])))
             counts["queues"] += 1
-            count, first_seq, last_seq = self.store.queue_stats(queue.store_id)
+            count, first_seq, last_seq = stats.get(queue.store_id, (0, 0, 0))
             counts["messages"] += count
             if isinstance(queue.buffer, PagedBuffer):
                 # Read lazily, as consumers need them: a recovered backlog may not fit in memory.

@@ -172,7 +172,7 @@ class VHost:
                 self.exchange_bindings -= 1
             else:
                 dest.bound_from.pop(exchange, None)
-        exchange.bindings.clear()
+        exchange.clear_bindings()
         for source in list(self.exchanges.values()):
             before = len(source.bindings)
             source.unbind_destination(exchange)
@@ -311,7 +311,7 @@ class VHost:
         ):
             raise self._locked(queue)
         if exchange.unbind(queue, routing_key, arguments):
-            if not any(key[0] is queue for key in exchange.bindings):
+            if queue not in exchange.by_destination:
                 queue.bound_from.pop(exchange, None)
             if queue.persistence is not None and exchange.durable:
                 queue.persistence.save_queue(queue)

@@ -33,6 +33,10 @@ class ReadOnlyStore:
         """No messages: definitions do not need them."""
         return []
 
+    def all_queue_stats(self) -> dict[int, tuple[int, int, int]]:
+        """No queue has stored messages."""
+        return {}
+
     def queue_stats(self, queue_id: int) -> tuple[int, int, int]:
         """Every queue looks empty: (count, first seq, last seq)."""
         return 0, 0, 0

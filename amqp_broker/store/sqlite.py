@@ -218,6 +218,14 @@ class SQLiteStore:
             for key, ex, rk, props, body, redelivered, persistent in rows
         ]
 
+    def all_queue_stats(self) -> dict[int, tuple[int, int, int]]:
+        """:meth:`queue_stats` of every queue with stored messages, in one pass (a restart with
+        100,000 queues would otherwise pay 100,000 queries)."""
+        rows = self._reader.execute(
+            f"SELECT id >> {SEQ_BITS}, COUNT(*), MIN(id), MAX(id) FROM messages GROUP BY id >> {SEQ_BITS}"
+        ).fetchall()
+        return {queue_id: (count, low & SEQ_MASK, high & SEQ_MASK) for queue_id, count, low, high in rows}
+
     def queue_stats(self, queue_id: int) -> tuple[int, int, int]:
         """(message count, lowest seq, highest seq) of a queue's stored messages."""
         count, low, high = self._reader.execute(
