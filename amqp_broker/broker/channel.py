@@ -14,7 +14,7 @@ from ..errors import (
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
-    ConnectionError,
+    ConnectionLevelError,
     access_refused,
     not_found,
     precondition_failed,
@@ -206,7 +206,7 @@ class Channel:
     def basic_qos(self, prefetch_size: int, prefetch_count: int, global_: bool) -> None:
         """basic.qos: global=false sets the limit for new consumers, global=true for the channel."""
         if prefetch_size:
-            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
         if global_:
             self.global_prefetch = prefetch_count
             # RabbitMQ's limiter starts from the channel's unacked count at this moment, basic.get
@@ -235,7 +235,7 @@ class Channel:
         if not consumer_tag:
             consumer_tag = generate_name("amq.ctag-")
         elif consumer_tag in self.consumers:
-            raise ConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+            raise ConnectionLevelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
         if queue.ext is not None:
             queue.ext.check_consume(self.global_prefetch)
         consumer = Consumer(consumer_tag, self, queue, no_ack, exclusive, self.prefetch_count, arguments)
@@ -270,7 +270,7 @@ class Channel:
     ) -> None:
         """basic.publish: route, enqueue, return if mandatory and unroutable, confirm."""
         if immediate:
-            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, "immediate=true")
         exchange = self.vhost.exchanges.get(exchange_name)
         if exchange is None:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
@@ -471,7 +471,7 @@ class Channel:
     def basic_recover(self, requeue: bool) -> None:
         """basic.recover: only requeue=true exists in RabbitMQ; false is 540 NOT_IMPLEMENTED."""
         if not requeue:
-            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, "requeue=false")
         entries = list(self.unacked.values())
         self.unacked.clear()
         self._settle(entries, requeue=True)

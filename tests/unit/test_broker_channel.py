@@ -17,7 +17,7 @@ from amqp_broker.errors import (
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
     ChannelError,
-    ConnectionError,
+    ConnectionLevelError,
 )
 
 
@@ -118,8 +118,8 @@ def expect_channel_error(code: int, text: str, call) -> ChannelError:
     return info.value
 
 
-def expect_connection_error(code: int, text: str, call) -> ConnectionError:
-    with pytest.raises(ConnectionError) as info:
+def expect_connection_error(code: int, text: str, call) -> ConnectionLevelError:
+    with pytest.raises(ConnectionLevelError) as info:
         call()
     assert info.value.reply_code == code
     assert info.value.reply_text == text
