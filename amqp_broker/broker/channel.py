@@ -20,12 +20,13 @@ from ..errors import (
     precondition_failed,
 )
 from . import replyto
+from .arguments import not_an_integer
 from .expiry import parse_expiration
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
 from .replyto import REPLY_QUEUE, ReplyConsumer
 from .sink import DeliverySink
-from .vhost import _int_arg, generate_name
+from .vhost import generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -229,7 +230,7 @@ class Channel:
             return replyto.consume(self, consumer_tag, no_ack, lambda: generate_name("amq.ctag-"))
         queue = self.vhost.get_queue(queue_name, self.session)
         if arguments and "x-priority" in arguments:
-            problem = _int_arg(arguments["x-priority"])
+            problem = not_an_integer(arguments["x-priority"])
             if problem is not None:
                 raise precondition_failed(f"invalid arg 'x-priority' for {queue.describe()}: {problem}")
         if not consumer_tag:

@@ -23,7 +23,6 @@ from .arguments import (
     check_exchange_arguments_equivalent,
     check_queue_arguments_equivalent,
     inequivalent,
-    not_an_integer as _int_arg,  # noqa: F401 - broker/channel.py checks x-priority with it
     validate_queue_arguments,
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
