@@ -44,7 +44,8 @@ from . import __version__
 from .broker.auth import hash_password
 from .broker.broker import Broker
 from .broker.exchange import EXCHANGE_TYPES, Exchange
-from .broker.vhost import PREDECLARED, validate_queue_arguments
+from .broker.arguments import queue_type, validate_queue_arguments
+from .broker.vhost import PREDECLARED
 from .config import ConfigError
 from .definitions_file import (
     DefinitionsError,
@@ -135,13 +136,10 @@ def export_definitions(broker: Broker) -> dict:
             if queue.exclusive_owner is not None:
                 continue  # exclusive queues belong to a connection: RabbitMQ leaves them out
             exported_queues.add(queue)
-            queue_type = queue.arguments.get("x-queue-type", "classic")
-            if isinstance(queue_type, bytes):
-                queue_type = queue_type.decode("utf-8", "replace")
             queues.append({
                 "name": name,
                 "vhost": vhost_name,
-                "type": queue_type,
+                "type": queue_type(queue.arguments),
                 "durable": queue.durable,
                 "auto_delete": queue.auto_delete,
                 "arguments": json_table(queue.arguments),

@@ -94,7 +94,7 @@ class ChannelError(AMQPError):
     """An error that closes one channel (a "soft" error)."""
 
 
-class ConnectionError(AMQPError):  # noqa: A001 - the AMQP name; never imported unqualified
+class ConnectionLevelError(AMQPError):
     """An error that closes the whole connection (a "hard" error)."""
 
 
@@ -123,6 +123,6 @@ def resource_locked(text: str) -> ChannelError:
     return ChannelError(RESOURCE_LOCKED, text)
 
 
-def connection_error(reply_code: int, text: str) -> ConnectionError:
+def connection_error(reply_code: int, text: str) -> ConnectionLevelError:
     """Build a connection-scoped error (codes 320, 501–506, 530, 540, 541)."""
-    return ConnectionError(reply_code, text)
+    return ConnectionLevelError(reply_code, text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from ..errors import NOT_ALLOWED, ConnectionError
+from ..errors import NOT_ALLOWED, ConnectionLevelError
 from .auth import User, UserStore
 from .consumer_timeout import ConsumerTimeouts
 from .persistence import Persistence
@@ -94,9 +94,9 @@ class Broker:
         """connection.open: 530 NOT_ALLOWED for a missing vhost or one the user may not use."""
         vhost = self.vhosts.get(vhost_name)
         if vhost is None:
-            raise ConnectionError(NOT_ALLOWED, f"vhost {vhost_name} not found")
+            raise ConnectionLevelError(NOT_ALLOWED, f"vhost {vhost_name} not found")
         if vhost_name not in user.vhosts:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 NOT_ALLOWED, f"access to vhost '{vhost_name}' refused for user '{user.name}'"
             )
         session = Session(self, user.name, vhost, client_properties, peer)

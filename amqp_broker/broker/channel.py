@@ -14,18 +14,19 @@ from ..errors import (
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
-    ConnectionError,
+    ConnectionLevelError,
     access_refused,
     not_found,
     precondition_failed,
 )
 from . import replyto
+from .arguments import not_an_integer
 from .expiry import parse_expiration
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
 from .replyto import REPLY_QUEUE, ReplyConsumer
 from .sink import DeliverySink
-from .vhost import _int_arg, generate_name
+from .vhost import generate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -206,7 +207,7 @@ class Channel:
     def basic_qos(self, prefetch_size: int, prefetch_count: int, global_: bool) -> None:
         """basic.qos: global=false sets the limit for new consumers, global=true for the channel."""
         if prefetch_size:
-            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
         if global_:
             self.global_prefetch = prefetch_count
             # RabbitMQ's limiter starts from the channel's unacked count at this moment, basic.get
@@ -229,13 +230,13 @@ class Channel:
             return replyto.consume(self, consumer_tag, no_ack, lambda: generate_name("amq.ctag-"))
         queue = self.vhost.get_queue(queue_name, self.session)
         if arguments and "x-priority" in arguments:
-            problem = _int_arg(arguments["x-priority"])
+            problem = not_an_integer(arguments["x-priority"])
             if problem is not None:
                 raise precondition_failed(f"invalid arg 'x-priority' for {queue.describe()}: {problem}")
         if not consumer_tag:
             consumer_tag = generate_name("amq.ctag-")
         elif consumer_tag in self.consumers:
-            raise ConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+            raise ConnectionLevelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
         if queue.ext is not None:
             queue.ext.check_consume(self.global_prefetch)
         consumer = Consumer(consumer_tag, self, queue, no_ack, exclusive, self.prefetch_count, arguments)
@@ -270,7 +271,7 @@ class Channel:
     ) -> None:
         """basic.publish: route, enqueue, return if mandatory and unroutable, confirm."""
         if immediate:
-            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, "immediate=true")
         exchange = self.vhost.exchanges.get(exchange_name)
         if exchange is None:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
@@ -471,7 +472,7 @@ class Channel:
     def basic_recover(self, requeue: bool) -> None:
         """basic.recover: only requeue=true exists in RabbitMQ; false is 540 NOT_IMPLEMENTED."""
         if not requeue:
-            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, "requeue=false")
         entries = list(self.unacked.values())
         self.unacked.clear()
         self._settle(entries, requeue=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NOT_IMPLEMENTED, ConnectionError
+from ..errors import NOT_IMPLEMENTED, ConnectionLevelError
 from . import deadletter
 from .arguments import NEEDS_EXTENSIONS, QUORUM, queue_type, setting
 from .expiry import ExtBuffer, cancel
@@ -238,4 +238,4 @@ class QueueExtensions:
     def check_consume(self, global_prefetch: int) -> None:
         """Quorum queues refuse a consumer on a channel with a global prefetch (540, measured)."""
         if self.quorum and global_prefetch:
-            raise ConnectionError(NOT_IMPLEMENTED, f"{self.queue.describe()} does not support global qos")
+            raise ConnectionLevelError(NOT_IMPLEMENTED, f"{self.queue.describe()} does not support global qos")

@@ -1,7 +1,8 @@
 """Queues and consumers: ready messages, round-robin dispatch with prefetch, requeue in place.
 
 Dispatch is synchronous: a publish routed here hands the message to a consumer's channel in the
-publisher's own task, so no task switch is paid per message (design.md, "Speed", rule 2).
+publisher's own task, so no task switch is paid per message (README.md, "Design", "Hot path
+without task switches").
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import base64
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import ConnectionError, NOT_ALLOWED, precondition_failed
+from ..errors import ConnectionLevelError, NOT_ALLOWED, precondition_failed
 from .queue import no_queue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +100,7 @@ class DirectReplyTo:
 def consume(channel: "Channel", consumer_tag: str, no_ack: bool, generate_tag) -> str:
     """basic.consume on ``amq.rabbitmq.reply-to``, with RabbitMQ's checks in its order."""
     if consumer_tag and consumer_tag in channel.consumers:
-        raise ConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        raise ConnectionLevelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
     if not no_ack:
         raise precondition_failed("reply consumer cannot acknowledge")
     if channel.reply_consumer is not None:

@@ -19,7 +19,7 @@ import datetime
 import time
 from typing import Any, Iterable, Iterator
 
-from ..errors import NOT_IMPLEMENTED, ConnectionError, precondition_failed
+from ..errors import NOT_IMPLEMENTED, ConnectionLevelError, precondition_failed
 from .fields import LONG
 from .message import Message, QueueEntry
 from .queue import Consumer, Queue
@@ -72,8 +72,8 @@ class StreamQueue(Queue):
         # Each consumer's next offset to read.
         self.offsets: dict[Consumer, int] = {}
 
-    def _unsupported(self, what: str) -> ConnectionError:
-        return ConnectionError(NOT_IMPLEMENTED, f"{what} not supported by stream queues {self.describe()}")
+    def _unsupported(self, what: str) -> ConnectionLevelError:
+        return ConnectionLevelError(NOT_IMPLEMENTED, f"{what} not supported by stream queues {self.describe()}")
 
     # -- messages -----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import (
     COMMAND_INVALID,
-    ConnectionError,
+    ConnectionLevelError,
     access_refused,
     not_found,
     precondition_failed,
@@ -23,7 +23,6 @@ from .arguments import (
     check_exchange_arguments_equivalent,
     check_queue_arguments_equivalent,
     inequivalent,
-    not_an_integer as _int_arg,  # noqa: F401 - broker/channel.py checks x-priority with it
     validate_queue_arguments,
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
@@ -119,8 +118,8 @@ class VHost:
         cls = EXCHANGE_TYPES.get(type_name)
         if cls is None:
             if not type_name:
-                raise ConnectionError(COMMAND_INVALID, "invalid exchange type ''")
-            raise ConnectionError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
+                raise ConnectionLevelError(COMMAND_INVALID, "invalid exchange type ''")
+            raise ConnectionLevelError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
         existing = self.exchanges.get(name)
         if existing is not None:
             self._check_exchange_equivalence(existing, type_name, durable, auto_delete, internal, arguments)

@@ -19,7 +19,7 @@ from pamqp import commands
 from ..broker.message import Message
 from ..broker.replyto import REPLY_QUEUE
 from ..broker.sink import DeliverySink
-from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionError
+from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionLevelError
 from . import codec
 from .codec import write_basic_ack, write_basic_nack, write_deliver
 from .content import ContentAssembly
@@ -180,7 +180,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def channel_open(conn: "Connection", channel: ChannelState, method: Any) -> None:
-    raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
+    raise ConnectionLevelError(CHANNEL_ERROR, "second 'channel.open' seen")
 
 
 def channel_close(conn: "Connection", channel: ChannelState, method: Any) -> None:
@@ -199,7 +199,7 @@ def channel_close_ok(conn: "Connection", channel: ChannelState, method: Any) -> 
 def channel_flow(conn: "Connection", channel: ChannelState, method: Any) -> None:
     if not method.active:
         # RabbitMQ 3.3+ no longer lets a client stop deliveries with channel.flow.
-        raise ConnectionError(NOT_IMPLEMENTED, "active=false")
+        raise ConnectionLevelError(NOT_IMPLEMENTED, "active=false")
     conn.send_method(channel.number, commands.Channel.FlowOk(active=True))
 
 

@@ -52,7 +52,7 @@ from ..errors import (
     UNEXPECTED_FRAME,
     AMQPError,
     ChannelError,
-    ConnectionError,
+    ConnectionLevelError,
 )
 from . import codec
 from .channel import CHANNEL_HANDLERS, UNSUPPORTED, ChannelState
@@ -200,7 +200,7 @@ class Connection(FrameReader):
         """Handle one method frame; returns the position after any content frames it consumed
         too (the publish fast path), or 0."""
         if end - start < 4:
-            raise ConnectionError(FRAME_ERROR, "method frame too short")
+            raise ConnectionLevelError(FRAME_ERROR, "method frame too short")
         index = METHOD_INDEX.unpack_from(buf, start)[0]
         state = self.state
         if state == OPEN and number:
@@ -210,7 +210,7 @@ class Connection(FrameReader):
                     try:
                         publish = decode_basic_publish(buf, start + 4, end)
                     except ValueError as exc:
-                        raise ConnectionError(SYNTAX_ERROR, f"basic.publish: {exc}") from None
+                        raise ConnectionLevelError(SYNTAX_ERROR, f"basic.publish: {exc}") from None
                     return self._publish_inline(channel, publish, buf, start - 7, end_all)
                 if index == BASIC_ACK:
                     return self._ack_run(channel, buf, start, end, end_all)
@@ -234,7 +234,7 @@ class Connection(FrameReader):
             method.unmarshal(bytes(buf[start + 4 : end]))
         except (struct.error, ValueError, TypeError, IndexError, EOFError, UnicodeDecodeError,
                 pamqp_exceptions.PAMQPException):
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start + 4 : end])}",
                 index >> 16, index & 0xFFFF,
             ) from None
@@ -253,7 +253,7 @@ class Connection(FrameReader):
             self._on_connection_method(method)
             return
         if state != OPEN:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 UNEXPECTED_FRAME, octets_text(1, buf[start:end])
             )
         self._on_channel_method(number, method)
@@ -312,7 +312,7 @@ class Connection(FrameReader):
             else:
                 # rabbit_reader names its state: "opening" until connection.open, then "running".
                 phase = "opening" if state == AWAIT_OPEN else "running"
-                raise ConnectionError(CHANNEL_ERROR, f"unexpected method in connection state {phase}")
+                raise ConnectionLevelError(CHANNEL_ERROR, f"unexpected method in connection state {phase}")
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, 0, class_id, method_id)
@@ -335,7 +335,7 @@ class Connection(FrameReader):
         user = self.broker.authenticate(username, password)
         if user is None:
             log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
-            reply_text = ConnectionError(
+            reply_text = ConnectionLevelError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "
                 "For details see the broker logfile.",
@@ -376,7 +376,7 @@ class Connection(FrameReader):
                 # fine with channel_max 2047), and names no method in the error.
                 if len(self.channels) >= self.channel_max:
                     self._fail(
-                        ConnectionError(
+                        ConnectionLevelError(
                             NOT_ALLOWED,
                             f"number of channels opened ({len(self.channels)}) has reached the "
                             f"negotiated channel_max ({self.channel_max})",
@@ -394,7 +394,7 @@ class Connection(FrameReader):
                 output.buf += FRAME_HEADER_FIELDS.pack(FRAME_METHOD, number, 8) + _CHANNEL_OPEN_OK_TAIL
                 return
             class_id, method_id = _method_ids(method)
-            self._fail(ConnectionError(CHANNEL_ERROR, "expected 'channel.open'"), number, class_id, method_id)
+            self._fail(ConnectionLevelError(CHANNEL_ERROR, "expected 'channel.open'"), number, class_id, method_id)
             return
         if channel.closing:
             if isinstance(method, commands.Channel.CloseOk):
@@ -408,7 +408,7 @@ class Connection(FrameReader):
         handler = CHANNEL_HANDLERS.get(type(method))
         try:
             if handler is None:
-                raise ConnectionError(
+                raise ConnectionLevelError(
                     NOT_IMPLEMENTED if type(method) in UNSUPPORTED else COMMAND_INVALID,
                     # rabbit_channel's catch-all clause for methods a client may not send.
                     "unimplemented method",
@@ -559,14 +559,14 @@ def _negotiate(field: str, minimum: int, server_value: int, client_value: int) -
     # RabbitMQ names connection.tune (10, 30) as the failing method, and says "(no limit)" for a
     # channel_max of 0.
     if client_value != 0 and client_value < minimum:
-        raise ConnectionError(
+        raise ConnectionLevelError(
             NOT_ALLOWED,
             f"negotiated {field} = {client_value} is lower than the minimum allowed value ({minimum})",
             10, 30,
         )
     if server_value != 0 and (client_value == 0 or client_value > server_value):
         detail = " (no limit)" if field == "channel_max" and client_value == 0 else ""
-        raise ConnectionError(
+        raise ConnectionLevelError(
             NOT_ALLOWED,
             f"negotiated {field} = {client_value}{detail} is higher than the maximum allowed value "
             f"({server_value})",

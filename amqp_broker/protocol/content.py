@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import FRAME_ERROR, PRECONDITION_FAILED, UNEXPECTED_FRAME, ChannelError, ConnectionError
+from ..errors import FRAME_ERROR, PRECONDITION_FAILED, UNEXPECTED_FRAME, ChannelError, ConnectionLevelError
 from .codec import decode_content_header
 from .errortext import erlang_binary_w
 
@@ -33,18 +33,18 @@ class ContentAssembly:
 
     def header(self, buf: Any, start: int, end: int, max_message_size: int) -> bool:
         """Take the content header in ``buf[start:end]``; True when it completes the message (an
-        empty body). Raises ConnectionError for a malformed header, ChannelError (406) for a body
+        empty body). Raises ConnectionLevelError for a malformed header, ChannelError (406) for a body
         over ``max_message_size``: refused before any of the body is read, so an announced size
         costs no memory (RabbitMQ 3.10 checks the assembled message, with the same code and
         text); the closing channel then ignores the body frames that follow."""
         try:
             class_id, body_size, properties = decode_content_header(buf, start, end)
         except ValueError:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start:end])}", 60, 40
             ) from None
         if class_id != 60:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 UNEXPECTED_FRAME,
                 f"expected content header for class 60, got one for class {class_id} instead",
                 60, 40,
@@ -79,10 +79,10 @@ class ContentAssembly:
             self.parts = []
         return piece
 
-    def method_error(self) -> ConnectionError:
+    def method_error(self) -> ConnectionLevelError:
         """The 505 for a method frame that arrived where content was expected (RabbitMQ's text)."""
         if self.awaiting_header:
             text = "expected content header for class 60, got non content header frame instead"
         else:
             text = "expected content body, got non content body frame instead"
-        return ConnectionError(UNEXPECTED_FRAME, text)
+        return ConnectionLevelError(UNEXPECTED_FRAME, text)

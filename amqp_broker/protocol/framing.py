@@ -34,7 +34,7 @@ from ..errors import (
     UNEXPECTED_FRAME,
     AMQPError,
     ChannelError,
-    ConnectionError,
+    ConnectionLevelError,
 )
 from . import codec
 from .channel import DIRECT_REPLY_MARKER, EMPTY_PROPERTIES, REPLY_TO_FLAG, ChannelState
@@ -213,14 +213,14 @@ class FrameReader:
             # RabbitMQ accepts payloads up to frame_max (not frame_max - 8) but names the
             # spec's limit in the error.
             if size > self.frame_max:
-                raise ConnectionError(
+                raise ConnectionLevelError(
                     FRAME_ERROR,
                     octets_text(frame_type, b"", ("frame_too_large", size, self.frame_max - 8)),
                 )
             if end >= end_all:
                 break
             if buf[end] != FRAME_END:
-                raise ConnectionError(
+                raise ConnectionLevelError(
                     FRAME_ERROR,
                     octets_text(frame_type, buf[start:end], ("invalid_frame_end_marker", buf[end])),
                 )
@@ -239,9 +239,9 @@ class FrameReader:
                 self._on_header(channel, buf, start, end)
             elif frame_type == FRAME_HEARTBEAT:
                 if channel != 0:
-                    raise ConnectionError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
+                    raise ConnectionLevelError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
             else:
-                raise ConnectionError(FRAME_ERROR, octets_text(frame_type, buf[start:end], "unknown_frame"))
+                raise ConnectionLevelError(FRAME_ERROR, octets_text(frame_type, buf[start:end], "unknown_frame"))
             if self.state == CLOSED:
                 return end_all
         return pos
@@ -318,7 +318,7 @@ class FrameReader:
         try:
             tag, multiple = decode_basic_ack(buf, start + 4, end)
         except ValueError as exc:
-            raise ConnectionError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
+            raise ConnectionLevelError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
         prefix = None
         unpack_tag = codec._TAG_BITS.unpack_from  # delivery-tag, then the bits
         while True:
@@ -367,19 +367,19 @@ class FrameReader:
         if self.state == CLOSING:
             return None
         if self.state != OPEN or number == 0:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 UNEXPECTED_FRAME, octets_text(frame_type, buf[start:end])
             )
         channel = self.channels.get(number)
         if channel is None:
-            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'")
+            raise ConnectionLevelError(CHANNEL_ERROR, "expected 'channel.open'")
         if channel.closing:
             return None
         content = channel.content
         if content is None:
-            raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
+            raise ConnectionLevelError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
         if (frame_type == FRAME_HEADER) != content.awaiting_header:
-            raise ConnectionError(
+            raise ConnectionLevelError(
                 UNEXPECTED_FRAME,
                 "expected content body, got non content body frame instead", 60, 40,
             )
@@ -404,7 +404,7 @@ class FrameReader:
                 # RabbitMQ decodes every publish's properties, and a malformed list crashes its
                 # channel: 541 with the bare text "INTERNAL_ERROR", which is what a client sees.
                 log.warning("%s: channel %d: %s", self.peer, channel.number, exc)
-                raise ConnectionError(INTERNAL_ERROR, "") from None
+                raise ConnectionLevelError(INTERNAL_ERROR, "") from None
             message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
             message.direct_reply_hint = properties[0] & REPLY_TO_FLAG and DIRECT_REPLY_MARKER in properties
             if properties[1] & _USER_ID_FLAG:

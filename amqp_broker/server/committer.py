@@ -1,8 +1,8 @@
 """Group commit: one task writes whatever the broker buffered, in a worker thread, then confirms.
 
 While one batch is being written and fsynced, new writes gather into the next one, so under load
-a single fsync covers many messages and no connection ever waits on the disk (design.md,
-"Durability").
+a single fsync covers many messages and no connection ever waits on the disk (README.md,
+"Design", "Group commit").
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 
 Reads are batched (one ``receive_some`` handles every complete frame in it) and writes are
 batched (everything produced meanwhile — replies, deliveries written by other connections'
-publishers, confirms — goes out in one ``send_all``), per design.md "Speed" rule 1.
+publishers, confirms — goes out in one ``send_all``), per README.md "Design", "Hot path without
+task switches".
 
 Closing is RabbitMQ's handshake at the socket (rabbit_reader's ``closed`` state): once the
 protocol is finished and our last frame (close-ok, connection.close, a refused login's silence) is

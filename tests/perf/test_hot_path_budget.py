@@ -2,8 +2,9 @@
 the broker makes per message published and delivered, and fails when that grows past a budget.
 
 Each budget is the count measured when it was set plus a small margin; lower it when the path gets
-cheaper, and raise it only with a reason in the commit message (design.md, "Speed": every call on
-this path is paid hundreds of thousands of times a second).
+cheaper, and raise it only with a reason in the commit message (README.md, "Design", "Hot path
+without task switches", and "Performance": every call on this path is paid hundreds of thousands
+of times a second).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from amqp_broker.broker.auth import User, UserStore, check_password, hash_password
 from amqp_broker.broker.broker import Broker
-from amqp_broker.errors import NOT_ALLOWED, ConnectionError
+from amqp_broker.errors import NOT_ALLOWED, ConnectionLevelError
 
 
 def reference_hash(password: str, salt: bytes) -> str:
@@ -198,7 +198,7 @@ def test_open_session_ok():
 def test_open_session_missing_vhost_is_530():
     broker = Broker()
     guest = broker.authenticate("guest", "guest")
-    with pytest.raises(ConnectionError) as info:
+    with pytest.raises(ConnectionLevelError) as info:
         broker.open_session(guest, "nope", {}, "peer")
     assert info.value.reply_code == NOT_ALLOWED
     assert info.value.text == "vhost nope not found"
@@ -210,7 +210,7 @@ def test_open_session_missing_vhost_checked_before_permission():
     broker = Broker()
     broker.users.add_user("bob", "pw")
     bob = broker.authenticate("bob", "pw")
-    with pytest.raises(ConnectionError) as info:
+    with pytest.raises(ConnectionLevelError) as info:
         broker.open_session(bob, "nope", {}, "peer")
     assert info.value.reply_text == "NOT_ALLOWED - vhost nope not found"
 
@@ -222,7 +222,7 @@ def test_open_session_without_permission_is_530():
     bob = broker.authenticate("bob", "pw")
     guest = broker.authenticate("guest", "guest")
     for user, vhost in ((bob, "/"), (bob, "private"), (guest, "private")):
-        with pytest.raises(ConnectionError) as info:
+        with pytest.raises(ConnectionLevelError) as info:
             broker.open_session(user, vhost, {}, "peer")
         assert info.value.reply_code == NOT_ALLOWED
         assert info.value.reply_text == (

@@ -17,46 +17,10 @@ from amqp_broker.errors import (
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
     ChannelError,
-    ConnectionError,
+    ConnectionLevelError,
 )
 
-
-class RecordingSink:
-    """Test double of the protocol layer: records every call the channel makes, in order."""
-
-    def __init__(self):
-        self.events: list[tuple] = []
-        self.blocked = False
-
-    def deliver(self, consumer_tag, delivery_tag, redelivered, message):
-        self.events.append(("deliver", consumer_tag, delivery_tag, redelivered, message.body))
-
-    def basic_return(self, reply_code, reply_text, message):
-        self.events.append(("return", reply_code, reply_text, message.exchange, message.routing_key, message.body))
-
-    def confirm(self, sequence, ack):
-        self.events.append(("confirm", sequence, ack))
-
-    def cancel_notify(self, consumer_tag):
-        self.events.append(("cancel", consumer_tag))
-
-    def writable(self):
-        return not self.blocked
-
-    def headroom(self):
-        return 0 if self.blocked else 1 << 30
-
-    @property
-    def deliveries(self) -> list[tuple]:
-        return [e[1:] for e in self.events if e[0] == "deliver"]
-
-    @property
-    def delivered(self) -> list[tuple]:
-        """(body, redelivered, delivery_tag) like the interop reference prints them."""
-        return [(e[4].decode(), e[3], e[2]) for e in self.events if e[0] == "deliver"]
-
-    def clear(self) -> None:
-        self.events.clear()
+from sink_double import SinkDouble
 
 
 def msg(body: str = "x", routing_key: str = "q", exchange: str = "", user_id: str | None = None) -> Message:
@@ -75,7 +39,7 @@ class World:
 
     def channel(self, session=None):
         self._next += 1
-        sink = RecordingSink()
+        sink = SinkDouble()
         return (session or self.session).open_channel(self._next, sink), sink
 
     def queue(self, name="q", **kwargs):
@@ -118,8 +82,8 @@ def expect_channel_error(code: int, text: str, call) -> ChannelError:
     return info.value
 
 
-def expect_connection_error(code: int, text: str, call) -> ConnectionError:
-    with pytest.raises(ConnectionError) as info:
+def expect_connection_error(code: int, text: str, call) -> ConnectionLevelError:
+    with pytest.raises(ConnectionLevelError) as info:
         call()
     assert info.value.reply_code == code
     assert info.value.reply_text == text

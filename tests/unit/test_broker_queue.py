@@ -17,55 +17,14 @@ from amqp_broker.errors import (
     ChannelError,
 )
 
+from sink_double import SinkDouble
+
 LOCKED_TEXT = (
     "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'probe.excl' in vhost '/'. "
     "It could be originally declared on another connection or the exclusive property value does "
     "not match that of the original declaration."
 )
 EXCLUSIVE_USE_TEXT = "ACCESS_REFUSED - queue 'probe.q' in vhost '/' in exclusive use"
-
-
-class RecordingSink:
-    """Test double of the protocol layer: records everything the channel sends."""
-
-    def __init__(self, capacity: int | None = None):
-        self.events: list[tuple] = []
-        self.blocked = False
-        # When set, the body bytes the sink takes before it reports itself unwritable.
-        self.capacity = capacity
-
-    def deliver(self, consumer_tag, delivery_tag, redelivered, message):
-        self.events.append(("deliver", consumer_tag, delivery_tag, redelivered, message.body))
-        if self.capacity is not None:
-            self.capacity -= len(message.body)
-
-    def basic_return(self, reply_code, reply_text, message):
-        self.events.append(("return", reply_code, reply_text, message.exchange, message.routing_key, message.body))
-
-    def confirm(self, sequence, ack):
-        self.events.append(("confirm", sequence, ack))
-
-    def cancel_notify(self, consumer_tag):
-        self.events.append(("cancel", consumer_tag))
-
-    def writable(self):
-        return self.headroom() > 0
-
-    def headroom(self):
-        if self.blocked:
-            return 0
-        return 1 << 30 if self.capacity is None else self.capacity
-
-    @property
-    def deliveries(self) -> list[tuple]:
-        return [e[1:] for e in self.events if e[0] == "deliver"]
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [e[4] for e in self.events if e[0] == "deliver"]
-
-    def clear(self) -> None:
-        self.events.clear()
 
 
 def msg(body: bytes | str, routing_key: str = "q") -> Message:
@@ -89,7 +48,7 @@ class World:
 
     def channel(self, session=None, number: int = 1, sink=None):
         session = session or self.session()
-        sink = sink if sink is not None else RecordingSink()
+        sink = sink if sink is not None else SinkDouble()
         return session.open_channel(number, sink), sink
 
 
@@ -431,7 +390,7 @@ def test_unwritable_sink_holds_deliveries_until_resume(world):
 
 
 def test_sink_becoming_unwritable_mid_dispatch_stops_delivery(world):
-    ch, sink = world.channel(sink=RecordingSink(capacity=4))  # room for two 2-byte bodies
+    ch, sink = world.channel(sink=SinkDouble(capacity=4))  # room for two 2-byte bodies
     queue = world.vhost.declare_queue(ch.session, "q")
     publish(ch, "q", *[f"m{i}" for i in range(1, 6)])
     consume(ch, "q", "c")

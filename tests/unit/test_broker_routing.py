@@ -23,7 +23,7 @@ from amqp_broker.errors import (
     NOT_FOUND,
     PRECONDITION_FAILED,
     ChannelError,
-    ConnectionError,
+    ConnectionLevelError,
 )
 
 
@@ -112,7 +112,7 @@ def test_declare_exchange_reserved_and_unknown_type(vhost):
         vhost.declare_exchange("amq.custom", "direct")
     assert info.value.reply_code == ACCESS_REFUSED
     assert info.value.text == "exchange name 'amq.custom' contains reserved prefix 'amq.*'"
-    with pytest.raises(ConnectionError) as info2:
+    with pytest.raises(ConnectionLevelError) as info2:
         vhost.declare_exchange("x", "nope")
     assert info2.value.reply_code == COMMAND_INVALID
     assert info2.value.text == "unknown exchange type 'nope'"

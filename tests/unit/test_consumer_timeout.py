@@ -13,6 +13,8 @@ from amqp_broker.broker.consumer_timeout import (
 )
 from amqp_broker.broker.timers import Timers
 
+from sink_double import SinkDouble
+
 
 class FakeChannel:
     def __init__(self):
@@ -104,26 +106,16 @@ def test_sweep_closes_a_timed_out_channel_through_its_sink():
 
     broker.consumer_timeouts = ConsumerTimeouts(broker, 1000)
 
-    class Sink:
-        failed = []
-
-        def writable(self):
-            return True
-
-        def headroom(self):
-            return 1 << 30
-
-        def fail(self, error):
-            self.failed.append(error.reply_text)
-            channel.open = False  # as the protocol layer's channel close does
+    def close_channel(error):
+        channel.open = False  # as the protocol layer's channel close does
 
     user = broker.authenticate("guest", "guest")
     session = broker.open_session(user, "/", {}, "peer")
-    sink = Sink()
+    sink = SinkDouble(on_fail=close_channel)
     channel = session.open_channel(1, sink)
     channel.next_delivery_tag = 1
     channel.unacked[1] = object()
     for step in range(1, 30):
         now[0] = step * 0.1
         broker.timers.run_due()
-    assert sink.failed == [timeout_error(1, 1000).reply_text]
+    assert sink.failures == [timeout_error(1, 1000).reply_text]
