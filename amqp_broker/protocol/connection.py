@@ -23,7 +23,8 @@ one place, :meth:`Connection._fail`, and every end of a connection goes through
 
 The server layer drives this class: it feeds :meth:`receive_data`, sends :attr:`output` when
 its ``on_output`` tells it there is something new, calls :meth:`heartbeat_tick` on a timer,
-:meth:`writer_drained` after each flush and :meth:`connection_lost` when the socket is gone.
+:meth:`writer_drained` after each flush, :meth:`set_publish_hold` when flow control changes and
+:meth:`connection_lost` when the socket is gone.
 """
 
 from __future__ import annotations
@@ -162,8 +163,6 @@ class Connection(FrameReader):
         # first publish method or content frame, and the rest waits in ``held_input``.
         self.hold_publishes: str | None = None
         self.held_input: bytes | None = None
-        # A store batch id: output may not be sent before that batch is committed (0: none).
-        self.output_barrier = 0
         self._blocked_capable = False
         self._blocked_sent = False
 
@@ -419,7 +418,7 @@ class Connection(FrameReader):
                 # persistent messages) wrote to the store: its reply, and everything after it so
                 # that order holds, waits for the commit, so what a client was told is done
                 # survives a crash right after.
-                self.output_barrier = persistence.store.batch_id
+                self.output.barrier = persistence.store.batch_id
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, number, class_id, method_id)
@@ -506,9 +505,14 @@ class Connection(FrameReader):
         if session is not None:
             session.close()
 
-    def connection_lost(self) -> None:
-        """The socket is gone: free broker state (requeue unacked, drop exclusive queues)."""
-        self._terminate(wake=False)
+    def connection_lost(self, reason: str = "") -> None:
+        """The socket is gone: free broker state (requeue unacked, drop exclusive queues).
+        ``reason`` names the end unless one was named already (a close we sent, say)."""
+        self._terminate(reason, wake=False)
+
+    def set_publish_hold(self, reason: str | None) -> None:
+        """Flow control changed: see :attr:`hold_publishes` (None lets publishes go on)."""
+        self.hold_publishes = reason
 
     def notify_blocked(self, reason: str) -> None:
         """An alarm went off: tell a client that understands connection.blocked (RabbitMQ)."""
