@@ -57,6 +57,7 @@ from ..errors import (
 )
 from . import codec
 from .channel import CHANNEL_HANDLERS, UNSUPPORTED, ChannelState
+from .confirms import ConfirmBatcher
 from .codec import (
     BASIC_ACK,
     BASIC_PUBLISH,
@@ -147,7 +148,8 @@ class Connection(FrameReader):
         self.session: Session | None = None
         self.user: Any = None
         self.client_properties: dict = {}
-        self.pending_confirms: dict[ChannelState, None] = {}
+        # Publisher confirms held back to coalesce them (see .confirms for when they go).
+        self.confirms = ConfirmBatcher()
         self.delivery_blocked = False
         # Set when the socket should be closed once the output is flushed.
         self.finished = False
@@ -182,15 +184,6 @@ class Connection(FrameReader):
         output = self.output
         output.wake()
         write_method_frame(output.buf, channel, method)
-
-    def flush_confirms(self) -> None:
-        """Write the coalesced publisher confirms of every channel (one ack per channel)."""
-        pending = self.pending_confirms
-        if not pending:
-            return
-        self.pending_confirms = {}
-        for channel in pending:
-            channel.flush_confirms()
 
     # -- frames -----------------------------------------------------------------------------------
 
@@ -288,8 +281,7 @@ class Connection(FrameReader):
                     self.peer, self.user.name, method.virtual_host,
                 )
             elif isinstance(method, commands.Connection.Close):
-                if self.pending_confirms:
-                    self.flush_confirms()
+                self.confirms.flush()
                 self.send_method(0, commands.Connection.CloseOk())
                 if method.reply_code not in (0, 200):
                     log.info("%s: client closed the connection: %s %s",
@@ -427,10 +419,9 @@ class Connection(FrameReader):
 
     def _fail(self, exc: AMQPError, channel_number: int, class_id: int, method_id: int) -> None:
         """The one place an error becomes channel.close or connection.close."""
-        if self.pending_confirms:
-            # Publishes before the failing frame were routed: their confirms go out first, not
-            # never (they are only held back to coalesce them per read).
-            self.flush_confirms()
+        # Publishes before the failing frame were routed: their confirms go out first, not
+        # never (they are only held back to coalesce them per read).
+        self.confirms.flush()
         class_id = exc.class_id or class_id
         method_id = exc.method_id or method_id
         channel = self.channels.get(channel_number) if channel_number else None
@@ -439,7 +430,7 @@ class Connection(FrameReader):
             channel.core.close()
             channel.closing = True
             channel.content = None
-            self.pending_confirms.pop(channel, None)
+            self.confirms.discard(channel)
             self.send_method(
                 channel_number,
                 commands.Channel.Close(
@@ -497,7 +488,7 @@ class Connection(FrameReader):
     def _release(self) -> None:
         """Free what the connection holds in the broker (it may still send a close and wait)."""
         session, self.session = self.session, None
-        self.pending_confirms.clear()
+        self.confirms.clear()
         for channel in self.channels.values():
             # A half-received body (up to max_message_size) goes now, not whenever the cyclic
             # collector gets to this connection's objects.
