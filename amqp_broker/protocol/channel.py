@@ -21,7 +21,8 @@ from ..broker.replyto import REPLY_QUEUE
 from ..broker.sink import DeliverySink
 from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionLevelError
 from . import codec
-from .codec import write_basic_ack, write_basic_nack, write_deliver
+from .codec import write_deliver
+from .confirms import ChannelConfirms
 from .content import ContentAssembly
 from .output import LARGE_BODY, WRITE_HIGH_WATER
 
@@ -36,7 +37,7 @@ REPLY_TO_FLAG = 0x02
 DIRECT_REPLY_MARKER = REPLY_QUEUE.encode("ascii")
 
 
-class ChannelState:
+class ChannelState(ChannelConfirms):
     """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
 
     __slots__ = (
@@ -45,6 +46,7 @@ class ChannelState:
         "core",
         "closing",
         "content",
+        "confirms",
         "confirm_upto",
         "confirm_sent",
     )
@@ -58,6 +60,9 @@ class ChannelState:
         # The publish whose content header and body frames are arriving; None while the channel
         # expects a method.
         self.content: ContentAssembly | None = None
+        # Publisher confirms: the connection's batcher this channel registers with when it has
+        # acks to write, the last sequence confirmed and the last one written (see .confirms).
+        self.confirms = conn.confirms
         self.confirm_upto = 0
         self.confirm_sent = 0
 
@@ -131,31 +136,6 @@ class ChannelState:
             conn.frame_max,
         )
 
-    def confirm(self, sequence: int, ack: bool) -> None:
-        """A publisher confirm: acks are coalesced until the end of the read, nacks go at once."""
-        if ack:
-            self.confirm_upto = sequence
-            self.conn.pending_confirms[self] = None
-        else:
-            self.flush_confirms()
-            output = self.conn.output
-            output.wake()
-            # RabbitMQ's nack for a refused publish has multiple=true and requeue=true (its
-            # coalescing sends every nack as "up to"; earlier confirms are already out).
-            write_basic_nack(output.buf, self.number, sequence, True, True)
-            self.confirm_sent = sequence
-            self.confirm_upto = sequence
-
-    def flush_confirms(self) -> None:
-        """Send one basic.ack covering every confirm since the last one (multiple when > 1)."""
-        upto = self.confirm_upto
-        sent = self.confirm_sent
-        if upto > sent:
-            output = self.conn.output
-            output.wake()
-            write_basic_ack(output.buf, self.number, upto, upto - sent > 1)
-            self.confirm_sent = upto
-
     def cancel_notify(self, consumer_tag: str) -> None:
         """Server-sent basic.cancel: the consumer's queue went away."""
         output = self.conn.output
@@ -185,8 +165,7 @@ def channel_open(conn: "Connection", channel: ChannelState, method: Any) -> None
 
 def channel_close(conn: "Connection", channel: ChannelState, method: Any) -> None:
     # Confirms still held back for coalescing must precede close-ok: nothing may follow it.
-    conn.pending_confirms.pop(channel, None)
-    channel.flush_confirms()
+    conn.confirms.close_channel(channel)
     channel.core.close()
     del conn.channels[channel.number]
     conn.send_method(channel.number, commands.Channel.CloseOk())
@@ -345,7 +324,7 @@ def tx_select(conn: "Connection", channel: ChannelState, m: Any) -> None:
 
 def tx_commit(conn: "Connection", channel: ChannelState, m: Any) -> None:
     channel.core.tx_commit()
-    conn.flush_confirms()
+    conn.confirms.flush()
     conn.send_method(channel.number, commands.Tx.CommitOk())
 
 

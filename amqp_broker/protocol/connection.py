@@ -23,7 +23,8 @@ one place, :meth:`Connection._fail`, and every end of a connection goes through
 
 The server layer drives this class: it feeds :meth:`receive_data`, sends :attr:`output` when
 its ``on_output`` tells it there is something new, calls :meth:`heartbeat_tick` on a timer,
-:meth:`writer_drained` after each flush and :meth:`connection_lost` when the socket is gone.
+:meth:`writer_drained` after each flush, :meth:`set_publish_hold` when flow control changes and
+:meth:`connection_lost` when the socket is gone.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ..errors import (
 )
 from . import codec
 from .channel import CHANNEL_HANDLERS, UNSUPPORTED, ChannelState
+from .confirms import ConfirmBatcher
 from .codec import (
     BASIC_ACK,
     BASIC_PUBLISH,
@@ -147,7 +149,8 @@ class Connection(FrameReader):
         self.session: Session | None = None
         self.user: Any = None
         self.client_properties: dict = {}
-        self.pending_confirms: dict[ChannelState, None] = {}
+        # Publisher confirms held back to coalesce them (see .confirms for when they go).
+        self.confirms = ConfirmBatcher()
         self.delivery_blocked = False
         # Set when the socket should be closed once the output is flushed.
         self.finished = False
@@ -163,8 +166,6 @@ class Connection(FrameReader):
         # first publish method or content frame, and the rest waits in ``held_input``.
         self.hold_publishes: str | None = None
         self.held_input: bytes | None = None
-        # A store batch id: output may not be sent before that batch is committed (0: none).
-        self.output_barrier = 0
         self._blocked_capable = False
         self._blocked_sent = False
 
@@ -184,15 +185,6 @@ class Connection(FrameReader):
         output = self.output
         output.wake()
         write_method_frame(output.buf, channel, method)
-
-    def flush_confirms(self) -> None:
-        """Write the coalesced publisher confirms of every channel (one ack per channel)."""
-        pending = self.pending_confirms
-        if not pending:
-            return
-        self.pending_confirms = {}
-        for channel in pending:
-            channel.flush_confirms()
 
     # -- frames -----------------------------------------------------------------------------------
 
@@ -291,8 +283,7 @@ class Connection(FrameReader):
                     self.peer, self.user.name, method.virtual_host,
                 )
             elif isinstance(method, commands.Connection.Close):
-                if self.pending_confirms:
-                    self.flush_confirms()
+                self.confirms.flush()
                 self.send_method(0, commands.Connection.CloseOk())
                 if method.reply_code not in (0, 200):
                     log.info("%s: client closed the connection: %s %s",
@@ -421,7 +412,7 @@ class Connection(FrameReader):
                 # persistent messages) wrote to the store: its reply, and everything after it so
                 # that order holds, waits for the commit, so what a client was told is done
                 # survives a crash right after.
-                self.output_barrier = persistence.store.batch_id
+                self.output.barrier = persistence.store.batch_id
         except AMQPError as exc:
             class_id, method_id = _method_ids(method)
             self._fail(exc, number, class_id, method_id)
@@ -430,10 +421,9 @@ class Connection(FrameReader):
 
     def _fail(self, exc: AMQPError, channel_number: int, class_id: int, method_id: int) -> None:
         """The one place an error becomes channel.close or connection.close."""
-        if self.pending_confirms:
-            # Publishes before the failing frame were routed: their confirms go out first, not
-            # never (they are only held back to coalesce them per read).
-            self.flush_confirms()
+        # Publishes before the failing frame were routed: their confirms go out first, not
+        # never (they are only held back to coalesce them per read).
+        self.confirms.flush()
         class_id = exc.class_id or class_id
         method_id = exc.method_id or method_id
         channel = self.channels.get(channel_number) if channel_number else None
@@ -442,7 +432,7 @@ class Connection(FrameReader):
             channel.core.close()
             channel.closing = True
             channel.content = None
-            self.pending_confirms.pop(channel, None)
+            self.confirms.discard(channel)
             self.send_method(
                 channel_number,
                 commands.Channel.Close(
@@ -500,7 +490,7 @@ class Connection(FrameReader):
     def _release(self) -> None:
         """Free what the connection holds in the broker (it may still send a close and wait)."""
         session, self.session = self.session, None
-        self.pending_confirms.clear()
+        self.confirms.clear()
         for channel in self.channels.values():
             # A half-received body (up to max_message_size) goes now, not whenever the cyclic
             # collector gets to this connection's objects.
@@ -508,9 +498,14 @@ class Connection(FrameReader):
         if session is not None:
             session.close()
 
-    def connection_lost(self) -> None:
-        """The socket is gone: free broker state (requeue unacked, drop exclusive queues)."""
-        self._terminate(wake=False)
+    def connection_lost(self, reason: str = "") -> None:
+        """The socket is gone: free broker state (requeue unacked, drop exclusive queues).
+        ``reason`` names the end unless one was named already (a close we sent, say)."""
+        self._terminate(reason, wake=False)
+
+    def set_publish_hold(self, reason: str | None) -> None:
+        """Flow control changed: see :attr:`hold_publishes` (None lets publishes go on)."""
+        self.hold_publishes = reason
 
     def notify_blocked(self, reason: str) -> None:
         """An alarm went off: tell a client that understands connection.blocked (RabbitMQ)."""

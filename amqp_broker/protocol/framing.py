@@ -49,6 +49,7 @@ from .codec import (
 )
 from .content import ContentAssembly
 from .errortext import octets_text
+from .confirms import ConfirmBatcher
 from .output import Output
 from .state import AWAIT_HEADER, CLOSED, CLOSING, OPEN
 
@@ -83,6 +84,7 @@ class FrameReader:
     publishing: bool
     _tail: bytearray
     output: Output
+    confirms: ConfirmBatcher
 
     def receive_data(self, data: bytes) -> None:
         """Handle every complete frame in ``data`` (plus what was left over from before)."""
@@ -136,8 +138,9 @@ class FrameReader:
                 if session.owed_dispatch:
                     session.dispatch_owed()
                 session.owed_dispatch = None
-            if self.pending_confirms:
-                self.flush_confirms()
+            confirms = self.confirms
+            if confirms.pending:
+                confirms.flush()
         if pos < len(data) and self.state != CLOSED:
             tail += memoryview(data)[pos:]
 

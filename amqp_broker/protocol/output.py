@@ -32,7 +32,7 @@ def _no_writer() -> None:
 class Output:
     """The bytes a connection has to send: ``buf``, after the ``pieces`` queued ahead of it."""
 
-    __slots__ = ("buf", "pieces", "pieces_bytes", "on_output")
+    __slots__ = ("buf", "pieces", "pieces_bytes", "on_output", "barrier")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -42,6 +42,10 @@ class Output:
         self.pieces_bytes = 0
         # Called when ``buf`` goes from empty to non-empty: the server wakes its writer.
         self.on_output: Callable[[], None] = _no_writer
+        # A store batch id: nothing may be sent before that batch is committed (0: none). The
+        # protocol sets it after a method that wrote to the store, so that its reply (and what
+        # follows, in order) is sent only once the write is durable.
+        self.barrier = 0
 
     def wake(self) -> None:
         """Tell the server there is output, if ``buf`` was empty (call before appending)."""
@@ -72,6 +76,12 @@ class Output:
         buf = self.buf
         self.buf = spare
         return buf
+
+    def barrier_passed(self, batch: int) -> None:
+        """The writer waited for ``batch`` to be committed: lift the barrier, unless a later one
+        was set meanwhile."""
+        if self.barrier == batch:
+            self.barrier = 0
 
     def pending(self) -> bool:
         """Whether there is anything to send."""

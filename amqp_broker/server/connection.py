@@ -121,6 +121,7 @@ class ServerConnection:
         flow = server.flow
         receive = self.stream.receive_some
         size = RECEIVE_SIZE
+        hold = None  # what the protocol was told to do with publishes (flow.hold when told)
         try:
             while not protocol.finished:
                 if protocol.output.full():
@@ -134,7 +135,9 @@ class ServerConnection:
                 self.last_receive = trio.current_time()
                 if protocol.publishing:
                     server.check_store_backlog()
-                protocol.hold_publishes = flow.hold
+                if flow.hold != hold:
+                    hold = flow.hold
+                    protocol.set_publish_hold(hold)
                 if not self._handle(protocol.receive_data, data):
                     continue
                 while protocol.held_input is not None:
@@ -147,7 +150,9 @@ class ServerConnection:
                         with trio.CancelScope() as self._held:
                             await self._wait_held(flow)
                         self._held = None
-                    protocol.hold_publishes = flow.hold
+                    if flow.hold != hold:
+                        hold = flow.hold
+                        protocol.set_publish_hold(hold)
                     if not self._handle(protocol.resume_input):
                         break
                 size = receive_size(protocol.partial_frame_size())
@@ -160,9 +165,7 @@ class ServerConnection:
             pass
         self._input_closed.set()
         if not protocol.finished:
-            protocol.connection_lost()
-            if not protocol.close_reason:
-                protocol.close_reason = "client unexpectedly closed TCP connection"
+            protocol.connection_lost("client unexpectedly closed TCP connection")
         self._wake()
 
     async def _wait_held(self, flow: "FlowControl") -> None:
@@ -206,13 +209,12 @@ class ServerConnection:
                     await self._wakeup.wait()
                     self._wakeup = trio.Event()
                     continue
-                barrier = protocol.output_barrier
+                barrier = output.barrier
                 if barrier:
                     committer = self.server.committer
                     if committer is not None:
                         await committer.wait_committed(barrier)
-                    if protocol.output_barrier == barrier:
-                        protocol.output_barrier = 0
+                    output.barrier_passed(barrier)
                 if output.pieces:
                     await self._send_pieces(output.take())
                 else:
@@ -273,8 +275,7 @@ class ServerConnection:
             # Giving up cancels the whole connection: the writer may be stuck in send_all() to a
             # peer that stopped reading, and would otherwise hold the socket until TCP gives up.
             if protocol.state < OPEN and now - started > HANDSHAKE_TIMEOUT:
-                protocol.close_reason = "handshake timeout"
-                protocol.connection_lost()
+                protocol.connection_lost("handshake timeout")
                 cancel_scope.cancel()
                 return
             if protocol.close_reason and not protocol.finished:

@@ -98,7 +98,7 @@ class BrokerServer:
         # Confirms released by a commit are coalesced per channel; send them now, not at the
         # publisher's next read.
         for conn in self.connections:
-            conn.protocol.flush_confirms()
+            conn.protocol.confirms.flush()
 
     def shutdown(self) -> None:
         """Ask :meth:`serve` to close every connection with 320 and return."""

@@ -26,6 +26,7 @@ BUDGETS = {
     "manual ack (one ack per message), 16 B": 13,
     "no-ack, 16 B, delivery_mode 2 on a transient queue": 10,
     "manual ack, prefetch 100, backlog (acks of a read dispatch together), 16 B": 12,
+    "no-ack, 16 B, publisher confirms (one coalesced basic.ack per read)": 10,
 }
 
 
@@ -94,10 +95,12 @@ def _measure_backlog(prefetch: int = 100) -> float:
     return calls / MESSAGES
 
 
-def _measure(manual_ack: bool, properties=None) -> float:
+def _measure(manual_ack: bool, properties=None, confirm: bool = False) -> float:
     broker = Broker()
     publisher, consumer = _open(broker), _open(broker)
     publisher.receive_data(frame.marshal(commands.Queue.Declare(queue="q"), 1))
+    if confirm:
+        publisher.receive_data(frame.marshal(commands.Confirm.Select(), 1))
     consumer.receive_data(frame.marshal(commands.Basic.Consume(
         queue="q", consumer_tag="c", no_ack=not manual_ack), 1))
     publishes = _publishes(MESSAGES, properties)
@@ -118,6 +121,9 @@ def _measure(manual_ack: bool, properties=None) -> float:
     assert len(broker.vhosts["/"].queues["q"].buffer) == 0
     if manual_ack:
         assert not consumer.channels[1].core.unacked
+    if confirm:
+        # One read of publishes, one basic.ack(multiple) up to the last of them.
+        assert publisher.out.count(b"\x00\x3c\x00\x50") == 1
     return calls / MESSAGES
 
 
@@ -127,6 +133,8 @@ def test_calls_per_message_stay_within_budget(name):
         per_message = _measure_backlog()
     elif name.startswith("manual"):
         per_message = _measure(manual_ack=True)
+    elif "confirms" in name:
+        per_message = _measure(False, confirm=True)
     elif "delivery_mode" in name:
         per_message = _measure(False, commands.Basic.Properties(delivery_mode=2))
     else:
