@@ -142,6 +142,35 @@ def peek_properties(properties_raw: bytes) -> tuple[int, int | None, str | None]
     return delivery_mode, priority, expiration
 
 
+# Where each property sits: its flag and its size (an int: fixed; "s": shortstr; "t": table), in
+# wire order up to user_id.
+_LAYOUT_TO_USER_ID = (
+    (_PF_CONTENT_TYPE, "s"), (_PF_CONTENT_ENCODING, "s"), (_PF_HEADERS, "t"),
+    (_PF_DELIVERY_MODE, 1), (_PF_PRIORITY, 1), (_PF_CORRELATION_ID, "s"), (_PF_REPLY_TO, "s"),
+    (_PF_EXPIRATION, "s"), (_PF_MESSAGE_ID, "s"), (_PF_TIMESTAMP, 8), (_PF_LATER_SHORTSTRS[0], "s"),
+)
+
+
+def peek_user_id(properties_raw: bytes) -> str | None:
+    """The user_id property of raw properties already checked by :func:`peek_properties`, or
+    None. Octets that are not UTF-8 (RabbitMQ takes any) come back replaced, so they name no
+    user rather than failing the decode of the whole list."""
+    raw = properties_raw
+    flags = _U16.unpack_from(raw, 0)[0]
+    if not flags & _PF_LATER_SHORTSTRS[1]:
+        return None
+    pos = 2
+    for flag, size in _LAYOUT_TO_USER_ID:
+        if flags & flag:
+            if size == "s":
+                pos += 1 + raw[pos]
+            elif size == "t":
+                pos += 4 + _U32.unpack_from(raw, pos)[0]
+            else:
+                pos += size
+    return str(raw[pos + 1 : pos + 1 + raw[pos]], "utf-8", "replace")
+
+
 # Nesting limit for field tables/arrays when validating: a frame can hold thousands of nested empty
 # tables, which would otherwise hit Python's recursion limit (RecursionError, not ValueError) in
 # pamqp's recursive decoder. Real headers (x-death etc.) nest 2-3 deep; 64 is a broker safety bound.

@@ -25,7 +25,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..broker.message import Message
-from ..broker.properties import decode_properties, peek_properties
+from ..broker.properties import peek_properties, peek_user_id
 from ..errors import (
     CHANNEL_ERROR,
     INTERNAL_ERROR,
@@ -411,7 +411,7 @@ class FrameReader:
             message = Message(exchange, routing_key, properties, body, delivery_mode, priority, expiration)
             message.direct_reply_hint = properties[0] & REPLY_TO_FLAG and DIRECT_REPLY_MARKER in properties
             if properties[1] & _USER_ID_FLAG:
-                message.user_id = decode_properties(properties).user_id
+                message.user_id = peek_user_id(properties)
         try:
             channel.core.basic_publish(exchange, routing_key, mandatory, immediate, message)
         except AMQPError as exc:

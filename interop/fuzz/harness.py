@@ -124,6 +124,11 @@ class Harness:
             try:
                 used, channel, value = pframe.unmarshal(data[pos:])
             except Exception as exc:
+                if data[pos] == 2 and any(isinstance(arg, UnicodeDecodeError) for arg in exc.args):
+                    # A content header forwarded as published, with a shortstr that is not UTF-8:
+                    # RabbitMQ takes and forwards any octets there too; pamqp will not decode it.
+                    pos += 8 + int.from_bytes(data[pos + 3:pos + 7], "big")
+                    continue
                 findings.fail("invalid output frame", seed, f"at {pos}: {exc!r} {data[pos:pos + 40]!r}")
                 return
             pos += used

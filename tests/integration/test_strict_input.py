@@ -112,3 +112,41 @@ def test_names_from_clients_cannot_forge_log_lines(tmp_path):
     log = (tmp_path / "broker.log").read_text()
     assert "q\\x0a2026-01-01 00:00:00,000 [ERROR] amqp_broker.server: forged" in log
     assert not any(line.startswith("2026-01-01") for line in log.splitlines())
+
+
+def test_a_user_id_that_is_not_utf8_is_refused_like_any_other_user(broker, unique):
+    """Found by the fuzzer: it raised out of the protocol layer (RabbitMQ takes any octets and
+    answers 406, with the octets echoed; we echo them replaced)."""
+    header = pframe.marshal(ContentHeader(0, 2, C.Basic.Properties(user_id="guest")), 1)
+    raw = Raw(broker.port)
+    queue = unique()
+    assert isinstance(raw.call(1, C.Channel.Open()), C.Channel.OpenOk)
+    assert isinstance(raw.call(1, C.Queue.Declare(queue=queue)), C.Queue.DeclareOk)
+    raw.sock.sendall(pframe.marshal(C.Basic.Publish(exchange="", routing_key=queue), 1)
+                     + header.replace(b"guest", b"gu\xadst") + pframe.marshal(ContentBody(b"hi"), 1))
+    channel, close = raw.frame()
+    assert channel == 1 and isinstance(close, C.Channel.Close)
+    assert (close.reply_code, close.class_id, close.method_id) == (406, 60, 40)
+    assert close.reply_text == ("PRECONDITION_FAILED - user_id property set to 'gu\ufffdst' but "
+                                "authenticated user was 'guest'")
+    raw.close()
+
+
+def test_properties_that_are_not_utf8_are_forwarded_as_published(broker, unique):
+    """Found by the fuzzer: a reply_to with an octet that is not UTF-8. RabbitMQ forwards the
+    publisher's property bytes as they are, and so do we."""
+    queue = unique()
+    header = pframe.marshal(ContentHeader(0, 2, C.Basic.Properties(reply_to="reply-to")), 1)
+    published = header.replace(b"reply-to", b"reply-t\xad")
+    raw = Raw(broker.port)
+    assert isinstance(raw.call(1, C.Channel.Open()), C.Channel.OpenOk)
+    assert isinstance(raw.call(1, C.Queue.Declare(queue=queue)), C.Queue.DeclareOk)
+    raw.sock.sendall(pframe.marshal(C.Basic.Publish(exchange="", routing_key=queue), 1) + published
+                     + pframe.marshal(ContentBody(b"hi"), 1)
+                     + pframe.marshal(C.Basic.Get(queue=queue, no_ack=True), 1))
+    data = b""
+    while published[7:-1] not in data:
+        chunk = raw.sock.recv(65536)
+        assert chunk, "connection closed before the message came back"
+        data += chunk
+    raw.close()
