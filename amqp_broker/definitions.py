@@ -245,6 +245,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
     """Check every entry of ``data`` against itself and ``broker``; nothing is changed."""
     plan = _Plan()
 
+    # Each section is checked in the same shape (its entries, a name, then its own rules and
+    # warnings); the rules are what differs, entry by entry, as RabbitMQ's import checks them.
     file_users = set()
     for index, raw in entries(data, "users"):
         entry = Entry(f"users[{index}]", raw)

@@ -201,6 +201,8 @@ def exchange_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
         conn.send_method(channel.number, commands.Exchange.DeleteOk())
 
 
+# The handlers below share one shape by design: decode (pamqp did), one core call, encode the
+# reply unless nowait. What differs is the call and the reply, which a table would only hide.
 def exchange_bind(conn: "Connection", channel: ChannelState, m: Any) -> None:
     channel.core.exchange_bind(m.destination, m.source, m.routing_key, m.arguments or {})
     if not m.nowait:
