@@ -273,3 +273,39 @@ def test_messages_handed_straight_to_a_consumer_after_a_paged_backlog_are_delive
     assert [n for n, _ in seen] == list(range(850))
     assert not any(redelivered for _, redelivered in seen)
     conn.close()
+
+
+def test_publishers_wait_silently_while_the_disk_falls_behind(small_broker, monkeypatch):
+    """Messages waiting for the disk (and so their publisher confirms) are bounded: over the
+    store's budget a publisher is held at its next publish, without connection.blocked (RabbitMQ's
+    internal flow control is silent too), until the commits catch up."""
+    from amqp_broker.server import listener
+
+    monkeypatch.setattr(listener, "STORE_BACKLOG_HIGH", 100)
+    monkeypatch.setattr(listener, "STORE_BACKLOG_LOW", 100)
+    events = []
+    conn = connect(small_broker)
+    conn.add_on_connection_blocked_callback(lambda c, f: events.append(f.method.NAME))
+    ch = conn.channel()
+    ch.queue_declare("behind", durable=True)
+    ch.confirm_delivery()
+    server = small_broker.server
+    store = server.store
+    small_broker.call(store._db.execute, "PRAGMA query_only = 1")  # commits fail and are retried
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("", "behind", b"x" * 1000, pika.BasicProperties(delivery_mode=2))
+    plain = conn.channel()
+    plain.basic_publish("", "behind", b"waits", pika.BasicProperties(delivery_mode=2))
+    observer = connect(small_broker).channel()
+    wait_for(lambda: small_broker.call(lambda: sorted(server.flow.reasons)) == ["store"], what="flow")
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        conn.process_data_events(0)
+        assert observer.queue_declare("behind", passive=True).method.message_count == 1
+        time.sleep(0.05)
+    assert events == []  # held silently
+    small_broker.call(store._db.execute, "PRAGMA query_only = 0")  # the retried commit succeeds
+    wait_for(lambda: observer.queue_declare("behind", passive=True).method.message_count == 2,
+             what="the held publish")
+    assert small_broker.call(lambda: sorted(server.flow.reasons)) == []
+    conn.close()

@@ -242,3 +242,34 @@ def test_replies_a_client_does_not_read_wait_in_its_socket(fresh_broker, unique)
     assert ch.queue_declare(queue, passive=True).method.message_count == 0
     conn.close()
     raw.close()
+
+
+def test_a_transaction_stops_growing_while_the_alarm_holds_its_publisher(fresh_broker, unique):
+    """What a channel keeps until tx.commit grows only by publishes, and the alarm holds those.
+    (Publishes waiting for their confirm are bounded by the store's flow control instead: over
+    32 MiB waiting for the disk holds publishers, see test_memory_and_flow.)"""
+    server = fresh_broker.server
+    queue = unique()
+    events = []
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", fresh_broker.port, heartbeat=0))
+    conn.add_on_connection_blocked_callback(lambda c, f: events.append(f.method.NAME))
+    tx = conn.channel()
+    tx.queue_declare(queue, durable=True)
+    tx.tx_select()
+    for _ in range(3):
+        tx.basic_publish("", queue, b"in the transaction")
+
+    def pending():
+        return sum(len(ch.core.tx or ()) for c in server.connections for ch in c.protocol.channels.values())
+
+    assert fresh_broker.call(pending) == 3
+    fresh_broker.call(setattr, server, "memory_limit", 1)
+    poll(lambda: fresh_broker.call(lambda: server.flow.active), what="the alarm")
+    for _ in range(100):
+        tx.basic_publish("", queue, b"held")
+    poll(lambda: conn.process_data_events(0) or events, what="connection.blocked")
+    assert fresh_broker.call(pending) == 3  # nothing more taken into the transaction
+    fresh_broker.call(setattr, server, "memory_limit", 0)
+    tx.tx_commit()
+    assert tx.queue_declare(queue, passive=True).method.message_count == 103
+    conn.close()
