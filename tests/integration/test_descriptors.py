@@ -119,8 +119,12 @@ def test_running_out_of_descriptors_refuses_connections_for_a_moment(limited_bro
     assert broker.stop() == 0
     text = _log(broker)
     warnings = [line for line in text.splitlines() if WARNING in line]
-    assert len(warnings) == 1, warnings
-    assert re.search(rf"\(\d+ open, limit {LIMIT}\): refusing new connections for a moment", warnings[0])
+    # One line when an episode starts and one when it ends, never one per failed accept. Usually
+    # there is one episode; on a slow machine the 10 s handshake timeout can free descriptors
+    # while the test still holds its sockets, and the backlog then fills them again: a second.
+    assert 1 <= len(warnings) == text.count("accepting connections again"), warnings
+    for warning in warnings:
+        assert re.search(rf"\(\d+ open, limit {LIMIT}\): refusing new connections for a moment", warning)
     assert "Traceback" not in text
     assert "[ERROR]" not in text
     assert "cannot sample" not in text
