@@ -3,6 +3,7 @@
     python -m interop.load hold  --port P --pid PID --connections 10000 --heartbeat 5 --seconds 300
     python -m interop.load slow  --port P --pid PID --connections 1000 --seconds 30
     python -m interop.load churn --port P --pid PID --clients 100 --seconds 300
+    python -m interop.load bindings --port P --queues 100000 [--delete]
 
 - ``hold``: N connections, each with a channel and a consumer, heartbeats of H seconds, held for
   S seconds; reports missed heartbeats (a connection the broker closed, or one that saw no frame
@@ -11,6 +12,9 @@
   connecting, publishing and consuming; reports the fast client's round trips and worst latency.
 - ``churn``: C clients opening a connection, declaring, publishing and closing as fast as they
   can; reports operations done, and the broker's descriptors and RSS before, during and after.
+- ``bindings``: N durable queues, each bound to one durable exchange, declared in pipelined
+  batches; reports the time, and the time per 10,000 (restart the broker to time its recovery);
+  ``--delete`` deletes them again instead.
 
 The broker is measured through /proc/PID (Linux). Exit status 1 when a check fails. Only
 loopback addresses are accepted: this is a load generator for a broker on this machine.
@@ -25,6 +29,8 @@ import resource
 import sys
 import time
 
+from pamqp import commands as C
+
 from .client import AmqpClient, broker_fds, broker_rss
 
 
@@ -33,10 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode", required=True)
     for name, help_text in (("hold", "many connections with consumers and heartbeats"),
                             ("slow", "handshakes a byte a second beside a working client"),
-                            ("churn", "connections opened and closed as fast as possible")):
+                            ("churn", "connections opened and closed as fast as possible"),
+                            ("bindings", "many durable queues bound to one exchange")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host", default="127.0.0.1", help="broker address, loopback only (default 127.0.0.1)")
         p.add_argument("--port", type=int, required=True, help="broker AMQP port")
+        if name == "bindings":
+            p.add_argument("--queues", type=int, default=100_000, help="durable queues (default 100000)")
+            p.add_argument("--delete", action="store_true", help="delete the queues and the exchange")
+            continue
         p.add_argument("--pid", type=int, required=True, help="broker process id (for RSS and descriptors)")
         p.add_argument("--seconds", type=float, default=30.0, help="how long to run (default 30)")
         if name == "hold":
@@ -50,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ipaddress.ip_address(args.host).is_loopback:
         parser.error("--host must be a loopback address")
     _raise_fd_limit()
-    runner = {"hold": hold, "slow": slow, "churn": churn}[args.mode]
+    runner = {"hold": hold, "slow": slow, "churn": churn, "bindings": bindings}[args.mode]
     ok = asyncio.run(runner(args))
     return 0 if ok else 1
 
@@ -167,6 +178,39 @@ async def churn(args) -> bool:
           f"{fds_during} -> {fds_after}, RSS {_mb(rss_before)} -> {_mb(rss_during)} -> {_mb(rss_after)}",
           flush=True)
     return done > 0 and fds_after <= fds_before and rss_after <= rss_before + 20e6
+
+
+async def bindings(args) -> bool:
+    client = AmqpClient(args.host, args.port, heartbeat=0)
+    await client.open(consume_queue=None)
+    started = time.monotonic()
+    last = started
+    batch = 500
+    if args.delete:
+        for first in range(0, args.queues, batch):
+            await client.pipelined(C.Queue.Delete(queue=f"load.bound.{i}", nowait=True)
+                                   for i in range(first, min(first + batch, args.queues)))
+        await client.pipelined([C.Exchange.Delete(exchange="load.bound", nowait=True)])
+        print(f"deleted {args.queues} queues in {time.monotonic() - started:.1f} s", flush=True)
+        await client.close()
+        return True
+    await client.pipelined([C.Exchange.Declare(exchange="load.bound", exchange_type="direct", durable=True,
+                                               nowait=True)])
+    for first in range(0, args.queues, batch):
+        methods = []
+        for i in range(first, min(first + batch, args.queues)):
+            methods.append(C.Queue.Declare(queue=f"load.bound.{i}", durable=True, nowait=True))
+            methods.append(C.Queue.Bind(queue=f"load.bound.{i}", exchange="load.bound",
+                                        routing_key=f"k{i}", nowait=True))
+        await client.pipelined(methods)
+        if (first + batch) % 10_000 == 0:
+            now = time.monotonic()
+            print(f"{first + batch} queues: the last 10,000 in {now - last:.1f} s", flush=True)
+            last = now
+    print(f"declared and bound {args.queues} durable queues in {time.monotonic() - started:.1f} s",
+          flush=True)
+    await client.close()
+    return True
 
 
 if __name__ == "__main__":

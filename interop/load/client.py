@@ -113,6 +113,12 @@ class AmqpClient:
         self._send(1, C.Basic.Publish(exchange="", routing_key=queue),
                    ContentHeader(0, len(body), C.Basic.Properties()), ContentBody(body))
 
+    async def pipelined(self, methods) -> None:
+        """Send ``methods`` (nowait ones) in one write, then wait for a round trip (a passive
+        declare of the default exchange) so the broker has handled them all."""
+        self._send(1, *methods, C.Exchange.Declare(exchange="amq.direct", passive=True))
+        await self._method(C.Exchange.DeclareOk)
+
     async def publish_and_receive(self, queue: str, body: bytes) -> None:
         """Publish ``body`` to ``queue`` (which this client consumes) and wait for its delivery."""
         self._send(1, C.Basic.Publish(exchange="", routing_key=queue),
