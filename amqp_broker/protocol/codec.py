@@ -339,6 +339,9 @@ def write_deliver(
         raise
 
 
+# write_deliver_head, write_get_ok and write_return repeat write_deliver's steps (cached
+# shortstrs, the frame packs, the roll-back on failure) on purpose: each is a hot frame written per
+# message, and a shared helper would cost a Python call per message (tests/perf counts them).
 def write_deliver_head(
     out: bytearray,
     channel: int,
@@ -377,9 +380,6 @@ def write_deliver_head(
         raise
 
 
-# write_get_ok and write_return repeat write_deliver's steps (cached shortstrs, the frame packs,
-# the roll-back on failure) on purpose: each is a hot frame written per message, and a shared
-# helper would cost a Python call per message (tests/perf counts them).
 def write_get_ok(
     out: bytearray,
     channel: int,
