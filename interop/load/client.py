@@ -115,7 +115,7 @@ class AmqpClient:
 
     async def pipelined(self, methods) -> None:
         """Send ``methods`` (nowait ones) in one write, then wait for a round trip (a passive
-        declare of the default exchange) so the broker has handled them all."""
+        declare of amq.direct) so the broker has handled them all."""
         self._send(1, *methods, C.Exchange.Declare(exchange="amq.direct", passive=True))
         await self._method(C.Exchange.DeclareOk)
 

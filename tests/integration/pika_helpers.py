@@ -37,6 +37,18 @@ def wait_for(connection, condition, timeout=5.0):
         connection.process_data_events(time_limit=0.02)
 
 
+def poll(predicate, timeout=15.0, what="condition"):
+    """``predicate()``'s first truthy value, polled without a connection's I/O (broker state, a
+    log, another process); fails at the deadline naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def settle(connection, seconds=SETTLE):
     """Keep processing I/O for a while, to catch deliveries that should not happen."""
     deadline = time.monotonic() + seconds

@@ -19,21 +19,12 @@ from pamqp.header import ContentHeader
 
 from amqp_broker.testing import BrokerThread
 from interop.crash.broker_proc import BrokerProcess
+from pika_helpers import ping, poll
 from raw_amqp import Raw
 
 MiB = 1 << 20
 BODY_FRAME = 131072 - 8  # the largest body frame under the default frame_max
 GETS = 10_000
-
-
-def poll(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def rss(pid: int) -> int:
@@ -258,6 +249,7 @@ def test_a_transaction_stops_growing_while_the_alarm_holds_its_publisher(fresh_b
     tx.tx_select()
     for _ in range(3):
         tx.basic_publish("", queue, b"in the transaction")
+    ping(tx)  # a round trip on the same channel: the three publishes are handled before it
 
     def pending():
         return sum(len(ch.core.tx or ()) for c in server.connections for ch in c.protocol.channels.values())
