@@ -61,12 +61,19 @@ class Harness:
     def __init__(self) -> None:
         self.broker = Broker()
         self.counter = _Counter()
-        logger = logging.getLogger("amqp_broker")
+        logger = self._logger = logging.getLogger("amqp_broker")
+        self._saved = (logger.level, logger.propagate)
         logger.addHandler(self.counter)
         logger.setLevel(logging.DEBUG)
         logger.propagate = False  # the run prints its own summary, not thousands of lines
         self.vhost = self.broker.vhosts["/"]
         self._put_sentinel()
+
+    def close(self) -> None:
+        """Give the broker's logger back as it was (a test session goes on after a run)."""
+        self._logger.removeHandler(self.counter)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
 
     def _put_sentinel(self) -> None:
         conn = self.connect()

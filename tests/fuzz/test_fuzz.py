@@ -30,7 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def harness():
-    return Harness()
+    running = Harness()
+    yield running
+    running.close()
 
 
 def assert_clean(findings: Findings) -> None:
