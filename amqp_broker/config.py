@@ -106,6 +106,11 @@ class Settings:
     #: Bytes of ready messages (bodies + per-message overhead) a queue keeps in memory before the
     #: rest of its backlog is paged to the store in data_dir.
     queue_memory_limit_bytes: int = 134217728
+    #: TCP port of the management HTTP API and web page (RabbitMQ's 15672), on ``host``; 0 = off.
+    management_port: int = 15672
+    #: TCP port of the Prometheus metrics endpoint ``/metrics`` (RabbitMQ's 15692), on ``host``;
+    #: 0 = off.
+    prometheus_port: int = 15692
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -119,6 +124,8 @@ class Settings:
                 "log_level",
             )
         _check_range("port", self.port, 0, 65535)
+        _check_range("management_port", self.management_port, 0, 65535)
+        _check_range("prometheus_port", self.prometheus_port, 0, 65535)
         _check_range("heartbeat", self.heartbeat, 0, 65535)
         _check_range("channel_max", self.channel_max, 0, 65535)
         _check_range("frame_max", self.frame_max, 0, 2**32 - 1)
@@ -231,6 +238,8 @@ _FLAG_HELP = {
     "disk_free_limit_bytes": "free disk bytes below which publishers block (default: 50000000)",
     "queue_memory_limit_bytes": "bytes of a queue's backlog kept in memory before the rest is "
     "paged to disk (default: 134217728)",
+    "management_port": "port of the management HTTP API and web page, 0 = off (default: 15672)",
+    "prometheus_port": "port of the Prometheus /metrics endpoint, 0 = off (default: 15692)",
 }
 
 
