@@ -114,10 +114,10 @@ def export_definitions(broker: Broker) -> dict:
             "tags": list(user.tags),
             "limits": {},
         })
-        for vhost in sorted(user.vhosts):
+        for vhost, (configure, write, read) in sorted(user.permissions.items()):
             if vhost in broker.vhosts:  # a grant outliving its vhost would not import
                 permissions.append({
-                    "user": name, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*",
+                    "user": name, "vhost": vhost, "configure": configure, "write": write, "read": read,
                 })
     vhosts = []
     exchanges = []
@@ -203,7 +203,7 @@ class _Plan:
 
     users: list[tuple[Entry, str, str, list[str]]] = dataclasses.field(default_factory=list)
     vhosts: list[str] = dataclasses.field(default_factory=list)
-    permissions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    permissions: list[tuple[str, str, tuple[str, str, str]]] = dataclasses.field(default_factory=list)
     exchanges: list[tuple[Entry, str, str, str, bool, bool, bool, dict]] = dataclasses.field(
         default_factory=list)
     queues: list[tuple[Entry, str, str, bool, bool, dict]] = dataclasses.field(default_factory=list)
@@ -295,9 +295,8 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         check_vhost(entry)
         if user not in broker.users.users and user not in file_users:
             raise entry.fail(f"user {user!r} does not exist: add it to the file's users")
-        for key in ("configure", "write", "read"):
-            entry.text(key, "")
-        plan.permissions.append((user, vhost))
+        regexes = tuple(entry.text(key, "") for key in ("configure", "write", "read"))
+        plan.permissions.append((user, vhost, regexes))  # type: ignore[arg-type]
 
     file_exchanges: dict[tuple[str, str], str] = {}
     for index, raw in entries(data, "exchanges"):
@@ -427,10 +426,10 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
             user.password_hash = password_hash
             user.tags = list(tags)
         broker.save_user(name)
-    for user_name, vhost in plan.permissions:
+    for user_name, vhost, regexes in plan.permissions:
         user = broker.users.users[user_name]
-        if vhost not in user.vhosts:
-            broker.users.grant(user_name, vhost)
+        if user.permissions.get(vhost) != regexes:
+            broker.users.grant(user_name, vhost, regexes)
             broker.save_user(user_name)
 
     def apply(entry: Entry, action: Any, *args: Any, **kwargs: Any) -> Any:

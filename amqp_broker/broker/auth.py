@@ -33,14 +33,26 @@ def check_password(password: str, password_hash: str) -> bool:
     return hmac.compare_digest(expected, password_hash)
 
 
+#: Full access, as RabbitMQ's default user has on the default vhost.
+FULL_ACCESS = (".*", ".*", ".*")
+
+
 @dataclass
 class User:
-    """A user: its password hash, tags and the vhosts it may open."""
+    """A user: its password hash, tags and its permissions per vhost.
+
+    ``permissions`` maps a vhost name to its (configure, write, read) regular expressions, as
+    RabbitMQ's set_permissions takes them; a vhost in it may be opened by the user."""
 
     name: str
     password_hash: str
     tags: list[str] = field(default_factory=list)
-    vhosts: set[str] = field(default_factory=set)
+    permissions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    @property
+    def vhosts(self) -> set[str]:
+        """The vhosts the user may open."""
+        return set(self.permissions)
 
 
 class UserStore:
@@ -55,18 +67,29 @@ class UserStore:
         self.users[name] = user
         return user
 
-    def grant(self, name: str, vhost: str) -> None:
-        """Let user ``name`` open ``vhost`` (full configure/write/read, as guest has on '/')."""
-        self.users[name].vhosts.add(vhost)
+    def grant(self, name: str, vhost: str, permissions: tuple[str, str, str] = FULL_ACCESS) -> None:
+        """Set user ``name``'s (configure, write, read) permissions on ``vhost``; full by default,
+        as guest has on '/'."""
+        self.users[name].permissions[vhost] = tuple(permissions)  # type: ignore[assignment]
 
     def record(self, name: str) -> dict:
         """A user as a store record."""
         user = self.users[name]
-        return {"password_hash": user.password_hash, "tags": list(user.tags), "vhosts": sorted(user.vhosts)}
+        return {
+            "password_hash": user.password_hash,
+            "tags": list(user.tags),
+            "permissions": {vhost: list(perms) for vhost, perms in sorted(user.permissions.items())},
+        }
 
     def restore_user(self, name: str, record: dict) -> User:
-        """Re-create a user from a store record (or a definitions file entry)."""
-        user = User(name, record["password_hash"], list(record.get("tags", [])), set(record.get("vhosts", [])))
+        """Re-create a user from a store record (or a definitions file entry).
+
+        Records written before permissions carried their regular expressions list the vhosts
+        only (``vhosts``): those grants were full access."""
+        permissions = {vhost: tuple(perms) for vhost, perms in (record.get("permissions") or {}).items()}
+        for vhost in record.get("vhosts", ()):
+            permissions.setdefault(vhost, FULL_ACCESS)
+        user = User(name, record["password_hash"], list(record.get("tags", [])), permissions)
         self.users[name] = user
         return user
 

@@ -73,6 +73,25 @@ class Channel:
         self.deferred_cancels: list[str] | None = None
         # Consumer timeout: (time, highest delivery tag then) checkpoints; see consumer_timeout.py.
         self.timeout_marks: deque[tuple[float, int]] = deque()
+        # Message counters for the management API (broker/admin.py). Plain integers bumped in
+        # place: deliveries are counted by next_delivery_tag and confirms by publish_seq already.
+        self.stat_published = 0
+        self.stat_acked = 0
+        self.stat_redelivered = 0
+        self.stat_unroutable = 0
+        self.stat_returned = 0
+
+    def message_stats(self) -> dict[str, int]:
+        """This channel's message counters, by the names of RabbitMQ's message_stats."""
+        return {
+            "publish": self.stat_published,
+            "deliver_get": self.next_delivery_tag,
+            "ack": self.stat_acked,
+            "confirm": self.publish_seq,
+            "redeliver": self.stat_redelivered,
+            "return_unroutable": self.stat_returned,
+            "drop_unroutable": self.stat_unroutable - self.stat_returned,
+        }
 
     def queue_name(self, name: str) -> str:
         """``name``, or for '' the channel's most recently declared queue (RabbitMQ's shortcut)."""
@@ -163,6 +182,9 @@ class Channel:
         """Send ``entry`` to ``consumer``, tracking it as unacked unless no_ack."""
         self.next_delivery_tag += 1
         tag = self.next_delivery_tag
+        entry.queue.stat_delivered += 1
+        if entry.redelivered:
+            self.stat_redelivered += 1
         if not consumer.no_ack:
             entry.consumer = consumer
             entry.delivery_tag = tag
@@ -182,13 +204,18 @@ class Channel:
         unacked = self.unacked
         deliver = self.sink.deliver
         consumer_tag = consumer.tag
+        redelivered = 0
         for entry in entries:
             tag += 1
             entry.consumer = consumer
             entry.delivery_tag = tag
             unacked[tag] = entry
+            if entry.redelivered:
+                redelivered += 1
             deliver(consumer_tag, tag, entry.redelivered, entry.message)
         count = len(entries)
+        consumer.queue.stat_delivered += count
+        self.stat_redelivered += redelivered
         self.next_delivery_tag = tag
         consumer.unacked += count
         self.consumer_unacked += count
@@ -272,6 +299,7 @@ class Channel:
         """basic.publish: route, enqueue, return if mandatory and unroutable, confirm."""
         if immediate:
             raise ConnectionLevelError(NOT_IMPLEMENTED, "immediate=true")
+        self.stat_published += 1
         exchange = self.vhost.exchanges.get(exchange_name)
         if exchange is None:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
@@ -334,8 +362,11 @@ class Channel:
                 self.publish_rejected = True
             if queue.persistence is not None:
                 stored = True
-        if not routed and mandatory:
-            self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+        if not routed:
+            self.stat_unroutable += 1
+            if mandatory:
+                self.stat_returned += 1
+                self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
         return stored and message.delivery_mode == 2
 
     # -- direct reply-to ----------------------------------------------------------------------------
@@ -395,6 +426,9 @@ class Channel:
         entry = queue.get()
         if entry is None:
             return None
+        queue.stat_delivered += 1
+        if entry.redelivered:
+            self.stat_redelivered += 1
         self.next_delivery_tag += 1
         tag = self.next_delivery_tag
         if not no_ack:
@@ -433,6 +467,7 @@ class Channel:
             entry = self.unacked.pop(delivery_tag, None)
             if entry is None:
                 raise precondition_failed(f"unknown delivery tag {delivery_tag}")
+            self.stat_acked += 1
             if entry.stored:
                 entry.queue.drop(entry)
             consumer = entry.consumer
@@ -482,6 +517,9 @@ class Channel:
         ``reason`` is None, else dead-lettered for that reason where the queue says so)."""
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         touched: set[Queue] = set()
+        if not requeue and reason is None:
+            entries = list(entries)
+            self.stat_acked += len(entries)
         for entry in entries:
             consumer = entry.consumer
             if consumer is not None:
@@ -534,8 +572,11 @@ class Channel:
                 for queue in queues:
                     if queue.publish(message) is False:
                         rejected = True
-                if not queues and mandatory:
-                    self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
+                if not queues:
+                    self.stat_unroutable += 1
+                    if mandatory:
+                        self.stat_returned += 1
+                        self.sink.basic_return(NO_ROUTE, "NO_ROUTE", message)
             elif action[0] == "ack":
                 self._settle(action[1], requeue=False, reason=None)
             else:
@@ -576,6 +617,9 @@ class Channel:
             self.tx = None
         consumers = list(self.consumers.values())
         self.consumers.clear()
+        retired = self.vhost.retired_stats
+        for key, value in self.message_stats().items():
+            retired[key] += value
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         for entry in entries:
             by_queue[entry.queue].append(entry)

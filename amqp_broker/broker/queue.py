@@ -148,6 +148,9 @@ class Queue:
         # TTL, x-expires, length limits, dead-lettering, quorum semantics (extensions.py); None for
         # a queue with none of those arguments, so the hot path pays a single test.
         self.ext: QueueExtensions | None = extensions_for(self)
+        # Messages enqueued and handed out (deliveries and basic.get), for the management API.
+        self.stat_published = 0
+        self.stat_delivered = 0
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -190,6 +193,7 @@ class Queue:
                 return False
             message = admitted
         self._seq += 1
+        self.stat_published += 1
         consumers = self.consumers
         buffer = self.buffer
         if (ext is None and len(consumers) == 1 and not self.prioritised and not buffer
@@ -203,6 +207,7 @@ class Queue:
                 # Consumer.can_take inlined for the no-ack case; nothing to track, so no entry.
                 channel = consumer.channel
                 if channel.open and channel.sink.writable():
+                    self.stat_delivered += 1
                     channel.next_delivery_tag += 1
                     channel.sink.deliver(consumer.tag, channel.next_delivery_tag, False, message)
                     return True

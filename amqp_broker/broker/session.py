@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .broker import Broker
@@ -21,6 +22,16 @@ class Session:
         self.vhost = vhost
         self.client_properties = client_properties
         self.peer = peer
+        # RabbitMQ's connection name ("peer -> local"), when the transport knows the local end.
+        self.name = peer
+        # Milliseconds since the epoch, as the management API reports connected_at.
+        self.connected_at = int(time.time() * 1000)
+        # What the protocol layer negotiated (frame_max, channel_max, timeout, auth_mechanism...),
+        # for the management API; the core never reads it.
+        self.details: dict[str, Any] = {}
+        # Closes the connection with 320 CONNECTION_FORCED and the given text: set by the layer
+        # that owns the transport, so an operator can close a connection (admin.close_connection).
+        self.closer: Callable[[str], None] | None = None
         capabilities = client_properties.get("capabilities") or {}
         # Only clients that announce consumer_cancel_notify get a server-sent basic.cancel
         # (RabbitMQ does the same; older clients would treat it as a protocol error).

@@ -36,6 +36,11 @@ from .timers import Timers
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
+#: The message counters a channel keeps (Channel.message_stats), by RabbitMQ's names.
+MESSAGE_STATS = (
+    "publish", "deliver_get", "ack", "confirm", "redeliver", "return_unroutable", "drop_unroutable",
+)
+
 # The exchanges every RabbitMQ vhost starts with (AMQP 0-9-1 spec 3.1.3: amq.direct, amq.fanout,
 # amq.topic, amq.headers/amq.match; all durable).
 PREDECLARED = (
@@ -69,6 +74,8 @@ class VHost:
         self.replies = DirectReplyTo()
         # Message TTL and x-expires deadlines; the Broker gives all its vhosts its own heap.
         self.timers = Timers()
+        # Message counters of this vhost's closed channels (the live ones keep their own).
+        self.retired_stats: dict[str, int] = dict.fromkeys(MESSAGE_STATS, 0)
 
     # -- lookups ----------------------------------------------------------------------------------
 

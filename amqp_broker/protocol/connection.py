@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import platform
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
@@ -131,9 +131,15 @@ class Connection(FrameReader):
         channel_max: int = 2047,
         cluster_name: str = "amqp_broker",
         max_message_size: int = 134217728,
+        local: str = "",
     ):
         self.broker = broker
         self.peer = peer
+        # Our end of the socket ("127.0.0.1:5672"), for the connection's name.
+        self.local = local
+        self.auth_mechanism = ""
+        # The transport's own forced close (the server's cancels a held read too).
+        self.on_force_close: Callable[[str], None] | None = None
         # Everything to send; the server's writer takes it from there.
         self.output = Output()
         self.state: ConnectionState = AWAIT_HEADER
@@ -276,6 +282,7 @@ class Connection(FrameReader):
                 self.session = self.broker.open_session(
                     self.user, method.virtual_host, self.client_properties, self.peer
                 )
+                self._describe_session(self.session)
                 self._enter(OPEN)
                 self.send_method(0, commands.Connection.OpenOk())
                 log.info(
@@ -308,12 +315,38 @@ class Connection(FrameReader):
             class_id, method_id = _method_ids(method)
             self._fail(exc, 0, class_id, method_id)
 
+    def _describe_session(self, session: Session) -> None:
+        """Give the core what an operator sees of this connection, and a way to close it."""
+        if self.local:
+            session.name = f"{self.peer} -> {self.local}"
+        session.details = {
+            "protocol": "AMQP 0-9-1",
+            "auth_mechanism": self.auth_mechanism,
+            "frame_max": self.frame_max,
+            "channel_max": self.channel_max,
+            "timeout": self.heartbeat,
+            "local": self.local,
+        }
+        session.closer = self.force_close
+
+    def force_close(self, reply_text: str) -> None:
+        """Close with 320 CONNECTION_FORCED (an operator's or a shutdown's close); the transport
+        may replace this with its own (see :attr:`on_force_close`)."""
+        if self.on_force_close is not None:
+            self.on_force_close(reply_text)
+        elif self.state == OPEN:
+            self.close(CONNECTION_FORCED, reply_text)
+            self.output.on_output()
+        else:
+            self.connection_lost()
+
     def _on_start_ok(self, method: Any) -> None:
         self.client_properties = method.client_properties or {}
         capabilities = self.client_properties.get("capabilities") or {}
         self._auth_failure_close = bool(capabilities.get("authentication_failure_close"))
         self._blocked_capable = bool(capabilities.get("connection.blocked"))
         mechanism = method.mechanism
+        self.auth_mechanism = mechanism
         credentials = parse_credentials(mechanism, method.response)
         if credentials is None:
             # An unknown mechanism or a malformed response is a protocol error to RabbitMQ, not a

@@ -62,7 +62,7 @@ _HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLE
 class ServerConnection:
     """Runs one accepted socket until either side closes it."""
 
-    def __init__(self, server: "BrokerServer", stream: trio.SocketStream, peer: str):
+    def __init__(self, server: "BrokerServer", stream: trio.SocketStream, peer: str, local: str = ""):
         self.server = server
         self.stream = stream
         self.peer = peer
@@ -75,8 +75,10 @@ class ServerConnection:
             channel_max=settings.channel_max,
             max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
+            local=local,
         )
         self.protocol.output.on_output = self._wake
+        self.protocol.on_force_close = self.force_close
         self._wakeup = trio.Event()
         now = trio.current_time()
         self.last_receive = now

@@ -7,16 +7,18 @@ import os
 import signal
 import socket
 import sys
+import time
 
 import trio
 
+from ..broker.admin import Admin
 from ..broker.broker import Broker
 from ..config import Settings
 from ..store.lock import DataDirLock
 from ..store.sqlite import SQLiteStore
 from .committer import Committer
 from .flow import FlowControl
-from .flow import memory_limit
+from .flow import ALARMS, memory_limit, resident_memory
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
 from .descriptors import serve_listeners
@@ -52,6 +54,28 @@ class BrokerServer:
         # Alarm thresholds in bytes (0: off); attributes so a test or an operator can change them.
         self.memory_limit = memory_limit(settings.memory_high_watermark)
         self.disk_free_limit = settings.disk_free_limit_bytes
+        # What the management API, the control CLI and the pytest plugin use: the only door in.
+        self.admin = Admin(self.broker, self.node_info)
+        self.started_at = time.time()
+        # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
+        self.listeners: list[tuple[str, str, int]] = []
+
+    def node_info(self) -> dict:
+        """Facts of this broker process the core cannot know, for :class:`Admin`."""
+        return {
+            "name": self.cluster_name,
+            "pid": os.getpid(),
+            "listeners": [
+                {"protocol": protocol, "ip_address": address, "port": port}
+                for protocol, address, port in self.listeners
+            ],
+            "mem_used": resident_memory(),
+            "mem_limit": self.memory_limit,
+            "disk_free_limit": self.disk_free_limit,
+            "alarms": sorted(r for r in self.flow.reasons if r in ALARMS),
+            "uptime_ms": int((time.time() - self.started_at) * 1000),
+            "data_dir": os.path.abspath(self.settings.data_dir),
+        }
 
     def alarm_limits(self) -> tuple[int, str, int]:
         """(memory limit, data directory, free-disk limit) for the alarm monitor."""
@@ -134,6 +158,9 @@ class BrokerServer:
 
     async def _serve(self, listeners: list, handle_signals: bool, task_status) -> None:
         self.port = listeners[0].socket.getsockname()[1]
+        self.listeners = [
+            ("amqp", *listener.socket.getsockname()[:2]) for listener in listeners
+        ]
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
@@ -183,9 +210,11 @@ class BrokerServer:
         try:
             host, port = stream.socket.getpeername()[:2]
             peer = f"{host}:{port}"
+            host, port = stream.socket.getsockname()[:2]
+            local = f"{host}:{port}"
         except OSError:
-            peer = "unknown"
-        conn = ServerConnection(self, stream, peer)
+            peer, local = "unknown", ""
+        conn = ServerConnection(self, stream, peer, local)
         self.connections.add(conn)
         try:
             await conn.run()

@@ -1,0 +1,786 @@
+"""The query and admin API of the broker core: what operators see and do, as plain calls.
+
+The management HTTP API, the control CLI and the pytest plugin all go through :class:`Admin` and
+nothing else; none of them reaches into queues, channels or sessions. Snapshots are plain
+JSON-ready dicts whose keys are those of RabbitMQ's management API (``messages_ready``,
+``consumer_count``...), because every consumer of this API speaks RabbitMQ's vocabulary; a caller
+adds or renames what its own format needs.
+
+Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``) and RabbitMQ's
+reason text; errors of the core (an inequivalent redeclare, a reserved name) arrive as
+``bad_request`` with the text a client would have read after the reply code.
+
+Everything here runs on the broker's event loop, like any client's method.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ..errors import AMQPError
+from .auth import FULL_ACCESS, check_password, hash_password
+from .exchange import Exchange
+from .message import Message
+from .properties import properties_from_dict
+from .queue_types import queue_type_of
+from .vhost import MESSAGE_STATS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .broker import Broker
+    from .channel import Channel
+    from .queue import Queue
+    from .session import Session
+    from .vhost import VHost
+
+
+#: The reason RabbitMQ's management API gives a connection it closes without one.
+DEFAULT_CLOSE_REASON = "Closed via management plugin"
+
+
+class AdminError(Exception):
+    """An admin call that cannot be done: ``kind`` is ``not_found`` or ``bad_request``."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def _not_found(what: str) -> AdminError:
+    return AdminError("not_found", f"{what} not found")
+
+
+def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a core call; its protocol error becomes a bad request with the error's own text."""
+    try:
+        return call(*args, **kwargs)
+    except AMQPError as exc:
+        raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
+
+
+def _json(value: Any) -> Any:
+    """A field-table value as JSON, as RabbitMQ's management API shows it."""
+    from ..definitions_file import json_value  # a leaf module of plain conversions
+
+    return json_value(value)
+
+
+class Admin:
+    """Snapshots and admin actions over one :class:`~amqp_broker.broker.broker.Broker`.
+
+    ``node`` is filled in by whoever runs the broker (the server): a callable returning the
+    node's facts (name, listeners, memory, alarms, start time) that the core cannot know."""
+
+    def __init__(self, broker: "Broker", node: Callable[[], dict] | None = None):
+        self.broker = broker
+        self.node = node or (lambda: {})
+        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_rates`).
+        self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
+
+    # -- node -------------------------------------------------------------------------------------
+
+    def node_info(self) -> dict:
+        """The node's facts (name, listeners, memory, alarms...) as the server reports them."""
+        return dict(self.node())
+
+    def overview(self) -> dict:
+        """Object totals, queued message totals and global message counters with rates."""
+        broker = self.broker
+        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
+        ready = sum(q.message_count for q in queues)
+        unacked = sum(len(ch.unacked) for s in broker.sessions for ch in s.channels.values())
+        totals = self.message_totals()
+        return {
+            "object_totals": {
+                "connections": len(broker.sessions),
+                "channels": sum(len(s.channels) for s in broker.sessions),
+                "consumers": sum(q.consumer_count for q in queues),
+                "queues": len(queues),
+                "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+            },
+            "queue_totals": {
+                "messages": ready + unacked,
+                "messages_ready": ready,
+                "messages_unacknowledged": unacked,
+            },
+            "message_stats": self._with_rates("overview", totals),
+        }
+
+    def message_totals(self, vhost: str | None = None) -> dict[str, int]:
+        """Message counters (RabbitMQ's message_stats names) since start, of one vhost or all."""
+        totals = dict.fromkeys(MESSAGE_STATS, 0)
+        for v in self._vhosts(vhost):
+            for key, value in v.retired_stats.items():
+                totals[key] += value
+        for session in self.broker.sessions:
+            if vhost is not None and session.vhost.name != vhost:
+                continue
+            for channel in session.channels.values():
+                for key, value in channel.message_stats().items():
+                    totals[key] += value
+        return totals
+
+    def _with_rates(self, key: Any, totals: dict[str, int]) -> dict:
+        """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
+        message_stats; rates come from the difference with the oldest sample of the last 10 s."""
+        now = time.monotonic()
+        samples = self._samples.setdefault(key, [])
+        while samples and now - samples[0][0] > 10.0:
+            samples.pop(0)
+        if not samples or now - samples[-1][0] >= 1.0:
+            samples.append((now, dict(totals)))
+        stats: dict[str, Any] = {}
+        then, old = samples[0]
+        elapsed = now - then
+        for name, value in totals.items():
+            stats[name] = value
+            rate = (value - old.get(name, 0)) / elapsed if elapsed > 0.5 else 0.0
+            stats[f"{name}_details"] = {"rate": round(max(rate, 0.0), 1)}
+        return stats
+
+    # -- vhosts -----------------------------------------------------------------------------------
+
+    def _vhosts(self, name: str | None) -> Iterable["VHost"]:
+        if name is None:
+            return list(self.broker.vhosts.values())
+        return [self._vhost(name)]
+
+    def _vhost(self, name: str) -> "VHost":
+        vhost = self.broker.vhosts.get(name)
+        if vhost is None:
+            raise _not_found(f"vhost '{name}'")
+        return vhost
+
+    def vhosts(self) -> list[dict]:
+        """Every vhost with its message totals, sorted by name."""
+        return [self.vhost(name) for name in sorted(self.broker.vhosts)]
+
+    def vhost(self, name: str) -> dict:
+        """One vhost."""
+        vhost = self._vhost(name)
+        ready = sum(q.message_count for q in vhost.queues.values())
+        unacked = sum(
+            len(ch.unacked) for s in self.broker.sessions if s.vhost is vhost for ch in s.channels.values()
+        )
+        return {
+            "name": name,
+            "description": "",
+            "tags": [],
+            "tracing": False,
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+            "message_stats": self._with_rates(("vhost", name), self.message_totals(name)),
+        }
+
+    def add_vhost(self, name: str) -> bool:
+        """Create a vhost; False when it existed already (idempotent, as RabbitMQ)."""
+        if not name:
+            raise AdminError("bad_request", "vhost name must not be empty")
+        existed = name in self.broker.vhosts
+        self.broker.add_vhost(name)
+        return not existed
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost: its connections are closed, its queues and exchanges go, grants on it
+        are revoked (RabbitMQ's rabbit_vhost:delete)."""
+        vhost = self._vhost(name)
+        for session in [s for s in self.broker.sessions if s.vhost is vhost]:
+            self._close(session, f"vhost '{name}' is deleted")
+        for queue in list(vhost.queues.values()):
+            vhost.delete_queue(queue)
+        for exchange_name in [n for n in vhost.exchanges if n and not n.startswith("amq.")]:
+            if exchange_name in vhost.exchanges:
+                _core(vhost.delete_exchange, exchange_name)
+        del self.broker.vhosts[name]
+        store = self._store()
+        if store is not None:
+            store.delete("vhost", (name,))
+        for user in self.broker.users.users.values():
+            if user.permissions.pop(name, None) is not None:
+                self.broker.save_user(user.name)
+
+    def _store(self) -> Any:
+        persistence = self.broker.persistence
+        return None if persistence is None else persistence.store
+
+    # -- users and permissions ----------------------------------------------------------------------
+
+    def users(self) -> list[dict]:
+        """Every user (name, password hash, tags), sorted by name."""
+        return [self.user(name) for name in sorted(self.broker.users.users)]
+
+    def user(self, name: str) -> dict:
+        """One user."""
+        user = self.broker.users.users.get(name)
+        if user is None:
+            raise _not_found(f"user '{name}'")
+        return {
+            "name": name,
+            "password_hash": user.password_hash,
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": list(user.tags),
+            "limits": {},
+        }
+
+    def add_user(self, name: str, password: str | None = None, *, password_hash: str | None = None,
+                 tags: Iterable[str] = ()) -> bool:
+        """Create or update a user (RabbitMQ's PUT /api/users/u); True when it was created.
+
+        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password);
+        an existing user keeps its permissions."""
+        if not name:
+            raise AdminError("bad_request", "user name must not be empty")
+        if password is not None and password_hash is not None:
+            raise AdminError("bad_request", "give password or password_hash, not both")
+        if password is None and password_hash is None:
+            raise AdminError("bad_request", "password or password_hash is required")
+        digest = hash_password(password) if password is not None else password_hash
+        users = self.broker.users.users
+        existing = users.get(name)
+        if existing is None:
+            user = self.broker.users.add_user(name, "", list(tags))
+            user.password_hash = digest or ""
+        else:
+            existing.password_hash = digest or ""
+            existing.tags = list(tags)
+        self.broker.save_user(name)
+        return existing is None
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user and close its connections (RabbitMQ does the same)."""
+        if name not in self.broker.users.users:
+            raise _not_found(f"user '{name}'")
+        del self.broker.users.users[name]
+        store = self._store()
+        if store is not None:
+            store.delete("user", (name,))
+        for session in [s for s in self.broker.sessions if s.user == name]:
+            self._close(session, f"user '{name}' is deleted")
+
+    def change_password(self, name: str, password: str) -> None:
+        """Set a user's password."""
+        user = self.broker.users.users.get(name)
+        if user is None:
+            raise _not_found(f"user '{name}'")
+        user.password_hash = hash_password(password)
+        self.broker.save_user(name)
+
+    def clear_password(self, name: str) -> None:
+        """Remove a user's password: it can no longer log in with one."""
+        user = self.broker.users.users.get(name)
+        if user is None:
+            raise _not_found(f"user '{name}'")
+        user.password_hash = ""
+        self.broker.save_user(name)
+
+    def set_user_tags(self, name: str, tags: Iterable[str]) -> None:
+        """Replace a user's tags (administrator, monitoring, management...)."""
+        user = self.broker.users.users.get(name)
+        if user is None:
+            raise _not_found(f"user '{name}'")
+        user.tags = list(tags)
+        self.broker.save_user(name)
+
+    def authenticate_user(self, name: str, password: str) -> dict | None:
+        """The user's snapshot when ``password`` is right, else None."""
+        user = self.broker.users.users.get(name)
+        if user is None or not user.password_hash or not check_password(password, user.password_hash):
+            return None
+        return self.user(name)
+
+    def permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict]:
+        """Permissions (user, vhost, configure, write, read), of a vhost and/or user, sorted."""
+        if vhost is not None:
+            self._vhost(vhost)
+        if user is not None and user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        rows = []
+        for name, entry in sorted(self.broker.users.users.items()):
+            if user is not None and name != user:
+                continue
+            for vhost_name, (configure, write, read) in sorted(entry.permissions.items()):
+                if (vhost is None or vhost_name == vhost) and vhost_name in self.broker.vhosts:
+                    rows.append({"user": name, "vhost": vhost_name,
+                                 "configure": configure, "write": write, "read": read})
+        return rows
+
+    def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
+                        read: str = ".*") -> None:
+        """Grant ``user`` access to ``vhost`` with these regular expressions."""
+        if user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        for label, pattern in (("configure", configure), ("write", write), ("read", read)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
+        self.broker.users.grant(user, vhost, (configure, write, read))
+        self.broker.save_user(user)
+
+    def clear_permissions(self, user: str, vhost: str) -> None:
+        """Revoke ``user``'s access to ``vhost``."""
+        entry = self.broker.users.users.get(user)
+        if entry is None:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        if entry.permissions.pop(vhost, None) is None:
+            raise _not_found(f"permissions of user '{user}' on vhost '{vhost}'")
+        self.broker.save_user(user)
+
+    # -- exchanges --------------------------------------------------------------------------------
+
+    def exchanges(self, vhost: str | None = None) -> list[dict]:
+        """Every exchange (the default one included, named ""), by vhost then name."""
+        return [
+            self._exchange_info(v, v.exchanges[name])
+            for v in sorted(self._vhosts(vhost), key=lambda v: v.name)
+            for name in sorted(v.exchanges)
+        ]
+
+    def exchange(self, vhost: str, name: str) -> dict:
+        """One exchange."""
+        v = self._vhost(vhost)
+        exchange = v.exchanges.get(name)
+        if exchange is None:
+            raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
+        return self._exchange_info(v, exchange)
+
+    @staticmethod
+    def _exchange_info(vhost: "VHost", exchange: Exchange) -> dict:
+        return {
+            "name": exchange.name,
+            "vhost": vhost.name,
+            "type": exchange.type_name or "direct",
+            "durable": exchange.durable,
+            "auto_delete": exchange.auto_delete,
+            "internal": exchange.internal,
+            "arguments": _json(exchange.arguments),
+        }
+
+    def declare_exchange(self, vhost: str, name: str, type_name: str = "direct", *, durable: bool = True,
+                         auto_delete: bool = False, internal: bool = False,
+                         arguments: dict | None = None) -> None:
+        """Declare an exchange (RabbitMQ's rules: reserved names, equivalence)."""
+        v = self._vhost(vhost)
+        _core(v.declare_exchange, name, type_name, durable=durable, auto_delete=auto_delete,
+              internal=internal, arguments=dict(arguments or {}))
+
+    def delete_exchange(self, vhost: str, name: str, if_unused: bool = False) -> None:
+        """Delete an exchange; the default and amq.* ones cannot be."""
+        v = self._vhost(vhost)
+        if name not in v.exchanges:
+            raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
+        if not name or name.startswith("amq."):
+            raise AdminError("bad_request", f"operation not permitted on exchange '{name}'")
+        _core(v.delete_exchange, name, if_unused)
+
+    # -- queues -----------------------------------------------------------------------------------
+
+    def queues(self, vhost: str | None = None) -> list[dict]:
+        """Every queue, by vhost then name."""
+        unacked = self._unacked_by_queue()
+        return [
+            self._queue_info(v.queues[name], unacked)
+            for v in sorted(self._vhosts(vhost), key=lambda v: v.name)
+            for name in sorted(v.queues)
+        ]
+
+    def queue(self, vhost: str, name: str) -> dict:
+        """One queue."""
+        return self._queue_info(self._queue(vhost, name), self._unacked_by_queue())
+
+    def _queue(self, vhost: str, name: str) -> "Queue":
+        queue = self._vhost(vhost).queues.get(name)
+        if queue is None:
+            raise _not_found(f"queue '{name}' in vhost '{vhost}'")
+        return queue
+
+    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", int]) -> dict:
+        unacked = unacked_by_queue.get(queue, 0)
+        ready = queue.message_count
+        owner = queue.exclusive_owner
+        consumers = queue.all_consumers()
+        stats = {"publish": queue.stat_published, "deliver_get": queue.stat_delivered}
+        return {
+            "name": queue.name,
+            "vhost": queue.vhost.name,
+            "type": queue_type_of(queue.arguments).name,
+            "durable": queue.durable,
+            "auto_delete": queue.auto_delete,
+            "exclusive": owner is not None,
+            "owner_pid_details": {"name": owner.name} if owner is not None else None,
+            "arguments": _json(queue.arguments),
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+            "message_bytes_ready": queue.buffer.bytes,
+            "consumers": len(consumers),
+            "consumer_utilisation": None,
+            # Bodies held in memory plus a fixed bookkeeping cost per message (as the paging
+            # accounts them): an estimate, where RabbitMQ reports its queue process's heap.
+            "memory": queue.buffer.bytes + ready * 300,
+            "state": "running",
+            "message_stats": self._with_rates(("queue", queue.vhost.name, queue.name), stats),
+        }
+
+    def _unacked_by_queue(self) -> dict["Queue", int]:
+        """Unacknowledged deliveries per queue (they are held by channels, not by the queue)."""
+        counts: dict[Queue, int] = {}
+        for session in self.broker.sessions:
+            for channel in session.channels.values():
+                for entry in channel.unacked.values():
+                    counts[entry.queue] = counts.get(entry.queue, 0) + 1
+        return counts
+
+    def declare_queue(self, vhost: str, name: str, *, durable: bool = True, auto_delete: bool = False,
+                      arguments: dict | None = None) -> bool:
+        """Declare a queue (RabbitMQ's rules); True when it was created."""
+        v = self._vhost(vhost)
+        existed = name in v.queues
+        _core(v.declare_queue, None, name, durable=durable, auto_delete=auto_delete,
+              arguments=dict(arguments or {}))
+        return not existed
+
+    def delete_queue(self, vhost: str, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
+        """Delete a queue; returns how many ready messages went with it."""
+        queue = self._queue(vhost, name)
+        _core(queue.check_delete, if_unused, if_empty)
+        return queue.vhost.delete_queue(queue)
+
+    def purge_queue(self, vhost: str, name: str) -> int:
+        """Drop a queue's ready messages; returns how many."""
+        return self._queue(vhost, name).purge()
+
+    # -- bindings ---------------------------------------------------------------------------------
+
+    def bindings(self, vhost: str | None = None, *, source: str | None = None,
+                 destination: str | None = None, destination_type: str | None = None) -> list[dict]:
+        """Bindings as RabbitMQ lists them: each queue's implicit default-exchange binding first,
+        then the explicit ones, by source, destination and routing key."""
+        rows = []
+        for v in sorted(self._vhosts(vhost), key=lambda v: v.name):
+            if source is not None and source not in v.exchanges:
+                raise _not_found(f"exchange '{source}' in vhost '{v.name}'")
+            if source in (None, ""):
+                for name in sorted(v.queues):
+                    if destination is None or destination == name:
+                        if destination_type in (None, "queue"):
+                            rows.append(self._binding(v.name, "", name, "queue", name, {}))
+            explicit = []
+            for exchange_name, exchange in v.exchanges.items():
+                if not exchange_name or (source is not None and exchange_name != source):
+                    continue
+                for (dest, routing_key, _frozen), arguments in exchange.bindings.items():
+                    kind = "exchange" if isinstance(dest, Exchange) else "queue"
+                    if destination is not None and dest.name != destination:
+                        continue
+                    if destination_type is not None and kind != destination_type:
+                        continue
+                    explicit.append(self._binding(v.name, exchange_name, dest.name, kind, routing_key,
+                                                  arguments))
+            explicit.sort(key=lambda b: (b["source"], b["destination_type"], b["destination"],
+                                         b["routing_key"], b["properties_key"]))
+            rows.extend(explicit)
+        return rows
+
+    @staticmethod
+    def _binding(vhost: str, source: str, destination: str, kind: str, routing_key: str,
+                 arguments: dict) -> dict:
+        return {
+            "source": source,
+            "vhost": vhost,
+            "destination": destination,
+            "destination_type": kind,
+            "routing_key": routing_key,
+            "arguments": _json(arguments),
+            "properties_key": properties_key(routing_key, arguments),
+        }
+
+    def bind(self, vhost: str, source: str, destination: str, destination_type: str = "queue",
+             routing_key: str = "", arguments: dict | None = None) -> str:
+        """Add a binding; returns its properties_key (the last part of its management URL)."""
+        v = self._vhost(vhost)
+        exchange = v.exchanges.get(source)
+        if exchange is None:
+            raise _not_found(f"exchange '{source}' in vhost '{vhost}'")
+        arguments = dict(arguments or {})
+        if destination_type == "queue":
+            queue = self._queue(vhost, destination)
+            _core(v.bind_queue, queue, exchange, routing_key, arguments)
+        else:
+            target = v.exchanges.get(destination)
+            if target is None:
+                raise _not_found(f"exchange '{destination}' in vhost '{vhost}'")
+            _core(v.bind_exchange, target, exchange, routing_key, arguments)
+        return properties_key(routing_key, arguments)
+
+    def unbind(self, vhost: str, source: str, destination: str, destination_type: str,
+               props: str) -> None:
+        """Remove the binding whose properties_key is ``props``."""
+        for row in self.bindings(vhost, source=source, destination=destination,
+                                 destination_type=destination_type):
+            if row["properties_key"] == props and source:
+                v = self._vhost(vhost)
+                exchange = v.exchanges[source]
+                arguments = self._binding_arguments(exchange, destination, row["routing_key"], props)
+                if destination_type == "queue":
+                    _core(v.unbind_queue, self._queue(vhost, destination), exchange,
+                          row["routing_key"], arguments)
+                else:
+                    _core(v.unbind_exchange, v.exchanges[destination], exchange, row["routing_key"],
+                          arguments)
+                return
+        raise _not_found("binding")
+
+    @staticmethod
+    def _binding_arguments(exchange: Exchange, destination: str, routing_key: str, props: str) -> dict:
+        for (dest, key, _frozen), arguments in exchange.bindings.items():
+            if dest.name == destination and key == routing_key and properties_key(key, arguments) == props:
+                return arguments
+        return {}
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
+                properties: dict | None = None) -> bool:
+        """Publish a message as a client would (no confirm, not mandatory); True when it was
+        routed to at least one queue."""
+        v = self._vhost(vhost)
+        target = v.exchanges.get(exchange)
+        if target is None:
+            raise _not_found(f"exchange '{exchange}' in vhost '{vhost}'")
+        properties = dict(properties or {})
+        try:
+            raw = properties_from_dict(properties)
+        except Exception as exc:  # pamqp's validation of a property value
+            raise AdminError("bad_request", f"invalid properties: {exc}") from None
+        message = Message(exchange, routing_key, raw, payload, properties.get("delivery_mode") or 0,
+                          properties.get("priority"), properties.get("expiration"),
+                          properties.get("headers"), properties.get("user_id"))
+        if target.name == "":
+            queue = v.queues.get(routing_key)
+            queues = [queue] if queue is not None else []
+        else:
+            queues = list(v.route(target, message))
+        for queue in queues:
+            queue.publish(message)
+        return bool(queues)
+
+    def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
+                     truncate: int | None = None) -> list[dict]:
+        """Take up to ``count`` ready messages as basic.get would and put them back (flagged
+        redelivered) when ``requeue``, else drop them as acked."""
+        q = self._queue(vhost, queue)
+        taken = []
+        for _ in range(max(count, 0)):
+            entry = q.get()
+            if entry is None:
+                break
+            q.stat_delivered += 1
+            taken.append(entry)
+        result = []
+        before = q.message_count + len(taken)
+        for index, entry in enumerate(taken):
+            message = entry.message
+            body = message.body if truncate is None else message.body[:truncate]
+            result.append({
+                "payload_bytes": len(message.body),
+                "redelivered": entry.redelivered,
+                "exchange": message.exchange,
+                "routing_key": message.routing_key,
+                "message_count": before - index - 1,
+                "properties": _json(_set_properties(message)),
+                "body": bytes(body),
+            })
+        if requeue:
+            q.requeue(taken)
+        else:
+            for entry in taken:
+                if entry.stored:
+                    q.drop(entry)
+        return result
+
+    # -- connections, channels, consumers ---------------------------------------------------------
+
+    def connections(self, vhost: str | None = None) -> list[dict]:
+        """Every open connection (after connection.open), oldest first."""
+        sessions = sorted(self.broker.sessions, key=lambda s: (s.connected_at, s.name))
+        return [self._connection_info(s) for s in sessions if vhost is None or s.vhost.name == vhost]
+
+    def connection(self, name: str) -> dict:
+        """One connection, by its name (``peer -> local``)."""
+        return self._connection_info(self._session(name))
+
+    def _session(self, name: str) -> "Session":
+        for session in self.broker.sessions:
+            if session.name == name:
+                return session
+        raise _not_found(f"connection '{name}'")
+
+    @staticmethod
+    def _connection_info(session: "Session") -> dict:
+        peer_host, _, peer_port = session.peer.rpartition(":")
+        details = session.details
+        host, _, port = str(details.get("local", "")).rpartition(":")
+        return {
+            "name": session.name,
+            "user": session.user,
+            "vhost": session.vhost.name,
+            "peer_host": peer_host,
+            "peer_port": int(peer_port) if peer_port.isdigit() else None,
+            "host": host,
+            "port": int(port) if port.isdigit() else None,
+            "channels": len(session.channels),
+            "client_properties": _json(session.client_properties),
+            "connected_at": session.connected_at,
+            "state": "running",
+            "type": "network",
+            "protocol": details.get("protocol", "AMQP 0-9-1"),
+            "auth_mechanism": details.get("auth_mechanism", ""),
+            "frame_max": details.get("frame_max", 0),
+            "channel_max": details.get("channel_max", 0),
+            "timeout": details.get("timeout", 0),
+            "ssl": False,
+        }
+
+    def close_connection(self, name: str, reason: str = DEFAULT_CLOSE_REASON) -> None:
+        """Close a connection with 320 CONNECTION_FORCED and ``reason``, as RabbitMQ's
+        management API and ``rabbitmqctl close_connection`` do."""
+        self._close(self._session(name), reason)
+
+    def close_all_connections(self, reason: str = DEFAULT_CLOSE_REASON, vhost: str | None = None) -> int:
+        """Close every connection (of one vhost); returns how many."""
+        sessions = [s for s in self.broker.sessions if vhost is None or s.vhost.name == vhost]
+        for session in sessions:
+            self._close(session, reason)
+        return len(sessions)
+
+    @staticmethod
+    def _close(session: "Session", reason: str) -> None:
+        text = f"CONNECTION_FORCED - {reason}"
+        if session.closer is not None:
+            session.closer(text)
+        else:
+            session.close()
+
+    def channels(self, vhost: str | None = None) -> list[dict]:
+        """Every open channel, by connection then number."""
+        rows = []
+        for session in sorted(self.broker.sessions, key=lambda s: (s.connected_at, s.name)):
+            if vhost is not None and session.vhost.name != vhost:
+                continue
+            for number in sorted(session.channels):
+                rows.append(self._channel_info(session, session.channels[number]))
+        return rows
+
+    def _channel_info(self, session: "Session", channel: "Channel") -> dict:
+        return {
+            "name": f"{session.name} ({channel.number})",
+            "number": channel.number,
+            "user": session.user,
+            "vhost": session.vhost.name,
+            "connection_details": {"name": session.name, "peer_host": session.peer.rpartition(":")[0],
+                                   "peer_port": _port(session.peer)},
+            "consumer_count": len(channel.consumers),
+            "messages_unacknowledged": len(channel.unacked),
+            "messages_unconfirmed": len(channel.confirm_backlog),
+            "prefetch_count": channel.prefetch_count,
+            "global_prefetch_count": channel.global_prefetch,
+            "confirm": channel.confirm_mode,
+            "transactional": channel.tx is not None,
+            "state": "running",
+            "message_stats": self._with_rates(("channel", session.name, channel.number),
+                                              channel.message_stats()),
+        }
+
+    def consumers(self, vhost: str | None = None) -> list[dict]:
+        """Every consumer, by queue then tag."""
+        rows = []
+        for v in sorted(self._vhosts(vhost), key=lambda v: v.name):
+            for name in sorted(v.queues):
+                queue = v.queues[name]
+                for consumer in queue.all_consumers():
+                    session = consumer.channel.session
+                    rows.append({
+                        "consumer_tag": consumer.tag,
+                        "queue": {"name": queue.name, "vhost": v.name},
+                        "channel_details": {
+                            "name": f"{session.name} ({consumer.channel.number})",
+                            "number": consumer.channel.number,
+                            "connection_name": session.name,
+                            "peer_host": session.peer.rpartition(":")[0],
+                            "peer_port": _port(session.peer),
+                            "user": session.user,
+                        },
+                        "ack_required": not consumer.no_ack,
+                        "exclusive": consumer.exclusive,
+                        "prefetch_count": consumer.prefetch,
+                        "active": consumer in queue.consumers,
+                        "activity_status": "up" if consumer in queue.consumers else "waiting",
+                        "arguments": _json(consumer.arguments or {}),
+                    })
+        return rows
+
+    # -- definitions and reset --------------------------------------------------------------------
+
+    def export_definitions(self) -> dict:
+        """The running broker's definitions (RabbitMQ's definitions.json object)."""
+        from ..definitions import export_definitions
+
+        return export_definitions(self.broker)
+
+    def import_definitions(self, data: dict) -> dict[str, int]:
+        """Apply a definitions object to the running broker; counts of what was applied."""
+        from ..definitions import DefinitionsError, import_definitions
+
+        try:
+            return import_definitions(self.broker, data)
+        except DefinitionsError as exc:
+            raise AdminError("bad_request", str(exc)) from None
+
+    def reset(self, default_user: str = "guest", default_pass: str = "guest",
+              default_vhost: str = "/") -> None:
+        """Back to a fresh broker's state, for test suites: every connection closed, every vhost,
+        queue, exchange and user gone, then the default vhost and user made again."""
+        self.close_all_connections("broker reset")
+        for name in list(self.broker.vhosts):
+            self.delete_vhost(name)
+        for name in list(self.broker.users.users):
+            self.delete_user(name)
+        self._samples.clear()
+        self.broker.add_vhost(default_vhost)
+        if default_user:
+            self.add_user(default_user, default_pass, tags=["administrator"])
+            self.broker.users.grant(default_user, default_vhost, FULL_ACCESS)
+            self.broker.save_user(default_user)
+
+
+def properties_key(routing_key: str, arguments: dict | None) -> str:
+    """The last part of a binding's management URL: the routing key (``~`` for none), with a
+    hash of the arguments after ``~`` when there are any, as RabbitMQ's management API names
+    bindings (rabbit_mgmt_format:args_hash)."""
+    key = routing_key.replace("%", "%25").replace("/", "%2F") if routing_key else "~"
+    if not arguments:
+        return key
+    digest = base64.urlsafe_b64encode(
+        repr(sorted(_json(arguments).items())).encode("utf-8")
+    ).decode("ascii").rstrip("=")[:22]
+    return f"{key}~{digest}"
+
+
+def _set_properties(message: Message) -> dict:
+    """The properties a publisher set (pamqp fills an absent cluster_id with "")."""
+    properties = message.properties()
+    if not properties.get("cluster_id"):
+        properties.pop("cluster_id", None)
+    return properties
+
+
+def _port(peer: str) -> int | None:
+    port = peer.rpartition(":")[2]
+    return int(port) if port.isdigit() else None
