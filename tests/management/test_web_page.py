@@ -305,6 +305,19 @@ def test_the_publish_form_delivers_to_a_queue(page, amqp):
     driver.find_element(By.ID, "publish-submit").click()
     page.wait(lambda: "not routed" in (page.text("#publish-result") or ""), "the not-routed result")
 
+    # A queue's Publish button opens the form aimed at that queue.
+    page.show("queues", filter_text=queue)
+    page.click("queues", queue, "publish")
+    page.wait(lambda: driver.find_element(By.ID, "publish-key").get_attribute("value") == queue,
+              "the form aimed at the queue")
+    assert Select(driver.find_element(By.ID, "publish-exchange")).first_selected_option.text == "(AMQP default)"
+    driver.find_element(By.ID, "publish-payload").clear()
+    driver.find_element(By.ID, "publish-payload").send_keys("second")
+    driver.find_element(By.ID, "publish-submit").click()
+    page.wait(lambda: page.text("#publish-result") == "Published to (AMQP default) and routed.", "the second publish")
+    method, _properties, body = amqp.channel.basic_get(queue, auto_ack=True)
+    assert (method is not None, body) == (True, b"second")
+
 
 def test_the_lists_show_what_a_client_made(page, amqp):
     queue = amqp.queue("bound")

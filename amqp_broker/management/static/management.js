@@ -377,6 +377,8 @@
     render(list) {
       publishExchanges = list.items.filter((x) => !x.internal);
       const preset = publishPreset || {};
+      // Aimed anew from a queue or exchange: the previous publish's result would mislead.
+      if (publishPreset) $("#publish-result").textContent = "";
       publishPreset = null;
       const vhosts = [...new Set(publishExchanges.map((x) => x.vhost))].sort(cmp);
       const vhostSelect = $("#publish-vhost");
