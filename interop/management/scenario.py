@@ -66,7 +66,8 @@ VOLATILE_PRESENCE = (
 
 #: Values never compared (besides everything outside VALUE_KEYS): host-, time- or run-specific.
 VOLATILE_VALUES = ("*.node", "node", "*peer_port", "*port", "*.host", "*connected_at",
-                   "*timestamp")
+                   "*timestamp", "*message_stats*", "queue_totals*", "object_totals*",
+                   "churn_rates*")
 
 @dataclasses.dataclass
 class Observation:
@@ -126,16 +127,15 @@ def values_read(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         for k, v in value.items():
             p = f"{prefix}.{k}" if prefix else k
+            scalars = isinstance(v, list) and all(
+                not isinstance(i, (dict, list)) for i in v)
             if k in VALUE_KEYS and (not isinstance(v, (dict, list)) or k in LEAF_KEYS
-                                    or k in ("tags",)):
+                                    or scalars):
                 out[p] = v
             elif k not in LEAF_KEYS:
                 out.update(values_read(v, p))
     elif isinstance(value, list):
         idents = [_ident(i) for i in value]
-        if all(isinstance(i, (str, int, float, bool)) or i is None for i in value):
-            if value:
-                out[prefix or "[]"] = value
         for n, (item, ident) in enumerate(zip(value, idents)):
             out.update(values_read(item, f"{prefix}[{ident if ident is not None else n}]"))
         if value and all(i is not None for i in idents):
@@ -574,7 +574,7 @@ def s_connection_close(ctx: Ctx) -> None:
     ctx.note("connections: client sees close", seen)
     ctx.amqp = None
     ctx.call("connections: GET closed connection", "GET", "/api/connections/{conn}",
-             until=lambda c: False if isinstance(c, dict) and "name" in c else True)
+             until=lambda c: isinstance(c, dict) and c.get("error") == "Object Not Found")
     ctx.call("connections: GET consumers after close", "GET", "/api/consumers/{vhost}",
              until=lambda cs: cs == [])
 
