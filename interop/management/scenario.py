@@ -526,6 +526,16 @@ def s_definitions(ctx: Ctx) -> None:
              "/api/bindings/{vhost}/e/{exchange}/q/{queue3}")
     ctx.call("definitions: POST import bad JSON", "POST", "/api/definitions", raw=b"{nope")
     ctx.call("definitions: DELETE imported queue", "DELETE", "/api/queues/{vhost}/{queue3}")
+    # rabbitmqadmin -V VHOST import: the vhost's definitions, without "vhost" keys.
+    vdefs = {"queues": [{"name": n["queue3"], "durable": False, "auto_delete": False,
+                         "arguments": {"x-max-priority": 5}}],
+             "exchanges": [{"name": n["exchange2"], "type": "topic", "durable": False,
+                            "auto_delete": False, "internal": False, "arguments": {}}],
+             "bindings": []}
+    ctx.call("definitions: POST vhost import", "POST", "/api/definitions/{vhost}", vdefs)
+    ctx.call("definitions: GET queue imported into vhost", "GET", "/api/queues/{vhost}/{queue3}")
+    ctx.call("definitions: DELETE queue imported into vhost", "DELETE",
+             "/api/queues/{vhost}/{queue3}")
 
 
 def _filter_definitions(ctx: Ctx, obs: Observation) -> Observation:

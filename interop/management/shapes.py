@@ -180,6 +180,15 @@ SURPRISES = [
     "`<routing key>~<hash of the arguments>` (RabbitMQ's own hash, shown here as `~<hash>`); the "
     "POST's `location` header is `<destination>/<properties_key>`. Tools treat it as opaque and "
     "hand it back in GET/DELETE /api/bindings/V/e/E/q/Q/PROPS.",
+    "- GET /api/aliveness-test/V declares a queue `aliveness-test` in V (durable, no "
+    "arguments), publishes to it and gets the message back, and LEAVES the queue there: it "
+    "shows up in later listings and definitions of V.",
+    "- GET /api/whoami gives `tags` as a LIST (`[\"administrator\"]`), as do users. Old "
+    "pyrabbit 1.1 (what kombu's `get_manager()` builds) compares it with the string "
+    "\"administrator\", so its admin-only calls (is_alive, get_users, ...) raise "
+    "PermissionError against RabbitMQ itself: keep the list.",
+    "- A queue's `messages*` keys are absent until RabbitMQ's first statistics emission for it "
+    "(pyrabbit's get_queue_depth raises KeyError on a queue declared a moment ago).",
     "- Queue `arguments` of a PUT are passed through typed as JSON gives them; `x-max-length: "
     "\"many\"` → 400 `invalid arg 'x-max-length' for queue 'Q' in vhost 'V': \"expected integer, "
     "got longstr\"`.",
