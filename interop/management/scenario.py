@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import re
-import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -511,8 +510,7 @@ def s_health(ctx: Ctx) -> None:
 
 def s_definitions(ctx: Ctx) -> None:
     n = ctx.names
-    ctx.call("definitions: GET", "GET", "/api/definitions",
-             keep=None)
+    ctx.call("definitions: GET", "GET", "/api/definitions")
     ctx.observations[-1] = _filter_definitions(ctx, ctx.observations[-1])
     ctx.call("definitions: GET vhost", "GET", "/api/definitions/{vhost}")
     defs = {"queues": [{"name": n["queue3"], "vhost": n["vhost"], "durable": True,
@@ -543,8 +541,6 @@ def _filter_definitions(ctx: Ctx, obs: Observation) -> Observation:
     keys = [k for k in obs.keys if "[" not in k or "{" in k.split("[", 1)[1].split("]")[0]]
     values = {k: v for k, v in obs.values.items()
               if ("[" not in k or "{" in k.split("[", 1)[1].split("]")[0]) and not k.endswith("ids")}
-    for key in ("rabbit_version", "rabbitmq_version", "product_name", "product_version"):
-        pass
     raw = obs.raw
     if isinstance(raw, dict):
         raw = {k: ([i for i in v if "{" in str(_ident(i) or i)] if isinstance(v, list) else v)

@@ -180,7 +180,7 @@ SURPRISES = [
     "`<routing key>~<hash of the arguments>` (RabbitMQ's own hash, shown here as `~<hash>`); the "
     "POST's `location` header is `<destination>/<properties_key>`. Tools treat it as opaque and "
     "hand it back in GET/DELETE /api/bindings/V/e/E/q/Q/PROPS.",
-    "- GET /api/aliveness-test/V declares a queue `aliveness-test` in V (durable, no "
+    "- GET /api/aliveness-test/V declares a queue `aliveness-test` in V (not durable, no "
     "arguments), publishes to it and gets the message back, and LEAVES the queue there: it "
     "shows up in later listings and definitions of V.",
     "- GET /api/whoami gives `tags` as a LIST (`[\"administrator\"]`), as do users. Old "
@@ -200,7 +200,8 @@ SURPRISES = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}" if __spec__ else None,
+                                 description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mgmt", default="http://127.0.0.1:15672",
                     help="management API base URL of RabbitMQ (default: %(default)s)")

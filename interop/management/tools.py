@@ -526,6 +526,9 @@ def run_tool(name: str, target: Target, tag: str | None = None) -> list[Result]:
         return TOOLS[name](target, tag)
     except Missing as exc:
         return [Result(name, "(installed?)", False, str(exc))]
+    except Exception as exc:  # noqa: BLE001 - the vhost set-up failed: nothing else can run
+        return [Result(name, "(set-up: PUT vhost and permissions)", False,
+                       f"{type(exc).__name__}: {exc}")]
 
 
 def format_results(results: list[Result]) -> str:
@@ -543,7 +546,8 @@ def format_results(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}" if __spec__ else None,
+                                 description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("--mgmt", default="127.0.0.1:15672",
