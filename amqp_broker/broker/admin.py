@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import AMQPError
 from .auth import FULL_ACCESS, check_password, hash_password
+from .counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
 from .exchange import Exchange
 from .message import Message
 from .properties import properties_from_dict
-from .queue_types import queue_type_of
+from .queue_types import QUEUE_TYPES, queue_type_of
 from .vhost import MESSAGE_STATS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,40 +89,88 @@ class Admin:
 
     def overview(self) -> dict:
         """Object totals, queued message totals and global message counters with rates."""
-        broker = self.broker
-        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
-        ready = sum(q.message_count for q in queues)
-        unacked = sum(len(ch.unacked) for s in broker.sessions for ch in s.channels.values())
-        totals = self.message_totals()
+        totals = self.totals()
         return {
             "object_totals": {
-                "connections": len(broker.sessions),
-                "channels": sum(len(s.channels) for s in broker.sessions),
-                "consumers": sum(q.consumer_count for q in queues),
-                "queues": len(queues),
-                "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+                key: totals[key] for key in ("connections", "channels", "consumers", "queues", "exchanges")
             },
             "queue_totals": {
-                "messages": ready + unacked,
-                "messages_ready": ready,
-                "messages_unacknowledged": unacked,
+                "messages": totals["messages_ready"] + totals["messages_unacknowledged"],
+                "messages_ready": totals["messages_ready"],
+                "messages_unacknowledged": totals["messages_unacknowledged"],
             },
-            "message_stats": self._with_rates("overview", totals),
+            "message_stats": self._with_rates("overview", self.message_totals()),
+        }
+
+    def totals(self) -> dict[str, int]:
+        """The node's object counts (connections, channels, consumers, queues, exchanges) and
+        messages held (messages_ready, messages_unacknowledged, messages_unconfirmed: confirms
+        not yet sent), without the rates :meth:`overview` samples: cheap enough for every scrape."""
+        broker = self.broker
+        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
+        channels = [ch for s in broker.sessions for ch in s.channels.values()]
+        return {
+            "connections": len(broker.sessions),
+            "channels": len(channels),
+            "consumers": sum(q.consumer_count for q in queues),
+            "queues": len(queues),
+            "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+            "messages_ready": sum(q.message_count for q in queues),
+            "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
+            "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
         }
 
     def message_totals(self, vhost: str | None = None) -> dict[str, int]:
         """Message counters (RabbitMQ's message_stats names) since start, of one vhost or all."""
-        totals = dict.fromkeys(MESSAGE_STATS, 0)
-        for v in self._vhosts(vhost):
-            for key, value in v.retired_stats.items():
+        counters = self.message_counters(vhost)
+        return {key: counters[key] for key in MESSAGE_STATS}
+
+    def message_counters(self, vhost: str | None = None) -> dict[str, int]:
+        """:meth:`message_totals` plus ``routed`` (queues reached, one per queue a message was
+        enqueued on) and ``publish_confirm`` (publishes on confirm-mode channels): the
+        counters.CHANNEL_COUNTERS of open channels, closed ones and, for the whole node, of
+        deleted vhosts too, so that node totals never go down (RabbitMQ's global counters)."""
+        totals = dict.fromkeys(CHANNEL_COUNTERS, 0)
+        sources = [v.retired_stats for v in self._vhosts(vhost)]
+        if vhost is None:
+            sources.append(self.broker.counters.retired_channels)
+        for source in sources:
+            for key, value in source.items():
                 totals[key] += value
         for session in self.broker.sessions:
             if vhost is not None and session.vhost.name != vhost:
                 continue
             for channel in session.channels.values():
-                for key, value in channel.message_stats().items():
+                for key, value in channel.counters().items():
                     totals[key] += value
         return totals
+
+    def queue_type_counters(self) -> dict[str, dict[str, int]]:
+        """Per queue type (``classic``, ``quorum``, ``stream``: every type, counted or not), the
+        messages its queues took (``publish``), handed out (``deliver_get``), had acked and
+        redelivered since start, deleted queues included: RabbitMQ's global counters by
+        queue_type."""
+        totals = {name: dict.fromkeys(QUEUE_COUNTERS, 0) for name in QUEUE_TYPES}
+        for name, retired in self.broker.counters.retired_queues.items():
+            for key, value in retired.items():
+                totals[name][key] += value
+        for v in self.broker.vhosts.values():
+            for queue in v.queues.values():
+                row = totals[queue_type_of(queue.arguments).name]
+                for key, value in queue_counters(queue).items():
+                    row[key] += value
+        return totals
+
+    def churn(self) -> dict[str, int]:
+        """Connections and channels opened and closed since start (RabbitMQ's
+        connections_opened_total...)."""
+        counters = self.broker.counters
+        return {
+            "connections_opened": counters.connections_opened,
+            "connections_closed": counters.connections_closed,
+            "channels_opened": counters.channels_opened,
+            "channels_closed": counters.channels_closed,
+        }
 
     def _with_rates(self, key: Any, totals: dict[str, int]) -> dict:
         """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
@@ -196,6 +245,7 @@ class Admin:
             if exchange_name in vhost.exchanges:
                 _core(vhost.delete_exchange, exchange_name)
         del self.broker.vhosts[name]
+        self.broker.counters.retire_vhost_channels(vhost.retired_stats)
         store = self._store()
         if store is not None:
             store.delete("vhost", (name,))
@@ -405,7 +455,7 @@ class Admin:
         ready = queue.message_count
         owner = queue.exclusive_owner
         consumers = queue.all_consumers()
-        stats = {"publish": queue.stat_published, "deliver_get": queue.stat_delivered}
+        stats = queue_counters(queue)
         return {
             "name": queue.name,
             "vhost": queue.vhost.name,
@@ -548,8 +598,10 @@ class Admin:
 
     def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
                 properties: dict | None = None) -> bool:
-        """Publish a message as a client would (no confirm, not mandatory); True when it was
-        routed to at least one queue."""
+        """Publish a message as a client would; True when it was routed to at least one queue.
+
+        Counted as RabbitMQ's management API publishes: on a confirm-mode channel with
+        mandatory set, so an unroutable message counts as returned."""
         v = self._vhost(vhost)
         target = v.exchanges.get(exchange)
         if target is None:
@@ -569,6 +621,13 @@ class Admin:
             queues = list(v.route(target, message))
         for queue in queues:
             queue.publish(message)
+        stats = v.retired_stats
+        stats["publish"] += 1
+        stats["publish_confirm"] += 1
+        stats["confirm"] += 1
+        stats["routed"] += len(queues)
+        if not queues:
+            stats["return_unroutable"] += 1
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
@@ -582,7 +641,12 @@ class Admin:
             if entry is None:
                 break
             q.stat_delivered += 1
+            if entry.redelivered:
+                q.stat_redelivered += 1
             taken.append(entry)
+        stats = q.vhost.retired_stats
+        stats["deliver_get"] += len(taken)
+        stats["redeliver"] += sum(1 for entry in taken if entry.redelivered)
         result = []
         before = q.message_count + len(taken)
         for index, entry in enumerate(taken):
@@ -746,12 +810,14 @@ class Admin:
     def reset(self, default_user: str = "guest", default_pass: str = "guest",
               default_vhost: str = "/") -> None:
         """Back to a fresh broker's state, for test suites: every connection closed, every vhost,
-        queue, exchange and user gone, then the default vhost and user made again."""
+        queue, exchange and user gone, the counters at zero, then the default vhost and user made
+        again."""
         self.close_all_connections("broker reset")
         for name in list(self.broker.vhosts):
             self.delete_vhost(name)
         for name in list(self.broker.users.users):
             self.delete_user(name)
+        self.broker.counters.clear()
         self._samples.clear()
         self.broker.add_vhost(default_vhost)
         if default_user:
