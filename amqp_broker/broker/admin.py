@@ -6,9 +6,11 @@ JSON-ready dicts whose keys are those of RabbitMQ's management API (``messages_r
 ``consumer_count``...), because every consumer of this API speaks RabbitMQ's vocabulary; a caller
 adds or renames what its own format needs.
 
-Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``) and RabbitMQ's
-reason text; errors of the core (an inequivalent redeclare, a reserved name) arrive as
-``bad_request`` with the text a client would have read after the reply code.
+Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``,
+``not_authorised``: the ``error`` of RabbitMQ's management API) and RabbitMQ's reason text; errors
+of the core (an inequivalent redeclare) arrive as ``bad_request`` with the text a client would
+have read after the reply code, and a refused access (a reserved ``amq.`` name, the default
+exchange) as ``not_authorised`` with RabbitMQ's "Access refused.".
 
 Everything here runs on the broker's event loop, like any client's method.
 """
@@ -18,14 +20,16 @@ from __future__ import annotations
 import base64
 import re
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import AMQPError
 from .auth import FULL_ACCESS, check_password, hash_password
+from .counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
 from .exchange import Exchange
 from .message import Message
 from .properties import properties_from_dict
-from .queue_types import queue_type_of
+from .queue_types import QUEUE_TYPES, queue_type_of
 from .vhost import MESSAGE_STATS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,12 +40,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
 
 
+#: Seconds of samples the message rates are computed over.
+RATE_WINDOW = 10.0
+
 #: The reason RabbitMQ's management API gives a connection it closes without one.
 DEFAULT_CLOSE_REASON = "Closed via management plugin"
 
 
+#: What RabbitMQ's management API answers when the operation is refused with 403 ACCESS_REFUSED.
+ACCESS_REFUSED = "Access refused."
+
+
 class AdminError(Exception):
-    """An admin call that cannot be done: ``kind`` is ``not_found`` or ``bad_request``."""
+    """An admin call that cannot be done: ``kind`` is ``not_found``, ``bad_request`` or
+    ``not_authorised`` (RabbitMQ's 404, 400 and 401)."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
@@ -54,10 +66,13 @@ def _not_found(what: str) -> AdminError:
 
 
 def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a core call; its protocol error becomes a bad request with the error's own text."""
+    """Run a core call; its protocol error becomes a bad request with the error's own text, a
+    404 not found and a 403 RabbitMQ's generic refusal."""
     try:
         return call(*args, **kwargs)
     except AMQPError as exc:
+        if exc.reply_code == 403:
+            raise AdminError("not_authorised", ACCESS_REFUSED) from None
         raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
 
 
@@ -79,6 +94,7 @@ class Admin:
         self.node = node or (lambda: {})
         # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_rates`).
         self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
+        self._pruned_at = time.monotonic()
 
     # -- node -------------------------------------------------------------------------------------
 
@@ -88,47 +104,111 @@ class Admin:
 
     def overview(self) -> dict:
         """Object totals, queued message totals and global message counters with rates."""
-        broker = self.broker
-        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
-        ready = sum(q.message_count for q in queues)
-        unacked = sum(len(ch.unacked) for s in broker.sessions for ch in s.channels.values())
-        totals = self.message_totals()
+        totals = self.totals()
         return {
             "object_totals": {
-                "connections": len(broker.sessions),
-                "channels": sum(len(s.channels) for s in broker.sessions),
-                "consumers": sum(q.consumer_count for q in queues),
-                "queues": len(queues),
-                "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+                key: totals[key] for key in ("connections", "channels", "consumers", "queues", "exchanges")
             },
             "queue_totals": {
-                "messages": ready + unacked,
-                "messages_ready": ready,
-                "messages_unacknowledged": unacked,
+                "messages": totals["messages_ready"] + totals["messages_unacknowledged"],
+                "messages_ready": totals["messages_ready"],
+                "messages_unacknowledged": totals["messages_unacknowledged"],
             },
-            "message_stats": self._with_rates("overview", totals),
+            "message_stats": self._with_rates("overview", self.message_totals()),
+        }
+
+    def totals(self) -> dict[str, int]:
+        """The node's object counts (connections, channels, consumers, queues, exchanges) and
+        messages held (messages_ready, messages_unacknowledged, messages_unconfirmed: confirms
+        not yet sent), without the rates :meth:`overview` samples: cheap enough for every scrape."""
+        broker = self.broker
+        queues = consumers = ready = 0
+        for v in broker.vhosts.values():
+            queues += len(v.queues)
+            for queue in v.queues.values():  # one pass: a scrape of 100,000 queues must be quick
+                consumers += queue.consumer_count
+                ready += queue.message_count
+        channels = [ch for s in broker.sessions for ch in s.channels.values()]
+        return {
+            "connections": len(broker.sessions),
+            "channels": len(channels),
+            "consumers": consumers,
+            "queues": queues,
+            "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+            "messages_ready": ready,
+            "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
+            "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
         }
 
     def message_totals(self, vhost: str | None = None) -> dict[str, int]:
         """Message counters (RabbitMQ's message_stats names) since start, of one vhost or all."""
-        totals = dict.fromkeys(MESSAGE_STATS, 0)
-        for v in self._vhosts(vhost):
-            for key, value in v.retired_stats.items():
+        counters = self.message_counters(vhost)
+        return {key: counters[key] for key in MESSAGE_STATS}
+
+    def message_counters(self, vhost: str | None = None) -> dict[str, int]:
+        """:meth:`message_totals` plus ``routed`` (queues reached, one per queue a message was
+        enqueued on) and ``publish_confirm`` (publishes on confirm-mode channels): the
+        counters.CHANNEL_COUNTERS of open channels, closed ones and, for the whole node, of
+        deleted vhosts too, so that node totals never go down (RabbitMQ's global counters)."""
+        totals = dict.fromkeys(CHANNEL_COUNTERS, 0)
+        sources = [v.retired_stats for v in self._vhosts(vhost)]
+        if vhost is None:
+            sources.append(self.broker.counters.retired_channels)
+        for source in sources:
+            for key, value in source.items():
                 totals[key] += value
         for session in self.broker.sessions:
             if vhost is not None and session.vhost.name != vhost:
                 continue
             for channel in session.channels.values():
-                for key, value in channel.message_stats().items():
+                for key, value in channel.counters().items():
                     totals[key] += value
         return totals
+
+    def queue_type_counters(self) -> dict[str, dict[str, int]]:
+        """Per queue type (``classic``, ``quorum``, ``stream``: every type, counted or not), the
+        messages its queues took (``publish``), handed out (``deliver_get``), had acked and
+        redelivered since start, deleted queues included: RabbitMQ's global counters by
+        queue_type."""
+        totals = {name: dict.fromkeys(QUEUE_COUNTERS, 0) for name in QUEUE_TYPES}
+        for name, retired in self.broker.counters.retired_queues.items():
+            for key, value in retired.items():
+                totals[name][key] += value
+        classic = totals["classic"]
+        for v in self.broker.vhosts.values():
+            for queue in v.queues.values():
+                # Plain sums, the type looked up only when declared: a scrape must stay quick.
+                row = (totals[queue_type_of(queue.arguments).name]
+                       if "x-queue-type" in queue.arguments else classic)
+                row["publish"] += queue.stat_published
+                row["deliver_get"] += queue.stat_delivered
+                row["ack"] += queue.stat_acked
+                row["redeliver"] += queue.stat_redelivered
+        return totals
+
+    def churn(self) -> dict[str, int]:
+        """Connections and channels opened and closed since start (RabbitMQ's
+        connections_opened_total...)."""
+        counters = self.broker.counters
+        return {
+            "connections_opened": counters.connections_opened,
+            "connections_closed": counters.connections_closed,
+            "channels_opened": counters.channels_opened,
+            "channels_closed": counters.channels_closed,
+        }
 
     def _with_rates(self, key: Any, totals: dict[str, int]) -> dict:
         """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
         message_stats; rates come from the difference with the oldest sample of the last 10 s."""
         now = time.monotonic()
+        if now - self._pruned_at > RATE_WINDOW:
+            # Channels and queues come and go: forget the samples of those nobody asked about
+            # for a whole window (gone, most likely), or they would pile up for ever.
+            self._pruned_at = now
+            for stale in [k for k, v in self._samples.items() if now - v[-1][0] > RATE_WINDOW]:
+                del self._samples[stale]
         samples = self._samples.setdefault(key, [])
-        while samples and now - samples[0][0] > 10.0:
+        while samples and now - samples[0][0] > RATE_WINDOW:
             samples.pop(0)
         if not samples or now - samples[-1][0] >= 1.0:
             samples.append((now, dict(totals)))
@@ -196,6 +276,7 @@ class Admin:
             if exchange_name in vhost.exchanges:
                 _core(vhost.delete_exchange, exchange_name)
         del self.broker.vhosts[name]
+        self.broker.counters.retire_vhost_channels(vhost.retired_stats)
         store = self._store()
         if store is not None:
             store.delete("vhost", (name,))
@@ -231,7 +312,7 @@ class Admin:
         """Create or update a user (RabbitMQ's PUT /api/users/u); True when it was created.
 
         Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password);
-        an existing user keeps its permissions."""
+        ``tags`` is a list or a comma-separated string. An existing user keeps its permissions."""
         if not name:
             raise AdminError("bad_request", "user name must not be empty")
         if password is not None and password_hash is not None:
@@ -239,6 +320,7 @@ class Admin:
         if password is None and password_hash is None:
             raise AdminError("bad_request", "password or password_hash is required")
         digest = hash_password(password) if password is not None else password_hash
+        tags = _tag_list(tags)
         users = self.broker.users.users
         existing = users.get(name)
         if existing is None:
@@ -278,11 +360,12 @@ class Admin:
         self.broker.save_user(name)
 
     def set_user_tags(self, name: str, tags: Iterable[str]) -> None:
-        """Replace a user's tags (administrator, monitoring, management...)."""
+        """Replace a user's tags (administrator, monitoring, management...): a list, or a
+        comma-separated string."""
         user = self.broker.users.users.get(name)
         if user is None:
             raise _not_found(f"user '{name}'")
-        user.tags = list(tags)
+        user.tags = _tag_list(tags)
         self.broker.save_user(name)
 
     def authenticate_user(self, name: str, password: str) -> dict | None:
@@ -311,9 +394,8 @@ class Admin:
     def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
                         read: str = ".*") -> None:
         """Grant ``user`` access to ``vhost`` with these regular expressions."""
-        if user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        self._vhost(vhost)
+        if user not in self.broker.users.users or vhost not in self.broker.vhosts:
+            raise AdminError("bad_request", "vhost_or_user_not_found")
         for label, pattern in (("configure", configure), ("write", write), ("read", read)):
             try:
                 re.compile(pattern)
@@ -376,7 +458,7 @@ class Admin:
         if name not in v.exchanges:
             raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
         if not name or name.startswith("amq."):
-            raise AdminError("bad_request", f"operation not permitted on exchange '{name}'")
+            raise AdminError("not_authorised", ACCESS_REFUSED)
         _core(v.delete_exchange, name, if_unused)
 
     # -- queues -----------------------------------------------------------------------------------
@@ -405,7 +487,7 @@ class Admin:
         ready = queue.message_count
         owner = queue.exclusive_owner
         consumers = queue.all_consumers()
-        stats = {"publish": queue.stat_published, "deliver_get": queue.stat_delivered}
+        stats = queue_counters(queue)
         return {
             "name": queue.name,
             "vhost": queue.vhost.name,
@@ -454,7 +536,7 @@ class Admin:
 
     def purge_queue(self, vhost: str, name: str) -> int:
         """Drop a queue's ready messages; returns how many."""
-        return self._queue(vhost, name).purge()
+        return _core(self._queue(vhost, name).purge)
 
     # -- bindings ---------------------------------------------------------------------------------
 
@@ -465,6 +547,8 @@ class Admin:
         rows = []
         for v in sorted(self._vhosts(vhost), key=lambda v: v.name):
             if source is not None and source not in v.exchanges:
+                if vhost is None:
+                    continue  # across vhosts, those without the exchange have nothing to list
                 raise _not_found(f"exchange '{source}' in vhost '{v.name}'")
             if source in (None, ""):
                 for name in sorted(v.queues):
@@ -505,18 +589,15 @@ class Admin:
              routing_key: str = "", arguments: dict | None = None) -> str:
         """Add a binding; returns its properties_key (the last part of its management URL)."""
         v = self._vhost(vhost)
-        exchange = v.exchanges.get(source)
-        if exchange is None:
-            raise _not_found(f"exchange '{source}' in vhost '{vhost}'")
+        exchange = _core(v.get_exchange, source)
         arguments = dict(arguments or {})
         if destination_type == "queue":
-            queue = self._queue(vhost, destination)
+            queue = v.queues.get(destination)
+            if queue is None:
+                raise AdminError("not_found", f"no queue '{destination}' in vhost '{vhost}'")
             _core(v.bind_queue, queue, exchange, routing_key, arguments)
         else:
-            target = v.exchanges.get(destination)
-            if target is None:
-                raise _not_found(f"exchange '{destination}' in vhost '{vhost}'")
-            _core(v.bind_exchange, target, exchange, routing_key, arguments)
+            _core(v.bind_exchange, _core(v.get_exchange, destination), exchange, routing_key, arguments)
         return properties_key(routing_key, arguments)
 
     def unbind(self, vhost: str, source: str, destination: str, destination_type: str,
@@ -548,12 +629,18 @@ class Admin:
 
     def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
                 properties: dict | None = None) -> bool:
-        """Publish a message as a client would (no confirm, not mandatory); True when it was
-        routed to at least one queue."""
+        """Publish a message as a client would; True when it was routed to at least one queue.
+
+        Counted as RabbitMQ's management API publishes: on a confirm-mode channel with
+        mandatory set, so an unroutable message counts as returned."""
         v = self._vhost(vhost)
         target = v.exchanges.get(exchange)
+        # RabbitMQ's publish reports its channel's errors as a bad request, with the reply code.
         if target is None:
-            raise _not_found(f"exchange '{exchange}' in vhost '{vhost}'")
+            raise AdminError("bad_request", f"404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'")
+        if target.internal:
+            raise AdminError("bad_request", f"403 ACCESS_REFUSED - cannot publish to internal "
+                                            f"exchange '{exchange}' in vhost '{vhost}'")
         properties = dict(properties or {})
         try:
             raw = properties_from_dict(properties)
@@ -569,20 +656,37 @@ class Admin:
             queues = list(v.route(target, message))
         for queue in queues:
             queue.publish(message)
+        stats = v.retired_stats
+        stats["publish"] += 1
+        stats["publish_confirm"] += 1
+        stats["confirm"] += 1
+        stats["routed"] += len(queues)
+        if not queues:
+            stats["return_unroutable"] += 1
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
                      truncate: int | None = None) -> list[dict]:
         """Take up to ``count`` ready messages as basic.get would and put them back (flagged
         redelivered) when ``requeue``, else drop them as acked."""
-        q = self._queue(vhost, queue)
+        q = self._vhost(vhost).queues.get(queue)
+        if q is None:
+            raise AdminError("not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'")
         taken = []
         for _ in range(max(count, 0)):
-            entry = q.get()
+            try:
+                entry = q.get()
+            except AMQPError as exc:  # a stream: RabbitMQ reports the channel error, code first
+                raise AdminError("bad_request", f"{exc.reply_code} {exc.text}") from None
             if entry is None:
                 break
             q.stat_delivered += 1
+            if entry.redelivered:
+                q.stat_redelivered += 1
             taken.append(entry)
+        stats = q.vhost.retired_stats
+        stats["deliver_get"] += len(taken)
+        stats["redeliver"] += sum(1 for entry in taken if entry.redelivered)
         result = []
         before = q.message_count + len(taken)
         for index, entry in enumerate(taken):
@@ -746,12 +850,14 @@ class Admin:
     def reset(self, default_user: str = "guest", default_pass: str = "guest",
               default_vhost: str = "/") -> None:
         """Back to a fresh broker's state, for test suites: every connection closed, every vhost,
-        queue, exchange and user gone, then the default vhost and user made again."""
+        queue, exchange and user gone, the counters at zero, then the default vhost and user made
+        again."""
         self.close_all_connections("broker reset")
         for name in list(self.broker.vhosts):
             self.delete_vhost(name)
         for name in list(self.broker.users.users):
             self.delete_user(name)
+        self.broker.counters.clear()
         self._samples.clear()
         self.broker.add_vhost(default_vhost)
         if default_user:
@@ -763,8 +869,9 @@ class Admin:
 def properties_key(routing_key: str, arguments: dict | None) -> str:
     """The last part of a binding's management URL: the routing key (``~`` for none), with a
     hash of the arguments after ``~`` when there are any, as RabbitMQ's management API names
-    bindings (rabbit_mgmt_format:args_hash)."""
-    key = routing_key.replace("%", "%25").replace("/", "%2F") if routing_key else "~"
+    bindings (rabbit_mgmt_format:pack_binding_props: the key form-encoded, ``~`` escaped too;
+    the hash is ours, RabbitMQ's is Erlang's phash2 of the term)."""
+    key = urllib.parse.quote_plus(routing_key, safe="").replace("~", "%7E") if routing_key else "~"
     if not arguments:
         return key
     digest = base64.urlsafe_b64encode(
@@ -779,6 +886,13 @@ def _set_properties(message: Message) -> dict:
     if not properties.get("cluster_id"):
         properties.pop("cluster_id", None)
     return properties
+
+
+def _tag_list(tags: Iterable[str] | str) -> list[str]:
+    """User tags from a list or, as RabbitMQ's API also takes them, a comma-separated string."""
+    if isinstance(tags, str):
+        return [tag.strip() for tag in tags.split(",") if tag.strip()]
+    return list(tags)
 
 
 def _port(peer: str) -> int | None:

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import NOT_ALLOWED, ConnectionLevelError
 from .auth import User, UserStore
 from .consumer_timeout import ConsumerTimeouts
+from .counters import NodeCounters
 from .persistence import Persistence
 from .replyto import DirectReplyTo
 from .session import Session
@@ -26,6 +27,8 @@ class Broker:
         self.persistence: Persistence | None = None
         # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
         self.timers = Timers()
+        # Connection/channel churn and the message counts of deleted queues and vhosts (admin.py).
+        self.counters = NodeCounters()
         # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).
         self.replies = DirectReplyTo()
         # RabbitMQ's consumer_timeout (ms an unacked delivery may wait; 0 disables it).
@@ -44,6 +47,7 @@ class Broker:
             vhost = self.vhosts[name] = VHost(name)
             vhost.replies = self.replies
             vhost.timers = self.timers
+            vhost.counters = self.counters
             if self.persistence is not None:
                 vhost.persistence = self.persistence
                 self.persistence.store.put("vhost", (name,), {})
@@ -101,4 +105,5 @@ class Broker:
             )
         session = Session(self, user.name, vhost, client_properties, peer)
         self.sessions.add(session)
+        self.counters.connections_opened += 1
         return session

@@ -80,6 +80,9 @@ class Channel:
         self.stat_redelivered = 0
         self.stat_unroutable = 0
         self.stat_returned = 0
+        # Queues published messages were enqueued on (one per queue), and confirms sent as nacks.
+        self.stat_routed = 0
+        self.stat_nacked = 0
 
     def message_stats(self) -> dict[str, int]:
         """This channel's message counters, by the names of RabbitMQ's message_stats."""
@@ -87,11 +90,20 @@ class Channel:
             "publish": self.stat_published,
             "deliver_get": self.next_delivery_tag,
             "ack": self.stat_acked,
-            "confirm": self.publish_seq,
+            # Confirms sent: confirm-mode publishes but those still waiting and the nacked ones.
+            "confirm": max(self.publish_seq - len(self.confirm_backlog) - self.stat_nacked, 0),
             "redeliver": self.stat_redelivered,
             "return_unroutable": self.stat_returned,
             "drop_unroutable": self.stat_unroutable - self.stat_returned,
         }
+
+    def counters(self) -> dict[str, int]:
+        """:meth:`message_stats` plus the counters only RabbitMQ's global ones report
+        (counters.CHANNEL_COUNTERS)."""
+        stats = self.message_stats()
+        stats["routed"] = self.stat_routed
+        stats["publish_confirm"] = self.publish_seq
+        return stats
 
     def queue_name(self, name: str) -> str:
         """``name``, or for '' the channel's most recently declared queue (RabbitMQ's shortcut)."""
@@ -185,6 +197,7 @@ class Channel:
         entry.queue.stat_delivered += 1
         if entry.redelivered:
             self.stat_redelivered += 1
+            entry.queue.stat_redelivered += 1
         if not consumer.no_ack:
             entry.consumer = consumer
             entry.delivery_tag = tag
@@ -215,7 +228,9 @@ class Channel:
             deliver(consumer_tag, tag, entry.redelivered, entry.message)
         count = len(entries)
         consumer.queue.stat_delivered += count
-        self.stat_redelivered += redelivered
+        if redelivered:
+            self.stat_redelivered += redelivered
+            consumer.queue.stat_redelivered += redelivered
         self.next_delivery_tag = tag
         consumer.unacked += count
         self.consumer_unacked += count
@@ -329,6 +344,7 @@ class Channel:
             # The default exchange, inlined (the commonest publish): the queue named by the key.
             queue = exchange.vhost.queues.get(message.routing_key)
             if queue is not None:
+                self.stat_routed += 1
                 if queue.publish(message) is False and self.confirm_mode:
                     self.publish_rejected = True
                 stored = queue.persistence is not None and message.delivery_mode == 2
@@ -350,18 +366,19 @@ class Channel:
 
     def _route(self, exchange: Any, message: Message, mandatory: bool) -> bool:
         """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
-        routed = False
+        routed = 0
         stored = False
         vhost = self.vhost
         destinations = exchange.route(message)
         if vhost.exchange_bindings or (not destinations and exchange.alternate is not None):
             destinations = vhost.route(exchange, message)  # the graph walk; rare
         for queue in destinations:
-            routed = True
+            routed += 1
             if queue.publish(message) is False and self.confirm_mode:
                 self.publish_rejected = True
             if queue.persistence is not None:
                 stored = True
+        self.stat_routed += routed
         if not routed:
             self.stat_unroutable += 1
             if mandatory:
@@ -407,6 +424,7 @@ class Channel:
 
     def _confirm_rejected(self, sequence: int) -> None:
         """A basic.nack for ``sequence``, in order behind confirms still waiting for the disk."""
+        self.stat_nacked += 1
         if self.confirm_backlog:
             self.confirm_backlog.append([sequence, 0, False])
             self._release_confirms()
@@ -429,6 +447,7 @@ class Channel:
         queue.stat_delivered += 1
         if entry.redelivered:
             self.stat_redelivered += 1
+            queue.stat_redelivered += 1
         self.next_delivery_tag += 1
         tag = self.next_delivery_tag
         if not no_ack:
@@ -468,6 +487,7 @@ class Channel:
             if entry is None:
                 raise precondition_failed(f"unknown delivery tag {delivery_tag}")
             self.stat_acked += 1
+            entry.queue.stat_acked += 1
             if entry.stored:
                 entry.queue.drop(entry)
             consumer = entry.consumer
@@ -517,7 +537,8 @@ class Channel:
         ``reason`` is None, else dead-lettered for that reason where the queue says so)."""
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         touched: set[Queue] = set()
-        if not requeue and reason is None:
+        acking = not requeue and reason is None
+        if acking:
             entries = list(entries)
             self.stat_acked += len(entries)
         for entry in entries:
@@ -528,7 +549,10 @@ class Channel:
                 touched.add(consumer.queue)
             if requeue:
                 by_queue[entry.queue].append(entry)
-            elif reason is not None or entry.stored:
+                continue
+            if acking:
+                entry.queue.stat_acked += 1
+            if reason is not None or entry.stored:
                 entry.queue.drop(entry, reason)
         for queue, group in by_queue.items():
             queue.requeue(group)
@@ -569,6 +593,7 @@ class Channel:
             if action[0] == "publish":
                 _, names, message, mandatory = action
                 queues = [q for q in map(self.vhost.queues.get, names) if q is not None]
+                self.stat_routed += len(queues)
                 for queue in queues:
                     if queue.publish(message) is False:
                         rejected = True
@@ -618,8 +643,9 @@ class Channel:
         consumers = list(self.consumers.values())
         self.consumers.clear()
         retired = self.vhost.retired_stats
-        for key, value in self.message_stats().items():
+        for key, value in self.counters().items():
             retired[key] += value
+        self.session.broker.counters.channels_closed += 1
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         for entry in entries:
             by_queue[entry.queue].append(entry)

@@ -50,6 +50,7 @@ class Session:
 
         channel = Channel(self, number, sink)
         self.channels[number] = channel
+        self.broker.counters.channels_opened += 1
         return channel
 
     def dispatch_owed(self) -> None:
@@ -73,3 +74,4 @@ class Session:
             self.vhost.delete_queue(queue)
         self.exclusive_queues.clear()
         self.broker.sessions.discard(self)
+        self.broker.counters.connections_closed += 1

@@ -27,6 +27,7 @@ from .arguments import (
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
 from .fields import field_type_name
+from .counters import CHANNEL_COUNTERS, NodeCounters
 from .message import Message
 from .queue import Queue, describe_queue, no_queue
 from .queue_types import queue_type_of
@@ -75,7 +76,9 @@ class VHost:
         # Message TTL and x-expires deadlines; the Broker gives all its vhosts its own heap.
         self.timers = Timers()
         # Message counters of this vhost's closed channels (the live ones keep their own).
-        self.retired_stats: dict[str, int] = dict.fromkeys(MESSAGE_STATS, 0)
+        self.retired_stats: dict[str, int] = dict.fromkeys(CHANNEL_COUNTERS, 0)
+        # Node-wide churn counters and deleted queues' counts; the Broker gives all its vhosts one.
+        self.counters = NodeCounters()
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class VHost:
         queue.buffer.clear()
         if self.persistence is not None:
             self.persistence.delete_queue(queue)
+        self.counters.retire_queue(queue_type_of(queue.arguments).name, queue)
         return count
 
     # -- bindings ---------------------------------------------------------------------------------
