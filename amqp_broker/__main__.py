@@ -104,7 +104,7 @@ def _definitions(settings: Settings, action: str, path: str, force: bool) -> int
     """``definitions export FILE`` / ``definitions import FILE`` on ``settings.data_dir``."""
     from amqp_broker import definitions  # imported late, as the server
 
-    keys = ("users", "vhosts", "permissions", "exchanges", "queues", "bindings")
+    keys = ("users", "vhosts", "permissions", "topic_permissions", "exchanges", "queues", "bindings")
     try:
         if action == "export":
             data = definitions.export_data_dir(settings)

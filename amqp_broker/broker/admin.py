@@ -24,7 +24,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import AMQPError
-from .auth import FULL_ACCESS, check_password, hash_password
+from .auth import DEFAULT_HASHING, FULL_ACCESS, HASHING_ALGORITHMS, hash_password
 from .counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
 from .exchange import Exchange
 from .message import Message
@@ -280,9 +280,9 @@ class Admin:
         store = self._store()
         if store is not None:
             store.delete("vhost", (name,))
-        for user in self.broker.users.users.values():
-            if user.permissions.pop(name, None) is not None:
-                self.broker.save_user(user.name)
+        for user in list(self.broker.users.users.values()):
+            self.broker.clear_topic_permissions(user.name, name)
+            self.broker.clear_permissions(user.name, name)
 
     def _store(self) -> Any:
         persistence = self.broker.persistence
@@ -302,33 +302,40 @@ class Admin:
         return {
             "name": name,
             "password_hash": user.password_hash,
-            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "hashing_algorithm": user.hashing_algorithm,
             "tags": list(user.tags),
             "limits": {},
         }
 
     def add_user(self, name: str, password: str | None = None, *, password_hash: str | None = None,
-                 tags: Iterable[str] = ()) -> bool:
+                 tags: Iterable[str] = (), hashing_algorithm: str = DEFAULT_HASHING) -> bool:
         """Create or update a user (RabbitMQ's PUT /api/users/u); True when it was created.
 
-        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password);
-        ``tags`` is a list or a comma-separated string. An existing user keeps its permissions."""
+        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password;
+        ``hashing_algorithm`` names the hash's, RabbitMQ's names); ``tags`` is a list or a
+        comma-separated string. An existing user keeps its permissions."""
         if not name:
             raise AdminError("bad_request", "user name must not be empty")
         if password is not None and password_hash is not None:
             raise AdminError("bad_request", "give password or password_hash, not both")
         if password is None and password_hash is None:
             raise AdminError("bad_request", "password or password_hash is required")
-        digest = hash_password(password) if password is not None else password_hash
+        if hashing_algorithm not in HASHING_ALGORITHMS:
+            raise AdminError("bad_request", f"unknown hashing algorithm '{hashing_algorithm}'")
+        if password is not None:
+            digest, hashing_algorithm = hash_password(password), DEFAULT_HASHING
+        else:
+            digest = password_hash
         tags = _tag_list(tags)
         users = self.broker.users.users
         existing = users.get(name)
         if existing is None:
             user = self.broker.users.add_user(name, "", list(tags))
-            user.password_hash = digest or ""
         else:
-            existing.password_hash = digest or ""
-            existing.tags = list(tags)
+            user = existing
+            user.tags = list(tags)
+        user.password_hash = digest or ""
+        user.hashing_algorithm = hashing_algorithm
         self.broker.save_user(name)
         return existing is None
 
@@ -337,6 +344,7 @@ class Admin:
         if name not in self.broker.users.users:
             raise _not_found(f"user '{name}'")
         del self.broker.users.users[name]
+        self.broker.forget_grants(name)
         store = self._store()
         if store is not None:
             store.delete("user", (name,))
@@ -349,6 +357,7 @@ class Admin:
         if user is None:
             raise _not_found(f"user '{name}'")
         user.password_hash = hash_password(password)
+        user.hashing_algorithm = DEFAULT_HASHING
         self.broker.save_user(name)
 
     def clear_password(self, name: str) -> None:
@@ -371,7 +380,7 @@ class Admin:
     def authenticate_user(self, name: str, password: str) -> dict | None:
         """The user's snapshot when ``password`` is right, else None."""
         user = self.broker.users.users.get(name)
-        if user is None or not user.password_hash or not check_password(password, user.password_hash):
+        if user is None or not user.check_password(password):
             return None
         return self.user(name)
 
@@ -401,18 +410,57 @@ class Admin:
                 re.compile(pattern)
             except re.error as exc:
                 raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
-        self.broker.users.grant(user, vhost, (configure, write, read))
-        self.broker.save_user(user)
+        self.broker.set_permissions(user, vhost, (configure, write, read))
 
     def clear_permissions(self, user: str, vhost: str) -> None:
         """Revoke ``user``'s access to ``vhost``."""
-        entry = self.broker.users.users.get(user)
-        if entry is None:
+        if user not in self.broker.users.users:
             raise _not_found(f"user '{user}'")
         self._vhost(vhost)
-        if entry.permissions.pop(vhost, None) is None:
+        if not self.broker.clear_permissions(user, vhost):
             raise _not_found(f"permissions of user '{user}' on vhost '{vhost}'")
-        self.broker.save_user(user)
+
+    def topic_permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict]:
+        """Topic permissions (user, vhost, exchange, write, read), of a vhost and/or user, sorted
+        (RabbitMQ's list_topic_permissions)."""
+        if vhost is not None:
+            self._vhost(vhost)
+        if user is not None and user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        rows = []
+        for name, entry in sorted(self.broker.users.users.items()):
+            if user is not None and name != user:
+                continue
+            for vhost_name, by_exchange in sorted(entry.topic_permissions.items()):
+                if (vhost is None or vhost_name == vhost) and vhost_name in self.broker.vhosts:
+                    for exchange, (write, read) in sorted(by_exchange.items()):
+                        rows.append({"user": name, "vhost": vhost_name, "exchange": exchange,
+                                     "write": write, "read": read})
+        return rows
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str = ".*",
+                              read: str = ".*") -> None:
+        """Let ``user`` publish to (write) and bind from (read) the topic exchange ``exchange``
+        in ``vhost`` only with routing keys these patterns match; ``{username}`` and ``{vhost}``
+        in them stand for the user's and the vhost's names (RabbitMQ's set_topic_permissions)."""
+        if user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        for label, pattern in (("write", write), ("read", read)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
+        self.broker.set_topic_permissions(user, vhost, exchange, write, read)
+
+    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None) -> None:
+        """Remove ``user``'s topic permissions in ``vhost``, on ``exchange`` only when given."""
+        if user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        if not self.broker.clear_topic_permissions(user, vhost, exchange):
+            on = f" on exchange '{exchange}'" if exchange is not None else ""
+            raise _not_found(f"topic permissions of user '{user}'{on} in vhost '{vhost}'")
 
     # -- exchanges --------------------------------------------------------------------------------
 
@@ -862,8 +910,7 @@ class Admin:
         self.broker.add_vhost(default_vhost)
         if default_user:
             self.add_user(default_user, default_pass, tags=["administrator"])
-            self.broker.users.grant(default_user, default_vhost, FULL_ACCESS)
-            self.broker.save_user(default_user)
+            self.broker.set_permissions(default_user, default_vhost, FULL_ACCESS)
 
 
 def properties_key(routing_key: str, arguments: dict | None) -> str:

@@ -42,7 +42,7 @@ class BrokerServer:
         self.settings = settings
         self.broker = broker or Broker(
             settings.default_user, settings.default_pass, settings.default_vhost,
-            consumer_timeout_ms=settings.consumer_timeout_ms,
+            consumer_timeout_ms=settings.consumer_timeout_ms, loopback_users=settings.loopback_users,
         )
         self.cluster_name = f"amqp_broker@{socket.gethostname()}"
         self.connections: set[ServerConnection] = set()
@@ -213,7 +213,8 @@ class BrokerServer:
             host, port = stream.socket.getsockname()[:2]
             local = f"{host}:{port}"
         except OSError:
-            peer, local = "unknown", ""
+            # Not "": that names a connection without a socket, which loopback_users lets in.
+            peer, local = "unknown", "unknown"
         conn = ServerConnection(self, stream, peer, local)
         self.connections.add(conn)
         try:

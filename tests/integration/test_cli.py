@@ -192,7 +192,8 @@ def _listening_addresses(port: int) -> list[str]:
 def _non_loopback_ipv4() -> str | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            sock.connect(("192.0.2.255", 9))  # no packet is sent: this only picks a route
+            # No packet is sent: this only picks a route (a broadcast address would be refused).
+            sock.connect(("198.51.100.1", 9))
         except OSError:
             return None
         address = sock.getsockname()[0]
