@@ -331,7 +331,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="print the program's name and version and exit",
     )
     # prog: the subcommands' usage lines start "amqp-broker definitions ...", not with our usage.
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog="amqp-broker")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", prog="amqp-broker", help="what to do (default: serve)"
+    )
     commands.add_parser(
         "serve", parents=[common], help="run the broker (the default when no command is given)"
     )
@@ -345,7 +347,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "in RabbitMQ's definitions.json format, in the data directory (--data-dir).",
     )
     actions = definitions.add_subparsers(
-        dest="definitions_action", metavar="ACTION", required=True, prog="amqp-broker definitions"
+        dest="definitions_action",
+        metavar="ACTION",
+        required=True,
+        prog="amqp-broker definitions",
+        help="export or import",
     )
     export = actions.add_parser(
         "export",
