@@ -320,9 +320,8 @@ def _parse_conf(path: str) -> list[tuple[int, str, str]]:
             entries.append((lineno, "include", content[len("include "):].strip()))
             continue
         if not sep or not key or not value or any(c.isspace() for c in key):
-            raise ConfigError(
-                f"rabbitmq.conf {path} line {lineno}: expected KEY = VALUE, got {line.strip()!r}"
-            )
+            # The line itself is not quoted: it may hold a password.
+            raise ConfigError(f"rabbitmq.conf {path} line {lineno}: expected KEY = VALUE")
         entries.append((lineno, key, value))
     return entries
 
