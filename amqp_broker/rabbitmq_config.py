@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import ConfigError, _parse_string, full_node_name
+from .config import ConfigError, Settings, _parse_string, full_node_name
 
 __all__ = [
     "CONF_KEYS",
@@ -121,8 +121,6 @@ def resolve_node_dir(values: dict[str, Any]) -> None:
     """Turn a :class:`NodeDirUnder` ``data_dir`` in ``values`` into ``<base>/<node name>``."""
     base = values.get("data_dir")
     if isinstance(base, NodeDirUnder):
-        from .config import Settings
-
         node_name = values.get("node_name", Settings.__dataclass_fields__["node_name"].default)
         values["data_dir"] = os.path.join(str(base), full_node_name(node_name))
 
