@@ -6,9 +6,10 @@ JSON-ready dicts whose keys are those of RabbitMQ's management API (``messages_r
 ``consumer_count``...), because every consumer of this API speaks RabbitMQ's vocabulary; a caller
 adds or renames what its own format needs.
 
-Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``) and RabbitMQ's
-reason text; errors of the core (an inequivalent redeclare, a reserved name) arrive as
-``bad_request`` with the text a client would have read after the reply code.
+Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``,
+``access_refused``) and RabbitMQ's reason text; errors of the core (an inequivalent redeclare)
+arrive as ``bad_request`` with the text a client would have read after the reply code, and what a
+client would have been refused with 403 (a reserved ``amq.`` name) as ``access_refused``.
 
 Everything here runs on the broker's event loop, like any client's method.
 """
@@ -41,7 +42,8 @@ DEFAULT_CLOSE_REASON = "Closed via management plugin"
 
 
 class AdminError(Exception):
-    """An admin call that cannot be done: ``kind`` is ``not_found`` or ``bad_request``."""
+    """An admin call that cannot be done: ``kind`` is ``not_found``, ``bad_request`` or
+    ``access_refused`` (what AMQP refuses with 403: the default exchange, ``amq.*`` names)."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
@@ -58,7 +60,8 @@ def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
     except AMQPError as exc:
-        raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
+        kind = {404: "not_found", 403: "access_refused"}.get(exc.reply_code, "bad_request")
+        raise AdminError(kind, exc.text) from None
 
 
 def _json(value: Any) -> Any:
@@ -86,20 +89,25 @@ class Admin:
         """The node's facts (name, listeners, memory, alarms...) as the server reports them."""
         return dict(self.node())
 
-    def overview(self) -> dict:
-        """Object totals, queued message totals and global message counters with rates."""
+    def overview(self, vhosts: Iterable[str] | None = None) -> dict:
+        """Object totals, queued message totals and global message counters with rates.
+
+        ``vhosts`` limits the totals to those vhosts (what a user who sees only some of them is
+        shown); the message counters stay the node's."""
         broker = self.broker
-        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
+        shown = [v for v in broker.vhosts.values() if vhosts is None or v.name in set(vhosts)]
+        sessions = [s for s in broker.sessions if vhosts is None or s.vhost in shown]
+        queues = [q for v in shown for q in v.queues.values()]
         ready = sum(q.message_count for q in queues)
-        unacked = sum(len(ch.unacked) for s in broker.sessions for ch in s.channels.values())
+        unacked = sum(len(ch.unacked) for s in sessions for ch in s.channels.values())
         totals = self.message_totals()
         return {
             "object_totals": {
-                "connections": len(broker.sessions),
-                "channels": sum(len(s.channels) for s in broker.sessions),
+                "connections": len(sessions),
+                "channels": sum(len(s.channels) for s in sessions),
                 "consumers": sum(q.consumer_count for q in queues),
                 "queues": len(queues),
-                "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+                "exchanges": sum(len(v.exchanges) for v in shown),
             },
             "queue_totals": {
                 "messages": ready + unacked,
@@ -153,6 +161,10 @@ class Admin:
         if vhost is None:
             raise _not_found(f"vhost '{name}'")
         return vhost
+
+    def vhost_names(self) -> list[str]:
+        """The names of every vhost, sorted (cheap: no totals)."""
+        return sorted(self.broker.vhosts)
 
     def vhosts(self) -> list[dict]:
         """Every vhost with its message totals, sorted by name."""
@@ -308,6 +320,14 @@ class Admin:
                                  "configure": configure, "write": write, "read": read})
         return rows
 
+    def user_vhosts(self, user: str) -> list[str]:
+        """The vhosts ``user`` has permissions on (those it may log in to), sorted; [] for an
+        unknown user."""
+        entry = self.broker.users.users.get(user)
+        if entry is None:
+            return []
+        return sorted(v for v in entry.permissions if v in self.broker.vhosts)
+
     def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
                         read: str = ".*") -> None:
         """Grant ``user`` access to ``vhost`` with these regular expressions."""
@@ -376,7 +396,7 @@ class Admin:
         if name not in v.exchanges:
             raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
         if not name or name.startswith("amq."):
-            raise AdminError("bad_request", f"operation not permitted on exchange '{name}'")
+            raise AdminError("access_refused", f"operation not permitted on exchange '{name}'")
         _core(v.delete_exchange, name, if_unused)
 
     # -- queues -----------------------------------------------------------------------------------
@@ -572,9 +592,10 @@ class Admin:
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
-                     truncate: int | None = None) -> list[dict]:
+                     truncate: int | None = None, reject: bool = False) -> list[dict]:
         """Take up to ``count`` ready messages as basic.get would and put them back (flagged
-        redelivered) when ``requeue``, else drop them as acked."""
+        redelivered) when ``requeue``, else drop them: as acked, or as rejected when ``reject``
+        (then they are dead-lettered where the queue says so, as basic.reject would)."""
         q = self._queue(vhost, queue)
         taken = []
         for _ in range(max(count, 0)):
@@ -601,8 +622,8 @@ class Admin:
             q.requeue(taken)
         else:
             for entry in taken:
-                if entry.stored:
-                    q.drop(entry)
+                if entry.stored or reject:
+                    q.drop(entry, "rejected" if reject else None)
         return result
 
     # -- connections, channels, consumers ---------------------------------------------------------
@@ -728,16 +749,37 @@ class Admin:
 
     # -- definitions and reset --------------------------------------------------------------------
 
-    def export_definitions(self) -> dict:
-        """The running broker's definitions (RabbitMQ's definitions.json object)."""
+    def export_definitions(self, vhost: str | None = None) -> dict:
+        """The running broker's definitions (RabbitMQ's definitions.json object).
+
+        With ``vhost``, RabbitMQ's single-vhost form: only that vhost's queues, exchanges and
+        bindings, without their ``vhost`` keys, and no users, vhosts or permissions."""
         from ..definitions import export_definitions
 
-        return export_definitions(self.broker)
+        data = export_definitions(self.broker)
+        if vhost is None:
+            return data
+        self._vhost(vhost)
+        one: dict[str, Any] = {"rabbit_version": data["rabbit_version"], "parameters": [],
+                               "policies": []}
+        for kind in ("queues", "exchanges", "bindings"):
+            one[kind] = [{k: v for k, v in entry.items() if k != "vhost"}
+                         for entry in data[kind] if entry.get("vhost") == vhost]
+        return one
 
-    def import_definitions(self, data: dict) -> dict[str, int]:
-        """Apply a definitions object to the running broker; counts of what was applied."""
+    def import_definitions(self, data: dict, vhost: str | None = None) -> dict[str, int]:
+        """Apply a definitions object to the running broker; counts of what was applied.
+
+        With ``vhost``, the single-vhost form: queues, exchanges and bindings go into that vhost
+        whatever their ``vhost`` keys say; users, vhosts and permissions are ignored."""
         from ..definitions import DefinitionsError, import_definitions
 
+        if vhost is not None:
+            self._vhost(vhost)
+        if vhost is not None and isinstance(data, dict):
+            data = {kind: [dict(entry, vhost=vhost) if isinstance(entry, dict) else entry
+                           for entry in data.get(kind) or []]
+                    for kind in ("queues", "exchanges", "bindings")}
         try:
             return import_definitions(self.broker, data)
         except DefinitionsError as exc:
