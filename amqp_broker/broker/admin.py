@@ -420,8 +420,8 @@ class Admin:
             raise _not_found(f"queue '{name}' in vhost '{vhost}'")
         return queue
 
-    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", int]) -> dict:
-        unacked = unacked_by_queue.get(queue, 0)
+    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", list[int]]) -> dict:
+        unacked, unacked_bytes = unacked_by_queue.get(queue, (0, 0))
         ready = queue.message_count
         owner = queue.exclusive_owner
         consumers = queue.all_consumers()
@@ -438,7 +438,9 @@ class Admin:
             "messages": ready + unacked,
             "messages_ready": ready,
             "messages_unacknowledged": unacked,
+            "message_bytes": queue.buffer.bytes + unacked_bytes,
             "message_bytes_ready": queue.buffer.bytes,
+            "message_bytes_unacknowledged": unacked_bytes,
             "consumers": len(consumers),
             "consumer_utilisation": None,
             # Bodies held in memory plus a fixed bookkeeping cost per message (as the paging
@@ -448,13 +450,18 @@ class Admin:
             "message_stats": self._with_rates(("queue", queue.vhost.name, queue.name), stats),
         }
 
-    def _unacked_by_queue(self) -> dict["Queue", int]:
-        """Unacknowledged deliveries per queue (they are held by channels, not by the queue)."""
-        counts: dict[Queue, int] = {}
+    def _unacked_by_queue(self) -> dict["Queue", list[int]]:
+        """[unacknowledged deliveries, their body bytes] per queue (they are held by channels,
+        not by the queue)."""
+        counts: dict[Queue, list[int]] = {}
         for session in self.broker.sessions:
             for channel in session.channels.values():
                 for entry in channel.unacked.values():
-                    counts[entry.queue] = counts.get(entry.queue, 0) + 1
+                    count = counts.get(entry.queue)
+                    if count is None:
+                        count = counts[entry.queue] = [0, 0]
+                    count[0] += 1
+                    count[1] += len(entry.message.body)
         return counts
 
     def declare_queue(self, vhost: str, name: str, *, durable: bool = True, auto_delete: bool = False,
@@ -714,6 +721,9 @@ class Admin:
             "global_prefetch_count": channel.global_prefetch,
             "confirm": channel.confirm_mode,
             "transactional": channel.tx is not None,
+            # Staged in an open transaction: publishes, and deliveries acknowledged.
+            "messages_uncommitted": sum(1 for action in channel.tx or () if action[0] == "publish"),
+            "acks_uncommitted": sum(len(action[1]) for action in channel.tx or () if action[0] == "ack"),
             "state": "running",
             "message_stats": self._with_rates(("channel", session.name, channel.number),
                                               channel.message_stats()),

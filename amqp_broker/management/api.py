@@ -491,7 +491,10 @@ class ManagementApi:
     def put_vhost(self, call: Call, vhost: str) -> Response:
         body = self._body(call)
         _bool(body.get("tracing"), False)
-        return self._created(self.admin.add_vhost(vhost))
+        created = self.admin.add_vhost(vhost)
+        if created:  # RabbitMQ grants the user who creates a vhost full access to it
+            self.admin.set_permissions(call.caller.name, vhost)
+        return self._created(created)
 
     def delete_vhost(self, call: Call, vhost: str) -> Response:
         self._check_vhost(vhost)
@@ -809,6 +812,10 @@ class ManagementApi:
     def _connection_info(self, row: dict) -> dict:
         info = dict(row)
         info["node"] = self.node
+        # TLS is not served: RabbitMQ shows these as null on a plain connection.
+        for key in ("peer_cert_issuer", "peer_cert_subject", "peer_cert_validity", "ssl_protocol",
+                    "ssl_cipher", "ssl_hash", "ssl_key_exchange"):
+            info[key] = None
         name = (row.get("client_properties") or {}).get("connection_name")
         if isinstance(name, str):
             info["user_provided_name"] = name
@@ -817,6 +824,7 @@ class ManagementApi:
     def _channel_info(self, row: dict) -> dict:
         info = dict(row)
         info["node"] = self.node
+        info["pending_raft_commands"] = 0  # no Raft log behind any queue here
         return info
 
     def _consumer_info(self, row: dict) -> dict:
