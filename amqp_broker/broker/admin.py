@@ -80,8 +80,9 @@ class Admin:
     def __init__(self, broker: "Broker", node: Callable[[], dict] | None = None):
         self.broker = broker
         self.node = node or (lambda: {})
-        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_rates`).
+        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_with_rates`).
         self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
+        self._swept = time.monotonic()
 
     # -- node -------------------------------------------------------------------------------------
 
@@ -135,6 +136,12 @@ class Admin:
         """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
         message_stats; rates come from the difference with the oldest sample of the last 10 s."""
         now = time.monotonic()
+        if now - self._swept > 60.0:
+            # Objects come and go (reply queues, connections): forget those not asked about for a
+            # while, so the samples of deleted ones do not pile up.
+            self._swept = now
+            for stale in [k for k, v in self._samples.items() if now - v[-1][0] > 20.0]:
+                del self._samples[stale]
         samples = self._samples.setdefault(key, [])
         while samples and now - samples[0][0] > 10.0:
             samples.pop(0)

@@ -35,6 +35,11 @@ log = logging.getLogger("amqp_broker.management")
 RECEIVE_SIZE = 1 << 16
 #: RabbitMQ's text for a body over the limit (rabbit_mgmt_util:with_decode).
 BODY_TOO_LARGE = "Exceeded HTTP request body size limit"
+#: After our last response on a connection: how long, and how many bytes, we read and discard
+#: until the client closes its side. Closing with its data unread would make the kernel answer
+#: with a reset, which can destroy our last response before the client reads it.
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,23 @@ class _Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head)
 
     async def run(self) -> None:
+        await self._serve()
+        await self._linger()
+
+    async def _linger(self) -> None:
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                await self.stream.send_eof()
+                discarded = 0
+                while discarded < LINGER_BYTES:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        return
+                    discarded += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+
+    async def _serve(self) -> None:
         try:
             while True:
                 request = await self._read_request()

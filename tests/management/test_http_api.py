@@ -105,8 +105,10 @@ def api(broker):
 
 @pytest.fixture
 def amqp(broker):
+    name = unique("conn")
     conn = pika.BlockingConnection(pika.ConnectionParameters(
-        "127.0.0.1", broker.port, heartbeat=0, client_properties={"connection_name": unique("conn")}))
+        "127.0.0.1", broker.port, heartbeat=0, client_properties={"connection_name": name}))
+    conn.test_name = name  # what the API shows as user_provided_name
     yield conn
     if conn.is_open:
         conn.close()
@@ -341,8 +343,7 @@ def test_queue_declared_with_pika_appears_with_its_counts(api, amqp):
     assert queue in [q["name"] for q in api.ok("/api/queues/%2F")]
     assert [c["consumer_tag"] for c in api.ok("/api/consumers/%2F") if c["queue"]["name"] == queue] == ["api-tag"]
 
-    conn = [c for c in api.ok("/api/connections") if c["user_provided_name"] ==
-            amqp._impl.params.client_properties["connection_name"]]
+    conn = [c for c in api.ok("/api/connections") if c["user_provided_name"] == amqp.test_name]
     assert len(conn) == 1 and conn[0]["channels"] == 2 and conn[0]["ssl"] is False
     assert conn[0]["client_properties"]["product"] == "Pika Python Client Library"
     channels = api.ok(f"/api/connections/{seg(conn[0]['name'])}/channels")
