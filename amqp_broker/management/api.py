@@ -252,7 +252,10 @@ class ManagementApi:
             return {}
         try:
             value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            # JSON may spell lone surrogates ("\ud800"), which are no text: names and arguments
+            # holding one could never be encoded again (on AMQP, on disk).
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError):
             raise bad_request(error) from None
         if not isinstance(value, dict):
             raise bad_request(error)
@@ -270,7 +273,7 @@ class ManagementApi:
         if sort != "":
             keys = [sort] if sort else []
             keys += [k for k in default_sort if k not in keys]
-            rows = sorted(rows, key=lambda row: [_erlang_key(_dotted(row, k)) for k in keys])
+            rows = _sorted(rows, keys)
         if query.get("sort_reverse") == "true":
             rows.reverse()
         columns = _parse_columns(query.get("columns"))
@@ -1077,6 +1080,24 @@ def _columns(value: Any, columns: list[list[str]] | None) -> Any:
                 continue
         out[key] = _columns(item, below)
     return out
+
+
+def _sorted(rows: list[dict], keys: list[str]) -> list[dict]:
+    """``rows`` in RabbitMQ's order by ``keys`` (dotted paths)."""
+    if all("." not in k for k in keys):
+        try:
+            # Plain string keys (names, vhosts: the default order) compare in Python as in
+            # Erlang (code points order as UTF-8 bytes do), many times faster than the general key.
+            return sorted(rows, key=lambda row: [_plain(row.get(k, 0)) for k in keys])
+        except TypeError:
+            pass
+    return sorted(rows, key=lambda row: [_erlang_key(_dotted(row, k)) for k in keys])
+
+
+def _plain(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError("not a string")
+    return value
 
 
 def _dotted(row: dict, key: str) -> Any:

@@ -88,7 +88,11 @@ class Response:
     def json(cls, value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
              ) -> "Response":
         """``value`` as compact JSON (``application/json``)."""
-        body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate some client sent: escape it, stay valid JSON
+            body = json.dumps(value, separators=(",", ":")).encode("ascii")
         return cls(status, body, [("content-type", "application/json"), *(headers or [])])
 
     @classmethod

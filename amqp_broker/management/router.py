@@ -56,7 +56,7 @@ class Router:
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for a raw (still percent-encoded) path and its decoded parameters."""
         raw = path.strip("/").split("/") if path.strip("/") else [""]
-        segments = [unquote(s, errors="surrogateescape") for s in raw]
+        segments = [unquote(s, errors="replace") for s in raw]
         for route in self._routes.get(len(segments), ()):
             params = route.match(segments)
             if params is not None:

@@ -369,6 +369,8 @@ def test_queue_put_delete_and_errors(api, amqp):
     assert api("PUT", path, {"durable": "maybe"}).json == {"error": "bad_request",
                                                            "reason": ["not_boolean", "maybe"]}
     assert api("PUT", path, raw=b"{nope").json == {"error": "bad_request", "reason": "not_json"}
+    assert api("PUT", path, raw=b'{"arguments": {"x-note": "\\ud800"}}').json == {
+        "error": "bad_request", "reason": "not_json"}
     assert api("PUT", f"/api/queues/no-such-vhost/{queue}", {}).json == {
         "error": "not_found", "reason": "vhost_not_found"}
     assert api("PUT", "/api/queues/%2F/amq.mine", {}).json == {
