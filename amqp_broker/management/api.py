@@ -373,16 +373,25 @@ class ManagementApi:
         add("/api/health/checks/protocol-listener/{protocol}", GET=(ANY, self.health_protocol))
         add("/api/health/checks/virtual-hosts", GET=(ANY, self.health_vhosts))
         add("/api/aliveness-test/{vhost}", GET=(VHOST, self.aliveness))
-        # What rabbitmqadmin and the page list but this broker does not have: always empty.
+        # What rabbitmqadmin and the page list but this broker does not have: empty lists, no
+        # single one (404), and writes refused as not allowed (405) rather than unknown paths.
         for path in ("/api/policies", "/api/policies/{vhost}", "/api/operator-policies",
-                     "/api/operator-policies/{vhost}", "/api/parameters", "/api/global-parameters",
+                     "/api/operator-policies/{vhost}", "/api/parameters", "/api/parameters/{component}",
+                     "/api/parameters/{component}/{vhost}", "/api/global-parameters",
                      "/api/vhost-limits", "/api/vhost-limits/{vhost}"):
             add(path, GET=(ANY, self._empty_list))
+        for path in ("/api/policies/{vhost}/{name}", "/api/operator-policies/{vhost}/{name}",
+                     "/api/parameters/{component}/{vhost}/{name}", "/api/global-parameters/{name}",
+                     "/api/vhost-limits/{vhost}/{name}"):
+            add(path, GET=(ANY, self._none))
 
-    def _empty_list(self, call: Call, vhost: str | None = None) -> Any:
+    def _empty_list(self, call: Call, vhost: str | None = None, component: str | None = None) -> Any:
         if vhost is not None:
             self._check_vhost(vhost)
         return self._reply_list(call, [])
+
+    def _none(self, call: Call, **params: str) -> Any:
+        raise not_found()
 
     # -- node -----------------------------------------------------------------------------------
 

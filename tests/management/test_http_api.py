@@ -150,6 +150,8 @@ def test_listeners_overview_whoami_nodes(broker, api):
     assert api.ok("/api/cluster-name") == {"name": overview["node"]}
     # What rabbitmqadmin lists but this broker does not have is empty, not 404.
     assert api.ok("/api/policies") == [] and api.ok("/api/parameters") == []
+    assert api.get("/api/policies/%2F/p").status == 404
+    assert api("PUT", "/api/policies/%2F/p", {"pattern": ".*", "definition": {}}).status == 405
 
 
 def test_json_headers_and_http_errors(api):
