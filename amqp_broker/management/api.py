@@ -270,12 +270,12 @@ class ManagementApi:
         ``page`` is given (filtered by ``name``, ``use_regex``), then cut to ``columns``."""
         query = call.query
         sort = query.get("sort")
-        if sort != "":
+        if sort != "":  # an empty sort asks for no sorting at all, reversed or not
             keys = [sort] if sort else []
             keys += [k for k in default_sort if k not in keys]
             rows = _sorted(rows, keys)
-        if query.get("sort_reverse") == "true":
-            rows.reverse()
+            if query.get("sort_reverse") == "true":
+                rows.reverse()
         columns = _parse_columns(query.get("columns"))
         page = _pagination(query)
         if page is None:
