@@ -97,6 +97,8 @@ def _serve(settings: Settings) -> int:
             print(f"amqp-broker: configuration error: {error}", file=sys.stderr)
         elif isinstance(error, StoreError):
             print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
+        elif getattr(error, "where", None):  # an HTTP listener's port (management, Prometheus)
+            print(f"amqp-broker: cannot start ({error.where}): {error}", file=sys.stderr)
         else:
             print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
         log.debug("start-up failed", exc_info=exc)

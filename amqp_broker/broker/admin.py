@@ -92,7 +92,7 @@ class Admin:
     def __init__(self, broker: "Broker", node: Callable[[], dict] | None = None):
         self.broker = broker
         self.node = node or (lambda: {})
-        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_rates`).
+        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_with_rates`).
         self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
         self._pruned_at = time.monotonic()
 
@@ -102,9 +102,15 @@ class Admin:
         """The node's facts (name, listeners, memory, alarms...) as the server reports them."""
         return dict(self.node())
 
-    def overview(self) -> dict:
-        """Object totals, queued message totals and global message counters with rates."""
-        totals = self.totals()
+    def overview(self, vhosts: Iterable[str] | None = None) -> dict:
+        """Object totals, queued message totals and global message counters with rates.
+
+        ``vhosts`` limits the totals to those vhosts (what a user who sees only some of them is
+        shown); the message counters stay the node's."""
+        if vhosts is None:
+            totals = self.totals()
+        else:
+            totals = self._totals_of(set(vhosts))
         return {
             "object_totals": {
                 key: totals[key] for key in ("connections", "channels", "consumers", "queues", "exchanges")
@@ -136,6 +142,23 @@ class Admin:
             "queues": queues,
             "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
             "messages_ready": ready,
+            "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
+            "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
+        }
+
+    def _totals_of(self, vhosts: set[str]) -> dict[str, int]:
+        """:meth:`totals` of some vhosts only (what a user who sees only those is shown)."""
+        broker = self.broker
+        shown = [v for v in broker.vhosts.values() if v.name in vhosts]
+        queues = [q for v in shown for q in v.queues.values()]
+        channels = [ch for s in broker.sessions if s.vhost.name in vhosts for ch in s.channels.values()]
+        return {
+            "connections": sum(1 for s in broker.sessions if s.vhost.name in vhosts),
+            "channels": len(channels),
+            "consumers": sum(q.consumer_count for q in queues),
+            "queues": len(queues),
+            "exchanges": sum(len(v.exchanges) for v in shown),
+            "messages_ready": sum(q.message_count for q in queues),
             "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
             "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
         }
@@ -233,6 +256,10 @@ class Admin:
         if vhost is None:
             raise _not_found(f"vhost '{name}'")
         return vhost
+
+    def vhost_names(self) -> list[str]:
+        """The names of every vhost, sorted (cheap: no totals)."""
+        return sorted(self.broker.vhosts)
 
     def vhosts(self) -> list[dict]:
         """Every vhost with its message totals, sorted by name."""
@@ -400,6 +427,14 @@ class Admin:
                                  "configure": configure, "write": write, "read": read})
         return rows
 
+    def user_vhosts(self, user: str) -> list[str]:
+        """The vhosts ``user`` has permissions on (those it may log in to), sorted; [] for an
+        unknown user."""
+        entry = self.broker.users.users.get(user)
+        if entry is None:
+            return []
+        return sorted(v for v in entry.permissions if v in self.broker.vhosts)
+
     def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
                         read: str = ".*") -> None:
         """Grant ``user`` access to ``vhost`` with these regular expressions."""
@@ -530,8 +565,8 @@ class Admin:
             raise _not_found(f"queue '{name}' in vhost '{vhost}'")
         return queue
 
-    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", int]) -> dict:
-        unacked = unacked_by_queue.get(queue, 0)
+    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", list[int]]) -> dict:
+        unacked, unacked_bytes = unacked_by_queue.get(queue, (0, 0))
         ready = queue.message_count
         owner = queue.exclusive_owner
         consumers = queue.all_consumers()
@@ -548,7 +583,9 @@ class Admin:
             "messages": ready + unacked,
             "messages_ready": ready,
             "messages_unacknowledged": unacked,
+            "message_bytes": queue.buffer.bytes + unacked_bytes,
             "message_bytes_ready": queue.buffer.bytes,
+            "message_bytes_unacknowledged": unacked_bytes,
             "consumers": len(consumers),
             "consumer_utilisation": None,
             # Bodies held in memory plus a fixed bookkeeping cost per message (as the paging
@@ -558,13 +595,18 @@ class Admin:
             "message_stats": self._with_rates(("queue", queue.vhost.name, queue.name), stats),
         }
 
-    def _unacked_by_queue(self) -> dict["Queue", int]:
-        """Unacknowledged deliveries per queue (they are held by channels, not by the queue)."""
-        counts: dict[Queue, int] = {}
+    def _unacked_by_queue(self) -> dict["Queue", list[int]]:
+        """[unacknowledged deliveries, their body bytes] per queue (they are held by channels,
+        not by the queue)."""
+        counts: dict[Queue, list[int]] = {}
         for session in self.broker.sessions:
             for channel in session.channels.values():
                 for entry in channel.unacked.values():
-                    counts[entry.queue] = counts.get(entry.queue, 0) + 1
+                    count = counts.get(entry.queue)
+                    if count is None:
+                        count = counts[entry.queue] = [0, 0]
+                    count[0] += 1
+                    count[1] += len(entry.message.body)
         return counts
 
     def declare_queue(self, vhost: str, name: str, *, durable: bool = True, auto_delete: bool = False,
@@ -714,9 +756,10 @@ class Admin:
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
-                     truncate: int | None = None) -> list[dict]:
+                     truncate: int | None = None, reject: bool = False) -> list[dict]:
         """Take up to ``count`` ready messages as basic.get would and put them back (flagged
-        redelivered) when ``requeue``, else drop them as acked."""
+        redelivered) when ``requeue``, else drop them: as acked, or as rejected when ``reject``
+        (then they are dead-lettered where the queue says so, as basic.reject would)."""
         q = self._vhost(vhost).queues.get(queue)
         if q is None:
             raise AdminError("not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'")
@@ -753,8 +796,8 @@ class Admin:
             q.requeue(taken)
         else:
             for entry in taken:
-                if entry.stored:
-                    q.drop(entry)
+                if entry.stored or reject:
+                    q.drop(entry, "rejected" if reject else None)
         return result
 
     # -- connections, channels, consumers ---------------------------------------------------------
@@ -845,6 +888,9 @@ class Admin:
             "global_prefetch_count": channel.global_prefetch,
             "confirm": channel.confirm_mode,
             "transactional": channel.tx is not None,
+            # Staged in an open transaction: publishes, and deliveries acknowledged.
+            "messages_uncommitted": sum(1 for action in channel.tx or () if action[0] == "publish"),
+            "acks_uncommitted": sum(len(action[1]) for action in channel.tx or () if action[0] == "ack"),
             "state": "running",
             "message_stats": self._with_rates(("channel", session.name, channel.number),
                                               channel.message_stats()),
@@ -880,16 +926,37 @@ class Admin:
 
     # -- definitions and reset --------------------------------------------------------------------
 
-    def export_definitions(self) -> dict:
-        """The running broker's definitions (RabbitMQ's definitions.json object)."""
+    def export_definitions(self, vhost: str | None = None) -> dict:
+        """The running broker's definitions (RabbitMQ's definitions.json object).
+
+        With ``vhost``, RabbitMQ's single-vhost form: only that vhost's queues, exchanges and
+        bindings, without their ``vhost`` keys, and no users, vhosts or permissions."""
         from ..definitions import export_definitions
 
-        return export_definitions(self.broker)
+        data = export_definitions(self.broker)
+        if vhost is None:
+            return data
+        self._vhost(vhost)
+        one: dict[str, Any] = {"rabbit_version": data["rabbit_version"], "parameters": [],
+                               "policies": []}
+        for kind in ("queues", "exchanges", "bindings"):
+            one[kind] = [{k: v for k, v in entry.items() if k != "vhost"}
+                         for entry in data[kind] if entry.get("vhost") == vhost]
+        return one
 
-    def import_definitions(self, data: dict) -> dict[str, int]:
-        """Apply a definitions object to the running broker; counts of what was applied."""
+    def import_definitions(self, data: dict, vhost: str | None = None) -> dict[str, int]:
+        """Apply a definitions object to the running broker; counts of what was applied.
+
+        With ``vhost``, the single-vhost form: queues, exchanges and bindings go into that vhost
+        whatever their ``vhost`` keys say; users, vhosts and permissions are ignored."""
         from ..definitions import DefinitionsError, import_definitions
 
+        if vhost is not None:
+            self._vhost(vhost)
+        if vhost is not None and isinstance(data, dict):
+            data = {kind: [dict(entry, vhost=vhost) if isinstance(entry, dict) else entry
+                           for entry in data.get(kind) or []]
+                    for kind in ("queues", "exchanges", "bindings")}
         try:
             return import_definitions(self.broker, data)
         except DefinitionsError as exc:

@@ -45,7 +45,10 @@ STARTED = re.compile(r"Server startup complete; listening on \S+:(\d+)")
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
+    # No HTTP listeners: 15672/15692 belong to the RabbitMQ these tests compare with.
+    env.update(AMQP_BROKER_MANAGEMENT_PORT="0", AMQP_BROKER_PROMETHEUS_PORT="0")
+    return env
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
