@@ -15,6 +15,7 @@ import trio
 
 from .api import ManagementApi
 from .http import App, HttpServer, Limits, Request, Response
+from .metrics import CONTENT_TYPE, render_metrics
 from .static import StaticFiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,12 +65,7 @@ def metrics_app(admin: "Admin") -> App:
             return Response.text("Not Found\n", 404)
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"", [("allow", "HEAD, GET")])
-        try:
-            from .metrics import render_metrics
-        except ImportError:
-            # HOOK: amqp_broker/management/metrics.py provides render_metrics(admin) -> str.
-            return Response.text("metrics are not available in this build\n", 501)
-        return Response.text(render_metrics(admin), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response.text(render_metrics(admin), content_type=CONTENT_TYPE)
 
     return app
 

@@ -302,7 +302,7 @@ def test_label_values_are_escaped(fresh_broker):
 
 
 def test_http_metrics_endpoint_needs_management_listener():
-    with BrokerThread(management=True) as broker:
+    with BrokerThread(prometheus=True) as broker:
         conn = connect(broker)
         ch = conn.channel()
         ch.queue_declare("q")

@@ -169,6 +169,8 @@ class _Broker:
 
     def __init__(self, tmp_path, args: list[str], env: dict[str, str]):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("AMQP_BROKER_")}
+        # No HTTP listeners: 15672/15692 belong to the RabbitMQ next to us.
+        full_env.update(AMQP_BROKER_MANAGEMENT_PORT="0", AMQP_BROKER_PROMETHEUS_PORT="0")
         full_env.update(env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--host", ANY, "--port", "0",

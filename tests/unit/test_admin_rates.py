@@ -14,10 +14,10 @@ def test_samples_of_objects_no_longer_asked_about_are_dropped():
     admin.vhost("/")
     assert {("vhost", "gone"), ("vhost", "/")} <= set(admin._samples)
     admin.delete_vhost("gone")
-    # A minute on: "/" is still asked about, "gone" was last sampled 30 s ago.
+    # A window on: "gone" was last sampled 30 s ago; "/" is asked about again now.
     for samples in admin._samples.values():
         samples[:] = [(at - 30.0, totals) for at, totals in samples]
-    admin._swept -= 61.0
+    admin._pruned_at -= 11.0
     stats = admin.vhost("/")["message_stats"]
     assert stats["publish"] == 0 and stats["publish_details"] == {"rate": 0.0}
     assert ("vhost", "gone") not in admin._samples
