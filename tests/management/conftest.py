@@ -1,9 +1,9 @@
 """Fixtures for the management HTTP API tests.
 
-``TARGET`` below picks the broker the real tools (test_tools.py) run against: "rabbitmq" (the
-live RabbitMQ: the tests then check the tools and the harness against the real thing) or "ours"
-(an in-process BrokerThread with its management port). MANAGEMENT_TARGET in the environment
-overrides it for one run.
+``TARGET`` below picks the broker the real tools (test_tools.py) run against: "ours" (an
+in-process BrokerThread with its management port) or "rabbitmq" (the live RabbitMQ: the tools and
+the harness checked against the real thing). MANAGEMENT_TARGET in the environment overrides it
+for one run, e.g. MANAGEMENT_TARGET=rabbitmq.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import pytest
 from interop.management import targets
 
 #: The broker the tool tests run against: "rabbitmq" or "ours".
-TARGET = os.environ.get("MANAGEMENT_TARGET", "rabbitmq")
+TARGET = os.environ.get("MANAGEMENT_TARGET", "ours")
 
 
 @pytest.fixture(scope="session")
 def our_management():
     """Our broker in-process, with its management API on a free port."""
     from amqp_broker.testing import BrokerThread
-    mport = targets.free_port()
-    with BrokerThread(management_port=mport) as running:
-        yield targets.Target("ours", "127.0.0.1", mport, "127.0.0.1", running.port)
+    with BrokerThread(management=True) as running:
+        yield targets.Target("ours", "127.0.0.1", running.management_port, "127.0.0.1",
+                             running.port)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The real management API tools, each unmodified, against the ``management`` broker (see
-conftest.py: RabbitMQ today, ours with TARGET = "ours"): rabbitmqadmin, pyrabbit2, amqpstorm's
+conftest.py: ours, RabbitMQ with MANAGEMENT_TARGET=rabbitmq): rabbitmqadmin, pyrabbit2, amqpstorm's
 ManagementApi, kombu's get_manager(), `celery list bindings` and flower's queue lengths.
 
 Every command a tool runs is one row of interop/management/tools.py's table; a test fails with

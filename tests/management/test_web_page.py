@@ -1,8 +1,9 @@
 """The management web page, in headless Chromium driven by Selenium, against a real management API.
 
 The page talks to whatever serves it (relative ``api/...`` URLs), so the same scenarios run against
-RabbitMQ's management API (through tests/management/page_proxy.py, which serves our static files)
-and against our broker's own. ``TARGET`` below says which; the AMQP side is always checked with pika.
+our broker's management API and against RabbitMQ's (through tests/management/page_proxy.py, which
+serves our static files). ``TARGET`` below says which: ours, unless MANAGEMENT_TARGET=rabbitmq (as
+for the tool tests, see conftest.py). The AMQP side is always checked with pika.
 
 Locally, a missing Chromium, Selenium or RabbitMQ skips these tests; under CI (CI=true), where
 .ci/run installs them, it fails them instead.
@@ -14,7 +15,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -26,9 +26,6 @@ import pytest
 from amqp_broker.testing import BrokerThread
 from page_proxy import PageProxy
 
-# Stats in RabbitMQ's management API trail the broker by up to two 5 s collection rounds, and the
-# page refreshes every 5 s on top of that.
-SHOWS_UP = 30.0
 
 
 def unavailable(reason: str):
@@ -63,22 +60,21 @@ def rabbitmq_through_proxy():
         yield ManagementTarget(proxy.url, "guest", "guest", 5672)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def our_broker():
     """Our broker, serving the page and the API itself on its management port."""
-    port = free_port()
-    with BrokerThread(management_port=port) as broker:
-        yield ManagementTarget(f"http://127.0.0.1:{port}", "guest", "guest", broker.port)
+    with BrokerThread(management=True) as broker:
+        yield ManagementTarget(f"http://127.0.0.1:{broker.management_port}", "guest", "guest",
+                               broker.port)
 
 
-# Which management API the page is driven against: `our_broker` once it serves one.
-TARGET = rabbitmq_through_proxy
+# Which management API the page is driven against.
+TARGET = rabbitmq_through_proxy if os.environ.get("MANAGEMENT_TARGET") == "rabbitmq" else our_broker
+
+# How long a change on the broker takes to show on the page. Ours answers with current counts, so
+# it is the page's own 5 s refresh; RabbitMQ's statistics trail the broker by up to two 5 s
+# collection rounds on top of that.
+SHOWS_UP = 30.0 if TARGET is rabbitmq_through_proxy else 8.0
 
 
 @pytest.fixture(scope="module")
