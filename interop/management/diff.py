@@ -55,6 +55,13 @@ def known_reason(label: str, what: str) -> str | None:
     return None
 
 
+def unused_known(diffs: list[Difference]) -> list[tuple[str, str]]:
+    """The entries of KNOWN_DIFFERENCES that match none of ``diffs``."""
+    return [(label_pat, what_pat) for label_pat, what_pat in KNOWN_DIFFERENCES
+            if not any(fnmatch.fnmatchcase(d.label, label_pat)
+                       and fnmatch.fnmatchcase(d.what, what_pat) for d in diffs)]
+
+
 def compare(rabbit: list[dict], ours: list[dict], ours_errors: list[str] = (),
             rabbit_errors: list[str] = ()) -> list[Difference]:
     """Every difference between two runs' observations (as_json dicts), in RabbitMQ's order."""
@@ -164,6 +171,11 @@ def report(rabbit: list[dict], ours: list[dict], diffs: list[Difference], out=sy
         if len(diffs) > limit:
             print(f"  ... {len(diffs) - limit} more", file=out)
     print(f"\n{len(rabbit)} requests, {len(unknown)} difference(s), {len(known)} known", file=out)
+    by_reason: dict[str, int] = {}
+    for d in known:
+        by_reason[d.known] = by_reason.get(d.known, 0) + 1
+    for reason, count in sorted(by_reason.items(), key=lambda kv: -kv[1]):
+        print(f"  {count:4d} known: {reason}", file=out)
     return 1 if unknown else 0
 
 
