@@ -12,6 +12,12 @@ of the core (an inequivalent redeclare) arrive as ``bad_request`` with the text 
 have read after the reply code, and a refused access (a reserved ``amq.`` name, the default
 exchange) as ``not_authorised`` with RabbitMQ's "Access refused.".
 
+The calls that act inside a vhost as a client would (declare, delete, purge, get, publish, bind,
+unbind, the aliveness test) take the acting ``user``: then that user's permissions decide, through
+broker/access.py, as RabbitMQ's management API decides them by acting over an AMQP connection of
+that user's (a user with no permissions on the vhost is refused outright, an administrator too).
+Without a user (the control CLI, the pytest plugin, definitions) the broker acts for itself.
+
 Everything here runs on the broker's event loop, like any client's method.
 """
 
@@ -33,6 +39,7 @@ from .queue_types import QUEUE_TYPES, queue_type_of
 from .vhost import MESSAGE_STATS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .access import Grants
     from .broker import Broker
     from .channel import Channel
     from .queue import Queue
@@ -76,11 +83,30 @@ def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
 
 
+def _core_channel(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a core call whose refusal (403) stays an AMQPError for the caller to word; other
+    protocol errors as :func:`_core` turns them."""
+    try:
+        return call(*args, **kwargs)
+    except AMQPError as exc:
+        if exc.reply_code == 403:
+            raise
+        raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
+
+
 def _json(value: Any) -> Any:
     """A field-table value as JSON, as RabbitMQ's management API shows it."""
     from ..definitions_file import json_value  # a leaf module of plain conversions
 
     return json_value(value)
+
+
+def _refused(exc: AMQPError, kind: str = "not_authorised", code: bool = False) -> AdminError:
+    """A permission check's refusal with the whole AMQP text, as RabbitMQ's management API
+    shows those it gets from a channel (``ACCESS_REFUSED - access to queue ...``), with the reply
+    code in front when ``code`` (a publish's)."""
+    text = f"{exc.reply_code} {exc.reply_text}" if code else exc.reply_text
+    return AdminError(kind, text)
 
 
 class Admin:
@@ -315,6 +341,23 @@ class Admin:
         persistence = self.broker.persistence
         return None if persistence is None else persistence.store
 
+    def _access(self, user: str | None, vhost: "VHost") -> "Grants | None":
+        """``user``'s permissions on ``vhost`` (None when the broker acts for itself). A user
+        without permissions there may not act in it at all: RabbitMQ's API cannot open its
+        connection to the vhost and answers "Access refused.", whatever the user's tags."""
+        if user is None:
+            return None
+        entry = self.broker.users.users.get(user)
+        if entry is None or vhost.name not in entry.permissions:
+            raise AdminError("not_authorised", ACCESS_REFUSED)
+        return self.broker.grants_for(user, vhost.name)
+
+    def login_refusal(self, user: str, host: str | None) -> str | None:
+        """Why ``user`` may not log in from ``host`` (an address, no port), or None when it may:
+        RabbitMQ's loopback_users, which its management API checks against the HTTP client's
+        address."""
+        return self.broker.loopback_refusal(user, host)
+
     # -- users and permissions ----------------------------------------------------------------------
 
     def users(self) -> list[dict]:
@@ -529,19 +572,25 @@ class Admin:
 
     def declare_exchange(self, vhost: str, name: str, type_name: str = "direct", *, durable: bool = True,
                          auto_delete: bool = False, internal: bool = False,
-                         arguments: dict | None = None) -> None:
-        """Declare an exchange (RabbitMQ's rules: reserved names, equivalence)."""
+                         arguments: dict | None = None, user: str | None = None) -> None:
+        """Declare an exchange (RabbitMQ's rules: reserved names, equivalence; ``user`` needs
+        configure on it, and for a new one naming an alternate exchange write on that)."""
         v = self._vhost(vhost)
         _core(v.declare_exchange, name, type_name, durable=durable, auto_delete=auto_delete,
-              internal=internal, arguments=dict(arguments or {}))
+              internal=internal, arguments=dict(arguments or {}), access=self._access(user, v))
 
-    def delete_exchange(self, vhost: str, name: str, if_unused: bool = False) -> None:
-        """Delete an exchange; the default and amq.* ones cannot be."""
+    def delete_exchange(self, vhost: str, name: str, if_unused: bool = False, *,
+                        user: str | None = None) -> None:
+        """Delete an exchange; the default and amq.* ones cannot be; ``user`` needs configure
+        on it."""
         v = self._vhost(vhost)
         if name not in v.exchanges:
             raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
         if not name or name.startswith("amq."):
             raise AdminError("not_authorised", ACCESS_REFUSED)
+        access = self._access(user, v)
+        if access is not None:
+            _core(access.configure, "exchange", name)
         _core(v.delete_exchange, name, if_unused)
 
     # -- queues -----------------------------------------------------------------------------------
@@ -610,23 +659,35 @@ class Admin:
         return counts
 
     def declare_queue(self, vhost: str, name: str, *, durable: bool = True, auto_delete: bool = False,
-                      arguments: dict | None = None) -> bool:
-        """Declare a queue (RabbitMQ's rules); True when it was created."""
+                      arguments: dict | None = None, user: str | None = None) -> bool:
+        """Declare a queue (RabbitMQ's rules); True when it was created. ``user`` needs
+        configure on it, and for a new one with a dead-letter exchange read on it and write on
+        that exchange."""
         v = self._vhost(vhost)
+        access = self._access(user, v)
         existed = name in v.queues
         _core(v.declare_queue, None, name, durable=durable, auto_delete=auto_delete,
-              arguments=dict(arguments or {}))
+              arguments=dict(arguments or {}), access=access)
         return not existed
 
-    def delete_queue(self, vhost: str, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
-        """Delete a queue; returns how many ready messages went with it."""
+    def delete_queue(self, vhost: str, name: str, *, if_unused: bool = False, if_empty: bool = False,
+                     user: str | None = None) -> int:
+        """Delete a queue; returns how many ready messages went with it. ``user`` needs
+        configure on it."""
         queue = self._queue(vhost, name)
+        access = self._access(user, queue.vhost)
+        if access is not None:
+            _core(access.configure, "queue", name)
         _core(queue.check_delete, if_unused, if_empty)
         return queue.vhost.delete_queue(queue)
 
-    def purge_queue(self, vhost: str, name: str) -> int:
-        """Drop a queue's ready messages; returns how many."""
-        return _core(self._queue(vhost, name).purge)
+    def purge_queue(self, vhost: str, name: str, *, user: str | None = None) -> int:
+        """Drop a queue's ready messages; returns how many. ``user`` needs read on it."""
+        queue = self._queue(vhost, name)
+        access = self._access(user, queue.vhost)
+        if access is not None:
+            _core(access.read, "queue", name)
+        return _core(queue.purge)
 
     # -- bindings ---------------------------------------------------------------------------------
 
@@ -675,10 +736,27 @@ class Admin:
             "properties_key": properties_key(routing_key, arguments),
         }
 
+    def _check_binding(self, user: str | None, v: "VHost", source: str, destination: str,
+                       destination_type: str, routing_key: str) -> None:
+        """rabbit_channel's checks of a (un)binding by ``user``, before either end is looked
+        up: write on the destination, read on the source, and the source's topic permission on
+        the routing key when it is a topic exchange."""
+        access = self._access(user, v)
+        if access is None:
+            return
+        _core(access.write, destination_type, destination)
+        _core(access.read, "exchange", source)
+        exchange = v.exchanges.get(source)
+        if exchange is not None and not access.topic_free(source):
+            _core(access.check_topic, False, exchange, routing_key)
+
     def bind(self, vhost: str, source: str, destination: str, destination_type: str = "queue",
-             routing_key: str = "", arguments: dict | None = None) -> str:
-        """Add a binding; returns its properties_key (the last part of its management URL)."""
+             routing_key: str = "", arguments: dict | None = None, *, user: str | None = None) -> str:
+        """Add a binding; returns its properties_key (the last part of its management URL).
+        A missing end is not_found with RabbitMQ's ``no queue 'q' in vhost 'v'``, source first,
+        after ``user``'s permissions are checked."""
         v = self._vhost(vhost)
+        self._check_binding(user, v, source, destination, destination_type, routing_key)
         exchange = _core(v.get_exchange, source)
         arguments = dict(arguments or {})
         if destination_type == "queue":
@@ -691,12 +769,15 @@ class Admin:
         return properties_key(routing_key, arguments)
 
     def unbind(self, vhost: str, source: str, destination: str, destination_type: str,
-               props: str) -> None:
-        """Remove the binding whose properties_key is ``props``."""
+               props: str, *, user: str | None = None) -> None:
+        """Remove the binding whose properties_key is ``props`` (``user`` needs what binding
+        needs)."""
         for row in self.bindings(vhost, source=source, destination=destination,
                                  destination_type=destination_type):
             if row["properties_key"] == props and source:
                 v = self._vhost(vhost)
+                self._check_binding(user, v, source, destination, destination_type,
+                                    row["routing_key"])
                 exchange = v.exchanges[source]
                 arguments = self._binding_arguments(exchange, destination, row["routing_key"], props)
                 if destination_type == "queue":
@@ -718,19 +799,32 @@ class Admin:
     # -- messages ---------------------------------------------------------------------------------
 
     def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
-                properties: dict | None = None) -> bool:
+                properties: dict | None = None, *, user: str | None = None) -> bool:
         """Publish a message as a client would; True when it was routed to at least one queue.
+        ``user`` needs write on the exchange (checked before it is looked up, as on AMQP) and
+        its topic permission on the routing key.
 
         Counted as RabbitMQ's management API publishes: on a confirm-mode channel with
         mandatory set, so an unroutable message counts as returned."""
         v = self._vhost(vhost)
-        target = v.exchanges.get(exchange)
+        access = self._access(user, v)
         # RabbitMQ's publish reports its channel's errors as a bad request, with the reply code.
+        try:
+            if access is not None:
+                access.write("exchange", exchange)
+        except AMQPError as exc:
+            raise _refused(exc, "bad_request", code=True) from None
+        target = v.exchanges.get(exchange)
         if target is None:
             raise AdminError("bad_request", f"404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'")
         if target.internal:
             raise AdminError("bad_request", f"403 ACCESS_REFUSED - cannot publish to internal "
                                             f"exchange '{exchange}' in vhost '{vhost}'")
+        if access is not None and not access.topic_free(exchange):
+            try:
+                access.check_topic(True, target, routing_key)
+            except AMQPError as exc:
+                raise _refused(exc, "bad_request", code=True) from None
         properties = dict(properties or {})
         try:
             raw = properties_from_dict(properties)
@@ -756,11 +850,20 @@ class Admin:
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
-                     truncate: int | None = None, reject: bool = False) -> list[dict]:
+                     truncate: int | None = None, reject: bool = False,
+                     user: str | None = None) -> list[dict]:
         """Take up to ``count`` ready messages as basic.get would and put them back (flagged
         redelivered) when ``requeue``, else drop them: as acked, or as rejected when ``reject``
-        (then they are dead-lettered where the queue says so, as basic.reject would)."""
-        q = self._vhost(vhost).queues.get(queue)
+        (then they are dead-lettered where the queue says so, as basic.reject would). ``user``
+        needs read on the queue, checked before it is looked up, as on AMQP."""
+        v = self._vhost(vhost)
+        access = self._access(user, v)
+        if access is not None:
+            try:
+                access.read("queue", queue)
+            except AMQPError as exc:
+                raise _refused(exc) from None
+        q = v.queues.get(queue)
         if q is None:
             raise AdminError("not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'")
         taken = []
@@ -799,6 +902,25 @@ class Admin:
                 if entry.stored or reject:
                     q.drop(entry, "rejected" if reject else None)
         return result
+
+    def aliveness_test(self, vhost: str, *, user: str | None = None) -> bool:
+        """RabbitMQ's aliveness test: declare the queue ``aliveness-test`` (left in place, as
+        RabbitMQ leaves it), publish a message to it through the default exchange and take it
+        back; whether it came back. ``user`` needs configure and read on the queue and write on
+        the default exchange; a refusal is RabbitMQ's channel text, not "Access refused."."""
+        v = self._vhost(vhost)
+        access = self._access(user, v)
+        queue = "aliveness-test"
+        try:
+            _core_channel(v.declare_queue, None, queue, durable=False, access=access)
+            if access is not None:
+                access.write("exchange", "")
+                access.read("queue", queue)
+        except AMQPError as exc:
+            raise _refused(exc) from None
+        self.publish(vhost, "", queue, b"test_message")
+        messages = self.get_messages(vhost, queue, 1, requeue=False)
+        return bool(messages) and messages[0]["body"] == b"test_message"
 
     # -- connections, channels, consumers ---------------------------------------------------------
 

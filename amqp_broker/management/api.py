@@ -9,9 +9,13 @@ Access follows rabbit_mgmt_util and rabbit_web_dispatch_access_control:
 
 * any user with a management tag (``management``, ``policymaker``, ``monitoring``,
   ``administrator``) may use the API; others get 401 "Not management user";
-* ``administrator`` sees and does everything; users, permissions and definitions need it;
+* ``administrator`` sees everything; users, permissions, definitions and a vhost's own page
+  need it;
 * queues, exchanges, bindings and consumers are shown to other users only in the vhosts they have
   permissions on, and a path naming another vhost is refused;
+* acting in a vhost (declaring, deleting, purging, getting, publishing, binding) is decided by
+  the acting user's permissions there, administrators included, in the core (Admin's ``user``);
+* ``loopback_users`` may log in only from a loopback address (the HTTP client's);
 * connections and channels: ``monitoring`` (and ``administrator``) see everyone's, other users
   their own; closing another user's connection needs ``administrator``;
 * the node (``/api/nodes``) needs ``monitoring``; the vhost list shows a monitoring user every
@@ -24,14 +28,18 @@ import base64
 import binascii
 import datetime
 import json
+import logging
 import math
 import re
 from typing import Any, Callable
 from urllib.parse import quote
 
+from ..broker.access import LOOPBACK_HINT
 from ..broker.admin import DEFAULT_CLOSE_REASON, Admin, AdminError
 from .http import Request, Response
 from .router import Router
+
+log = logging.getLogger("amqp_broker.management")
 
 #: What RabbitMQ's management API reports as its version (tools pick features by it).
 RABBITMQ_VERSION = "3.10.8"
@@ -47,7 +55,6 @@ ANY = "any"
 MONITOR = "monitor"
 ADMIN = "admin"
 VHOST = "vhost"
-VHOST_OR_ADMIN = "vhost_or_admin"  # a vhost's own page: RabbitMQ names the admin rule on refusal
 
 EXCHANGE_TYPES = [
     {"name": name, "description": f"AMQP {name} exchange, as per the AMQP specification",
@@ -193,6 +200,12 @@ class ManagementApi:
         found = self.admin.authenticate_user(user, password)
         if found is None:
             raise ApiError(401, "not_authorized", "Login failed", [("www-authenticate", REALM)])
+        # RabbitMQ checks loopback_users against the HTTP client's address (on AMQP, against
+        # the connection's own end), after the password and before the tags.
+        refusal = self.admin.login_refusal(user, request.peer.rpartition(":")[0].strip("[]"))
+        if refusal is not None:
+            log.warning("%s: HTTP login refused: %s (%s)", request.peer, refusal, LOOPBACK_HINT)
+            raise not_authorised("User can only log in via localhost")
         if not MANAGEMENT_TAGS.intersection(found["tags"]):
             raise not_authorised("Not management user")
         return Caller(found["name"], found["tags"])
@@ -205,13 +218,12 @@ class ManagementApi:
                 raise not_authorised("Not monitor user")
         elif rule == ADMIN:
             raise not_authorised("Not administrator user")
-        elif rule in (VHOST, VHOST_OR_ADMIN):
+        elif rule == VHOST:
             vhost = params.get("vhost")
             if vhost is None or vhost not in self.admin.vhost_names():
                 return  # a missing vhost is answered 404 by the handler
             if vhost not in self.admin.user_vhosts(caller.name):
-                raise not_authorised("Not administrator user" if rule == VHOST_OR_ADMIN
-                                     else "User not authorised to access virtual host")
+                raise not_authorised("User not authorised to access virtual host")
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -319,7 +331,9 @@ class ManagementApi:
         add("/api/nodes/{node}", GET=(MONITOR, self.one_node))
         add("/api/extensions", GET=(ANY, lambda call: []))
         add("/api/vhosts", GET=(ANY, self.vhosts))
-        add("/api/vhosts/{vhost}", GET=(VHOST_OR_ADMIN, self.vhost), PUT=(ADMIN, self.put_vhost),
+        # One vhost's page is for administrators only, even to users with permissions on it
+        # (RabbitMQ 3.10); the list shows them theirs.
+        add("/api/vhosts/{vhost}", GET=(ADMIN, self.vhost), PUT=(ADMIN, self.put_vhost),
             DELETE=(ADMIN, self.delete_vhost))
         add("/api/vhosts/{vhost}/permissions", GET=(ADMIN, self.vhost_permissions))
         add("/api/vhosts/{vhost}/connections", GET=(VHOST, self.vhost_connections))
@@ -331,6 +345,11 @@ class ManagementApi:
         add("/api/permissions", GET=(ADMIN, self.permissions))
         add("/api/permissions/{vhost}/{user}", GET=(ADMIN, self.permission),
             PUT=(ADMIN, self.put_permission), DELETE=(ADMIN, self.delete_permission))
+        add("/api/topic-permissions", GET=(ADMIN, self.all_topic_permissions))
+        add("/api/topic-permissions/{vhost}/{user}", GET=(ADMIN, self.topic_permission),
+            PUT=(ADMIN, self.put_topic_permission), DELETE=(ADMIN, self.delete_topic_permission))
+        add("/api/vhosts/{vhost}/topic-permissions", GET=(ADMIN, self.vhost_topic_permissions))
+        add("/api/users/{user}/topic-permissions", GET=(ADMIN, self.user_topic_permissions))
         add("/api/queues", GET=(ANY, self.queues))
         add("/api/queues/{vhost}", GET=(VHOST, self.queues))
         add("/api/queues/{vhost}/{queue}", GET=(VHOST, self.queue), PUT=(VHOST, self.put_queue),
@@ -361,7 +380,8 @@ class ManagementApi:
         add("/api/channels", GET=(ANY, self.channels))
         add("/api/channels/{channel}", GET=(ANY, self.channel))
         add("/api/consumers", GET=(ANY, self.consumers))
-        add("/api/consumers/{vhost}", GET=(VHOST, self.consumers))
+        # RabbitMQ lists a vhost's consumers to any management user: those it may see.
+        add("/api/consumers/{vhost}", GET=(ANY, self.consumers))
         add("/api/definitions", GET=(ADMIN, self.definitions), POST=(ADMIN, self.import_definitions))
         add("/api/definitions/{vhost}", GET=(ADMIN, self.definitions),
             POST=(ADMIN, self.import_definitions))
@@ -596,6 +616,46 @@ class ManagementApi:
             raise not_found() from None
         return self._no_content()
 
+    def vhost_topic_permissions(self, call: Call, vhost: str) -> Any:
+        return self._reply_list(call, self.admin.topic_permissions(vhost=vhost), ("vhost", "user"))
+
+    def user_topic_permissions(self, call: Call, user: str) -> Any:
+        return self._reply_list(call, self.admin.topic_permissions(user=user), ("vhost", "user"))
+
+    def all_topic_permissions(self, call: Call) -> Any:
+        return self._reply_list(call, self.admin.topic_permissions(), ("vhost", "user"))
+
+    def topic_permission(self, call: Call, vhost: str, user: str) -> Any:
+        """One user's topic permissions in one vhost: a list, one item per exchange (404 when
+        there is none)."""
+        try:
+            rows = self.admin.topic_permissions(vhost=vhost, user=user)
+        except AdminError:
+            raise not_found() from None
+        if not rows:
+            raise not_found()
+        return self._reply(call, rows)
+
+    def put_topic_permission(self, call: Call, vhost: str, user: str) -> Response:
+        body = self._body(call)
+        _require(body, ("exchange", "write", "read"))
+        try:
+            existed = bool(self.admin.topic_permissions(vhost=vhost, user=user))
+        except AdminError:
+            raise bad_request("vhost_or_user_not_found") from None
+        values = [body[k] for k in ("exchange", "write", "read")]
+        if not all(isinstance(v, str) for v in values):
+            raise bad_request("exchange, write and read must be strings")
+        self.admin.set_topic_permissions(user, vhost, *values)
+        return self._created(not existed)
+
+    def delete_topic_permission(self, call: Call, vhost: str, user: str) -> Response:
+        try:
+            self.admin.clear_topic_permissions(user, vhost, call.query.get("exchange"))
+        except AdminError:
+            raise not_found() from None
+        return self._no_content()
+
     # -- queues ---------------------------------------------------------------------------------
 
     def _queue_info(self, row: dict) -> dict:
@@ -634,17 +694,18 @@ class ManagementApi:
             raise bad_request("arguments must be an object")
         created = self.admin.declare_queue(
             vhost, queue, durable=_bool(body.get("durable"), False),
-            auto_delete=_bool(body.get("auto_delete"), False), arguments=arguments)
+            auto_delete=_bool(body.get("auto_delete"), False), arguments=arguments,
+            user=call.caller.name)
         return self._created(created)
 
     def delete_queue(self, call: Call, vhost: str, queue: str) -> Response:
         self.admin.queue(vhost, queue)  # 404 first
         self.admin.delete_queue(vhost, queue, if_unused=call.query.get("if-unused") == "true",
-                                if_empty=call.query.get("if-empty") == "true")
+                                if_empty=call.query.get("if-empty") == "true", user=call.caller.name)
         return self._no_content()
 
     def purge_queue(self, call: Call, vhost: str, queue: str) -> Response:
-        self.admin.purge_queue(vhost, queue)
+        self.admin.purge_queue(vhost, queue, user=call.caller.name)
         return self._no_content()
 
     def queue_bindings(self, call: Call, vhost: str, queue: str) -> Any:
@@ -669,7 +730,8 @@ class ManagementApi:
         self._check_vhost(vhost)
         try:
             messages = self.admin.get_messages(vhost, queue, count, requeue=requeue,
-                                               truncate=truncate, reject=reject)
+                                               truncate=truncate, reject=reject,
+                                               user=call.caller.name)
         except AdminError as exc:
             if exc.kind == "not_found":
                 raise ApiError(404, "not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'"
@@ -712,12 +774,14 @@ class ManagementApi:
         self.admin.declare_exchange(
             vhost, exchange, type_name, durable=_bool(body.get("durable"), False),
             auto_delete=_bool(body.get("auto_delete"), False),
-            internal=_bool(body.get("internal"), False), arguments=arguments)
+            internal=_bool(body.get("internal"), False), arguments=arguments,
+            user=call.caller.name)
         return self._created(not existed)
 
     def delete_exchange(self, call: Call, vhost: str, exchange: str) -> Response:
         self.admin.exchange(vhost, exchange)  # 404 first
-        self.admin.delete_exchange(vhost, exchange, if_unused=call.query.get("if-unused") == "true")
+        self.admin.delete_exchange(vhost, exchange, if_unused=call.query.get("if-unused") == "true",
+                                   user=call.caller.name)
         return self._no_content()
 
     def publish(self, call: Call, vhost: str, exchange: str) -> Any:
@@ -740,11 +804,12 @@ class ManagementApi:
             raise bad_request(["not_string", "routing_key"])
         properties = _properties(body["properties"])
         self._check_vhost(vhost)
-        if exchange not in {e["name"] for e in self.admin.exchanges(vhost)}:
-            raise bad_request(f"404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'")
         try:
-            routed = self.admin.publish(vhost, exchange, routing_key, data, properties)
+            routed = self.admin.publish(vhost, exchange, routing_key, data, properties,
+                                        user=call.caller.name)
         except AdminError as exc:
+            if exc.kind != "bad_request":
+                raise
             raise bad_request(_strip_code(exc.reason)) from None
         return {"routed": routed}
 
@@ -787,20 +852,17 @@ class ManagementApi:
             arguments = body.get("arguments") or {}
             if not isinstance(routing_key, str) or not isinstance(arguments, dict):
                 raise bad_request("routing_key must be a string and arguments an object")
-            for name, what in ((source, "exchange"), (destination, kind)):
-                if not self._exists(vhost, name, what):
-                    raise ApiError(404, "not_found", f"no {what} '{name}' in vhost '{vhost}'")
-            props = self.admin.bind(vhost, source, destination, kind, routing_key, arguments)
+            try:
+                props = self.admin.bind(vhost, source, destination, kind, routing_key, arguments,
+                                        user=call.caller.name)
+            except AdminError as exc:
+                if exc.kind != "not_found":
+                    raise
+                # RabbitMQ names the missing end: "no queue 'q' in vhost 'v'".
+                raise ApiError(404, "not_found", exc.reason) from None
             location = f"{quote(destination, safe='')}/{quote(props, safe='')}"
             return Response(201, b"", [("location", location)])
         return bind
-
-    def _exists(self, vhost: str, name: str, kind: str) -> bool:
-        try:
-            (self.admin.queue if kind == "queue" else self.admin.exchange)(vhost, name)
-        except AdminError:
-            return False
-        return True
 
     def _binding(self, kind: str) -> Handler:
         def binding(call: Call, vhost: str, source: str, destination: str, props: str) -> Any:
@@ -815,7 +877,7 @@ class ManagementApi:
             if not any(row["properties_key"] == props
                        for row in self._between_rows(vhost, source, destination, kind)):
                 raise not_found()
-            self.admin.unbind(vhost, source, destination, kind, props)
+            self.admin.unbind(vhost, source, destination, kind, props, user=call.caller.name)
             return self._no_content()
         return unbind
 
@@ -888,8 +950,10 @@ class ManagementApi:
     def consumers(self, call: Call, vhost: str | None = None) -> Any:
         if vhost is not None:
             self._check_vhost(vhost)
-        rows = [self._consumer_info(c) for c in self.admin.consumers(vhost)]
-        return self._reply_list(call, self._in_vhosts(call, rows), ())
+        allowed = self._login_vhosts(call.caller)
+        rows = [self._consumer_info(c) for c in self.admin.consumers(vhost)
+                if allowed is None or c["queue"]["vhost"] in allowed]
+        return self._reply_list(call, rows, ())
 
     # -- definitions ----------------------------------------------------------------------------
 
@@ -967,11 +1031,7 @@ class ManagementApi:
         """RabbitMQ's aliveness test: declare the ``aliveness-test`` queue, publish one message
         to it through the default exchange and take it back."""
         self._check_vhost(vhost)
-        queue = "aliveness-test"
-        self.admin.declare_queue(vhost, queue, durable=False)
-        self.admin.publish(vhost, "", queue, b"test_message")
-        messages = self.admin.get_messages(vhost, queue, 1, requeue=False)
-        if not messages or messages[0]["body"] != b"test_message":
+        if not self.admin.aliveness_test(vhost, user=call.caller.name):
             return self._health(False, {"reason": "aliveness test failed"})
         return {"status": "ok"}
 

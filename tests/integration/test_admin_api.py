@@ -782,3 +782,51 @@ def test_rates_of_objects_gone_are_forgotten(fresh_broker, admin):
     assert fresh_broker.call(lambda: len(server_admin._samples)) == 1  # the open channel's
     kept.close()
     conn.close()
+
+
+def test_an_acting_user_is_held_to_its_permissions(fresh_broker, admin):
+    """Given the acting user, Admin decides as RabbitMQ's management API does (the HTTP table is
+    tests/management/test_http_permissions.py); without one the broker acts for itself."""
+    admin.add_user("narrow", "pw", tags=["management"])
+    admin.set_permissions("narrow", "/", "^cfg-", "^w-", "^r-")
+    for exchange in ("w-t", "r-t"):
+        admin.declare_exchange("/", exchange, "topic", durable=False)
+        admin.set_topic_permissions("narrow", "/", exchange, "^a\\.", "^a\\.")
+    admin.add_user("boss", "pw", tags=["administrator"])  # no permissions on "/"
+    for name in ("r-q", "w-q", "plain-q"):
+        admin.declare_queue("/", name, durable=False)
+        admin.publish("/", "", name, b"m")
+    admin.declare_exchange("/", "plain-x", "direct", durable=False)
+    refused = ("not_authorised", "Access refused.")
+
+    assert admin.declare_queue("/", "cfg-q", durable=False, user="narrow") is True
+    fails(*refused, admin.declare_queue, "/", "plain-new", durable=False, user="narrow")
+    fails(*refused, admin.declare_queue, "/", "cfg-dl", durable=False,
+          arguments={"x-dead-letter-exchange": "plain-x"}, user="narrow")
+    fails(*refused, admin.delete_queue, "/", "plain-q", user="narrow")
+    fails(*refused, admin.purge_queue, "/", "plain-q", user="narrow")
+    assert admin.purge_queue("/", "r-q", user="narrow") == 1
+    fails("not_authorised", "ACCESS_REFUSED - access to queue 'plain-q' in vhost '/' refused for "
+          "user 'narrow'", admin.get_messages, "/", "plain-q", user="narrow")
+    fails("bad_request", "403 ACCESS_REFUSED - access to exchange 'amq.default' in vhost '/' "
+          "refused for user 'narrow'", admin.publish, "/", "", "w-q", b"m", user="narrow")
+    fails("bad_request", "403 ACCESS_REFUSED - access to topic 'b' in exchange 'w-t' in "
+          "vhost '/' refused for user 'narrow'", admin.publish, "/", "w-t", "b", b"m",
+          user="narrow")
+    fails(*refused, admin.bind, "/", "plain-x", "w-q", user="narrow")
+    fails(*refused, admin.bind, "/", "r-t", "w-q", routing_key="b", user="narrow")
+    assert admin.bind("/", "r-t", "w-q", routing_key="a.b", user="narrow") == "a.b"
+    assert admin.publish("/", "w-t", "a.b", b"m", user="narrow") is False
+    fails(*refused, admin.declare_exchange, "/", "plain-x2", "direct", user="narrow")
+    fails(*refused, admin.delete_exchange, "/", "plain-x", user="narrow")
+    fails("not_authorised", "ACCESS_REFUSED - access to queue 'aliveness-test' in vhost '/' "
+          "refused for user 'narrow'", admin.aliveness_test, "/", user="narrow")
+
+    # An administrator without permissions on the vhost may not act in it at all.
+    for call, args in ((admin.declare_queue, ("/", "cfg-q2")), (admin.get_messages, ("/", "r-q")),
+                       (admin.publish, ("/", "", "r-q", b"m")), (admin.purge_queue, ("/", "r-q")),
+                       (admin.aliveness_test, ("/",))):
+        fails(*refused, call, *args, user="boss")
+    # The broker's own calls are not checked.
+    assert admin.aliveness_test("/") is True
+    assert admin.delete_queue("/", "plain-q") == 1

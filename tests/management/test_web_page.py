@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -360,3 +361,52 @@ def test_the_credentials_last_for_the_browser_session(page):
     assert page.js("return sessionStorage.length") == 0
     page.open()
     page.wait(lambda: page.js("return !document.querySelector('#login').hidden"), "the login form after log-out")
+
+
+def test_what_a_user_may_not_do_is_refused_with_the_servers_reason(browser, management_url, amqp):
+    """A management user who may read one queue only: Purge and Get of another say why they
+    failed (RabbitMQ answers such refusals 401, like wrong credentials: the page must not take
+    them for a lost login)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from interop.management.api import Api, seg
+
+    readable, other = amqp.queue("readable"), amqp.queue("other")
+    for queue in (readable, other):
+        amqp.channel.basic_publish("", queue, b"kept")
+    api = Api(management_url.url)
+    auth = (management_url.user, management_url.password)
+    user = f"web-page-reader-{amqp.tag}"
+    assert api.request("PUT", f"/api/users/{seg(user)}", {"password": "pw", "tags": "management"},
+                       auth=auth).status == 201
+    try:
+        assert api.request("PUT", f"/api/permissions/%2F/{seg(user)}",
+                           {"configure": "^$", "write": "^$", "read": f"^{re.escape(readable)}$"},
+                           auth=auth).status == 201
+        page = Page(browser, management_url)
+        page.open()
+        page.js("sessionStorage.clear()")
+        page.open()
+        page.log_in(user, "pw")
+        page.wait(page.logged_in, "the login to succeed")
+
+        page.show("queues", filter_text=other)
+        page.click("queues", other, "purge")
+        WebDriverWait(page.driver, 5).until(expected_conditions.alert_is_present()).accept()
+        assert page.wait(lambda: page.text("#notice"), "the purge notice") == \
+            f"Purge of {other} failed: Access refused."
+        page.click("queues", other, "get")
+        error = page.wait(lambda: page.text("#queues tr.got p.error"), "the Get error")
+        assert error == (f"Get failed: ACCESS_REFUSED - access to queue '{other}' in vhost '/' "
+                         f"refused for user '{user}'")
+        assert page.logged_in()
+        assert amqp.ready(other) == 1
+
+        page.show("queues", filter_text=readable)
+        page.click("queues", readable, "get")
+        assert page.wait(lambda: page.text("#queues tr.got pre.payload"), "the message") == "kept"
+        page.driver.find_element(By.ID, "logout").click()
+    finally:
+        api.request("DELETE", f"/api/users/{seg(user)}", auth=auth)

@@ -1,10 +1,11 @@
 """guest may log in only from this machine, as with RabbitMQ: a broker listening on every
 interface is reached here through this machine's own non-loopback address, which is what a client
-on another machine looks like to it (the check is on the connection's local address, as
-RabbitMQ's rabbit_net:is_loopback makes it).
+on another machine looks like to it (on AMQP the check is on the connection's local address, as
+RabbitMQ's rabbit_net:is_loopback makes it; on the management HTTP API on the client's address,
+as rabbit_mgmt_util makes it).
 
 RabbitMQ's answer is compared live when it listens on that address too, else with what it
-answered when this was written (RABBITMQ_REFUSAL)."""
+answered when this was written (RABBITMQ_REFUSAL, RABBITMQ_HTTP_REFUSAL)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ import pika.exceptions
 import pytest
 
 from amqp_broker.testing import BrokerThread
+from interop.management.api import Api
 from interop.probe_rabbitmq import Raw
 
 RABBITMQ_REFUSAL = ("ACCESS_REFUSED - Login was refused using authentication mechanism {}. For "
                     "details see the broker logfile.")
+#: RabbitMQ 3.10's management API to guest from afar: status, body, WWW-Authenticate (none: a
+#: browser is not to ask for other credentials).
+RABBITMQ_HTTP_REFUSAL = (401, {"error": "not_authorised", "reason": "User can only log in via localhost"},
+                         None)
+RABBITMQ_MANAGEMENT_PORT = 15672
 
 
 def _route_source(family: int, destination: str) -> str | None:
@@ -99,11 +106,19 @@ def _raw_close(host: str, port: int, mechanism: str = "PLAIN", capabilities: dic
 
 @pytest.fixture(scope="module")
 def everywhere():
-    """A broker on every interface with the default settings: guest is loopback-only."""
-    with BrokerThread(host=ANY) as broker:
-        broker.call(broker.server.admin.add_user, "alice", "alice-pw")
+    """A broker on every interface, its management API too, with the default settings: guest
+    is loopback-only."""
+    with BrokerThread(host=ANY, management=True) as broker:
+        broker.call(lambda: broker.server.admin.add_user("alice", "alice-pw", tags=["management"]))
         broker.call(broker.server.admin.set_permissions, "alice", "/")
         yield broker
+
+
+def _http(host: str, port: int, user: str = "guest", password: str = "guest"):
+    """GET /api/whoami: (status, JSON body, WWW-Authenticate)."""
+    where = f"[{host}]" if ":" in host else host
+    answer = Api(f"http://{where}:{port}", timeout=5).request("GET", "/api/whoami", auth=(user, password))
+    return answer.status, answer.json, answer.headers.get("www-authenticate")
 
 
 def _rabbitmq_listens_on(address: str) -> bool:
@@ -157,8 +172,43 @@ def test_other_users_log_in_from_anywhere(everywhere):
 
 @needs_address
 def test_an_empty_loopback_users_lets_guest_in_from_anywhere():
-    with BrokerThread(host=ANY, loopback_users=()) as broker:
+    with BrokerThread(host=ANY, loopback_users=(), management=True) as broker:
         assert _logs_in(ADDRESS, broker.port)
+        assert _http(ADDRESS, broker.management_port)[:2] == (200, {"name": "guest", "tags": ["administrator"]})
+
+
+# -- the management HTTP API ------------------------------------------------------------------------
+
+
+@needs_address
+def test_guest_is_refused_over_http_from_another_address_as_rabbitmq_refuses_it(everywhere):
+    ours = _http(ADDRESS, everywhere.management_port)
+    try:
+        theirs = _http(ADDRESS, RABBITMQ_MANAGEMENT_PORT)
+    except OSError:
+        theirs = RABBITMQ_HTTP_REFUSAL
+    assert ours == theirs == RABBITMQ_HTTP_REFUSAL
+    # The password is checked first: a wrong one is the usual login failure, from anywhere.
+    assert _http(ADDRESS, everywhere.management_port, password="wrong")[:2] == (
+        401, {"error": "not_authorized", "reason": "Login failed"})
+
+
+@needs_address
+def test_the_http_refusal_is_logged_with_the_setting_that_lifts_it(everywhere, caplog):
+    _http(ADDRESS, everywhere.management_port)
+    lines = [r.getMessage() for r in caplog.records if "HTTP login refused" in r.getMessage()]
+    assert lines, caplog.text
+    assert "user 'guest' can only connect via localhost" in lines[0]
+    assert '--loopback-users ""' in lines[0]
+
+
+def test_guest_uses_the_http_api_over_loopback(everywhere):
+    assert _http(LOOPBACK, everywhere.management_port)[:2] == (200, {"name": "guest", "tags": ["administrator"]})
+
+
+@needs_address
+def test_other_users_use_the_http_api_from_anywhere(everywhere):
+    assert _http(ADDRESS, everywhere.management_port, "alice", "alice-pw")[0] == 200
 
 
 # -- the command line: the one setting for containers and CI ---------------------------------------

@@ -24,9 +24,16 @@
   // ---- HTTP ------------------------------------------------------------------------------------
 
   class ApiError extends Error {
-    constructor(status, reason) {
+    constructor(status, reason, code) {
       super(reason);
       this.status = status;
+      this.code = code;
+    }
+
+    // A 401 is the credentials refused (no body, or "not_authorized" Login failed), or, spelt
+    // "not_authorised", a user who may not do this: a permission, a tag, loopback_users.
+    get credentialsRefused() {
+      return this.status === 401 && this.code !== "not_authorised";
     }
   }
 
@@ -57,7 +64,8 @@
     }
     if (!response.ok) {
       const reason = (data && (data.reason || data.error)) || response.statusText || `HTTP ${response.status}`;
-      throw new ApiError(response.status, typeof reason === "string" ? reason : JSON.stringify(reason));
+      throw new ApiError(response.status, typeof reason === "string" ? reason : JSON.stringify(reason),
+        data && data.error);
     }
     return data;
   }
@@ -409,7 +417,7 @@
         { count: 1, ackmode: "ack_requeue_true", encoding: "auto" });
       gotMessages.set(key, { messages });
     } catch (error) {
-      if (error.status === 401) return;
+      if (error.credentialsRefused) return;
       gotMessages.set(key, { error: error.message });
     }
     refresh();
@@ -422,7 +430,7 @@
       gotMessages.delete(queueKey(vhost, name));
       notify(`Purged queue ${name}.`);
     } catch (error) {
-      if (error.status !== 401) notify(`Purge of ${name} failed: ${error.message}`, true);
+      if (!error.credentialsRefused) notify(`Purge of ${name} failed: ${error.message}`, true);
     }
     refresh();
   }
@@ -452,7 +460,7 @@
         ? `Published to ${exchangeLabel(exchange)} and routed.`
         : `Published to ${exchangeLabel(exchange)} but not routed: no queue is bound for that routing key.`;
     } catch (error) {
-      if (error.status === 401) return;
+      if (error.credentialsRefused) return;
       result.className = "error";
       result.textContent = "Publish failed: " + error.message;
     }
@@ -493,7 +501,8 @@
     } catch (error) {
       if (mine !== generation) return;
       if (error.status === 401) {
-        logout("The server refused the credentials: log in again.");
+        logout(error.credentialsRefused ? "The server refused the credentials: log in again."
+          : `The server refused: ${error.message}`);
         return;
       }
       setStatus(error instanceof ApiError ? `Error: ${error.message}` : "Server unreachable", true);
@@ -566,7 +575,7 @@
       showProduct(data);
       start();
     } catch (e) {
-      error.textContent = e.status === 401 ? "Login failed: wrong user or password."
+      error.textContent = e instanceof ApiError && e.credentialsRefused ? "Login failed: wrong user or password."
         : e instanceof ApiError ? `Login failed: ${e.message}` : "Login failed: server unreachable.";
     }
   }
