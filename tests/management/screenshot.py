@@ -1,7 +1,8 @@
 """Make docs/management-page.png: the queues view with a few busy queues and one message got.
 
+    amqp-broker --port 5673 --management-port 15673 --prometheus-port 0 --data-dir /tmp/shot &
+    python tests/management/screenshot.py --page http://127.0.0.1:15673 --amqp-port 5673   # ours (the README's)
     python tests/management/screenshot.py                       # against RabbitMQ, through the proxy
-    python tests/management/screenshot.py --page http://127.0.0.1:15673 --amqp-port 5673
 
 The queues it declares (shop.*) are deleted again before it exits.
 """
