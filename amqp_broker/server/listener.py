@@ -21,6 +21,7 @@ from .flow import FlowControl
 from .flow import ALARMS, memory_limit, resident_memory
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
+from .control import new_token, serve_control
 from .descriptors import serve_listeners
 from .timers import drive_timers
 
@@ -59,6 +60,9 @@ class BrokerServer:
         self.started_at = time.time()
         # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
         self.listeners: list[tuple[str, str, int]] = []
+        # The control endpoint (server/control.py): its port, and the secret its callers present.
+        self.control_port = 0
+        self.control_token = new_token()
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -180,6 +184,8 @@ class BrokerServer:
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
             nursery.start_soon(flow_monitor, self.flow, self.alarm_limits)
+            # Before the ready line: a tool that saw it (or the discovery record) can control us.
+            self.control_port = await nursery.start(serve_control, self, self.control_token)
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
                 log.info("%s", ready)
