@@ -278,6 +278,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "serve", parents=[common], help="run the broker (the default when no command is given)"
     )
+    # Listed here for --help only: __main__ hands these to their own parsers (amqp_broker/ctl).
+    commands.add_parser("ctl", add_help=False,
+                        help="control a running broker with rabbitmqctl's commands (ctl --help lists them)")
+    commands.add_parser("shims", add_help=False,
+                        help="write rabbitmq-server/rabbitmqctl/rabbitmq-diagnostics/rabbitmq-plugins "
+                        "wrappers into a directory (shims --help)")
     definitions = commands.add_parser(
         "definitions",
         parents=[common],
