@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -64,12 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return shims_main(argv[1:])
     args = build_arg_parser().parse_args(argv)
+    warnings: list[str] = []
     try:
-        settings = settings_from_args(args, os.environ)
+        settings = settings_from_args(args, os.environ, warnings.append)
     except ConfigError as exc:
         print(f"amqp-broker: configuration error: {exc}", file=sys.stderr)
         return 1
     configure_logging(settings.log_level)
+    for warning in warnings:  # held until now: the log level was not known while reading
+        logging.getLogger("amqp_broker.config").warning("%s", warning)
 
     command = args.command or "serve"
     if command == "serve":
@@ -89,10 +93,11 @@ def _serve(settings: Settings) -> int:
     # The process is the broker's alone here (not when embedded in tests or an application).
     tune_allocator()
     tune_collector()
-    log_fd_limit(raise_fd_limit())
+    fd_limit = raise_fd_limit()
 
     try:
-        trio.run(run_broker, settings)
+        # The limit is logged once the broker has started: a start that fails says one line.
+        trio.run(partial(run_broker, settings, on_ready=partial(log_fd_limit, fd_limit)))
     except KeyboardInterrupt:
         # run_broker handles SIGINT itself; this is only a ^C before its handler was installed.
         return 130
@@ -100,13 +105,12 @@ def _serve(settings: Settings) -> int:
         error = _only_error(exc)
         if error is None:
             raise
-        where = f"{settings.host or '*'}:{settings.port}"
         if isinstance(error, ConfigError):
             print(f"amqp-broker: configuration error: {error}", file=sys.stderr)
         elif isinstance(error, StoreError):
             print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
         else:
-            print(f"amqp-broker: cannot start (listening on {where}): {error}", file=sys.stderr)
+            print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
         log.debug("start-up failed", exc_info=exc)
         return 1
     return 0

@@ -1,11 +1,20 @@
-"""Broker settings: built-in defaults, a TOML file, ``AMQP_BROKER_*`` variables and flags.
+"""Broker settings: built-in defaults, a TOML file, ``AMQP_BROKER_*`` variables and flags, and
+RabbitMQ's own ``RABBITMQ_*`` variables and ``rabbitmq.conf`` as aliases.
 
 Every setting is a field of :class:`Settings`. Its value comes from, highest precedence first:
 
 1. a command-line flag ``--<name-with-dashes>`` (``--port 5673``),
 2. an environment variable ``AMQP_BROKER_<NAME>`` (``AMQP_BROKER_PORT=5673``),
 3. the TOML file named by ``--config FILE`` or ``AMQP_BROKER_CONFIG`` (no file is read otherwise),
-4. the built-in default, which ``conf/broker.toml`` documents key by key.
+4. RabbitMQ's environment variables (``RABBITMQ_NODE_PORT``...; see
+   :mod:`amqp_broker.rabbitmq_config`),
+5. the ``rabbitmq.conf`` named by ``RABBITMQ_CONFIG_FILE`` (none is read otherwise),
+6. the built-in default, which ``conf/broker.toml`` documents key by key.
+
+Ours come first so that a setting made for this broker is never overridden by an environment
+that was prepared for RabbitMQ. Between the two RabbitMQ sources the order is RabbitMQ's own:
+``RABBITMQ_*`` variables win over ``rabbitmq.conf``, except ``RABBITMQ_NODE_PORT`` and
+``RABBITMQ_NODE_IP_ADDRESS``, which RabbitMQ 3.10 ignores when the file sets ``listeners.tcp.*``.
 
 Flag and environment values are strings, converted by the field's type: ``int``, ``float``,
 ``str``, or a comma-separated list for ``tuple[str, ...]``. TOML values must already have the
@@ -18,12 +27,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import logging
 import math
 import os
+import socket
 import sys
 import tomllib
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +45,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "build_arg_parser",
+    "full_node_name",
     "load_settings",
     "settings_from_args",
 ]
@@ -49,6 +61,14 @@ MAX_MESSAGE_SIZE_LIMIT = 536870912
 
 #: Accepted values of :attr:`Settings.log_level`, lowest first.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def full_node_name(name: str) -> str:
+    """``name`` with ``@<short host name>`` appended when it has no ``@`` (as RabbitMQ does with
+    ``RABBITMQ_NODENAME``): ``rabbit`` -> ``rabbit@myhost``."""
+    if "@" in name:
+        return name
+    return f"{name}@{socket.gethostname().split('.')[0]}"
 
 
 class ConfigError(ValueError):
@@ -111,6 +131,10 @@ class Settings:
     #: TCP port of the Prometheus metrics endpoint ``/metrics`` (RabbitMQ's 15692), on ``host``;
     #: 0 = off.
     prometheus_port: int = 15692
+    #: The node's name, as RabbitMQ's ``RABBITMQ_NODENAME``: a name without ``@`` gets
+    #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
+    #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
+    node_name: str = "rabbit"
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -144,9 +168,18 @@ class Settings:
                 f"got {self.memory_high_watermark!r}",
                 "memory_high_watermark",
             )
-        for name in ("data_dir", "default_vhost"):
+        for name in ("data_dir", "default_vhost", "node_name"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must not be empty", name)
+        object.__setattr__(self, "node_name", full_node_name(self.node_name))
+        node, _, host = self.node_name.partition("@")
+        # The name is also a file name (the discovery record) and an Erlang-style node name.
+        if not node or not host or any(c in self.node_name for c in "/\\ \t\r\n\0"):
+            raise ConfigError(
+                f"node_name must look like NAME or NAME@HOST, without spaces or slashes, "
+                f"got {self.node_name!r}",
+                "node_name",
+            )
 
     @property
     def bind_host(self) -> str | None:
@@ -240,7 +273,31 @@ _FLAG_HELP = {
     "paged to disk (default: 134217728)",
     "management_port": "port of the management HTTP API and web page, 0 = off (default: 15672)",
     "prometheus_port": "port of the Prometheus /metrics endpoint, 0 = off (default: 15692)",
+    "node_name": "node name; @<short host name> is appended when it has no @ "
+    "(default: rabbit@<short host name>)",
 }
+
+#: The settings that ``definitions export|import`` uses: the others only matter to a running
+#: broker, so their flags would only clutter that command's help.
+_DEFINITIONS_SETTINGS = ("data_dir", "log_level")
+#: ``definitions import`` into a fresh data directory seeds it with these first, as a running
+#: broker has them.
+_IMPORT_SETTINGS = ("default_user", "default_pass", "default_vhost")
+
+
+def _settings_parent(names: Sequence[str]) -> argparse.ArgumentParser:
+    """A parent parser with ``--config`` and the flags of settings ``names``; every flag's default
+    is "not given" (absent from the namespace)."""
+    parent = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = parent.add_argument_group("settings (each also AMQP_BROKER_<NAME> in the environment)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
+    )
+    for name in names:
+        group.add_argument(_flag(name), dest=name, metavar=name.upper(), help=_FLAG_HELP[name])
+    return parent
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -253,31 +310,35 @@ def build_arg_parser() -> argparse.ArgumentParser:
     The parser has subcommands in ``namespace.command``: ``serve`` (run the broker), also what
     runs when none is given (``command`` is then ``None``), and ``definitions`` with
     ``namespace.definitions_action`` ``export`` or ``import`` and ``namespace.file``. The setting
-    flags are accepted both before and after the subcommand.
+    flags are accepted both before and after the subcommand; after ``definitions``, only those of
+    the settings it uses.
     """
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    group = common.add_argument_group("settings (each also AMQP_BROKER_<NAME> in the environment)")
-    group.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
-    )
-    for name in _FIELD_NAMES:
-        group.add_argument(
-            _flag(name), dest=name, metavar=name.upper(), help=_FLAG_HELP.get(name)
-        )
+    from . import DISTRIBUTION, __version__
 
+    common = _settings_parent(_FIELD_NAMES)
     parser = argparse.ArgumentParser(
         prog="amqp-broker",
         usage="%(prog)s [COMMAND] [options]",
         description="An AMQP 0-9-1 message broker for development and CI.",
-        epilog="Precedence: flags > environment > --config file > built-in defaults.",
+        epilog="Precedence: flags > AMQP_BROKER_* environment > --config file > RABBITMQ_* "
+        "environment > $RABBITMQ_CONFIG_FILE (rabbitmq.conf) > built-in defaults.",
         parents=[common],
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s ({DISTRIBUTION}) {__version__}",
+        help="print the program's name and version and exit",
+    )
+    # prog: the subcommands' usage lines start "amqp-broker definitions ...", not with our usage.
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", prog="amqp-broker", help="what to do (default: serve)"
+    )
     commands.add_parser(
         "serve", parents=[common], help="run the broker (the default when no command is given)"
     )
+    definitions_common = _settings_parent(_DEFINITIONS_SETTINGS)
+    import_common = _settings_parent(_DEFINITIONS_SETTINGS + _IMPORT_SETTINGS)
     # Listed here for --help only: __main__ hands these to their own parsers (amqp_broker/ctl).
     commands.add_parser("ctl", add_help=False,
                         help="control a running broker with rabbitmqctl's commands (ctl --help lists them)")
@@ -286,21 +347,27 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "wrappers into a directory (shims --help)")
     definitions = commands.add_parser(
         "definitions",
-        parents=[common],
+        parents=[definitions_common],
         help="export or import definitions (RabbitMQ's definitions.json) in the data directory",
         description="Export or import users, vhosts, permissions, exchanges, queues and bindings "
         "in RabbitMQ's definitions.json format, in the data directory (--data-dir).",
     )
-    actions = definitions.add_subparsers(dest="definitions_action", metavar="ACTION", required=True)
+    actions = definitions.add_subparsers(
+        dest="definitions_action",
+        metavar="ACTION",
+        required=True,
+        prog="amqp-broker definitions",
+        help="export or import",
+    )
     export = actions.add_parser(
         "export",
-        parents=[common],
+        parents=[definitions_common],
         help="write the data directory's definitions to FILE (safe while the broker runs)",
     )
     export.add_argument("file", metavar="FILE", help='file to write ("-" for standard output)')
     load = actions.add_parser(
         "import",
-        parents=[common],
+        parents=[import_common],
         help="import FILE into the data directory (stop the broker first; it reads them on start)",
     )
     load.add_argument("file", metavar="FILE", help='file to read ("-" for standard input)')
@@ -314,18 +381,33 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Settings:
     """Resolve :class:`Settings` from parsed flags (from :func:`build_arg_parser`) and ``environ``.
 
     ``environ`` defaults to :data:`os.environ`. Environment variables with the ``AMQP_BROKER_``
     prefix that name no setting are ignored (tests and tools may use the prefix for their own
     variables). Raises :class:`ConfigError` naming the flag, variable or file key at fault.
+
+    ``warn`` receives one line for each thing read but not honoured (a ``rabbitmq.conf`` key this
+    broker does not have, say); by default each is logged as a warning. The command line passes
+    a list's ``append`` and logs them once logging is set up.
     """
+    from . import rabbitmq_config  # it builds on this module
+
     if environ is None:
         environ = os.environ
+    if warn is None:
+        warn = logging.getLogger("amqp_broker.config").warning
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+
+    # Lowest precedence first: each layer overrides the ones before it.
+    for source, name, value in rabbitmq_config.rabbitmq_layers(environ, warn):
+        values[name] = value
+        sources[name] = source
 
     config_file = getattr(args, "config", None)
     config_source = "--config"
@@ -350,6 +432,7 @@ def settings_from_args(
         sources[name] = source
 
     try:
+        rabbitmq_config.resolve_node_dir(values)
         return Settings(**values)
     except ConfigError as exc:
         if exc.setting in sources:
@@ -362,10 +445,12 @@ def load_settings(
 ) -> Settings:
     """Parse ``argv`` (default ``sys.argv[1:]``) and ``environ`` (default ``os.environ``).
 
-    Precedence: flags > environment > the ``--config`` (or ``$AMQP_BROKER_CONFIG``) file >
-    built-in defaults. No file is read unless one is named. Raises :class:`ConfigError` for a bad
-    value, an unreadable or invalid file, or an unknown key in it; a malformed command line exits
-    with status 2 through :mod:`argparse`, as command-line tools do.
+    Precedence: flags > ``AMQP_BROKER_*`` environment > the ``--config`` (or
+    ``$AMQP_BROKER_CONFIG``) file > ``RABBITMQ_*`` environment > the ``$RABBITMQ_CONFIG_FILE``
+    rabbitmq.conf > built-in defaults. No file is read unless one is named. Raises
+    :class:`ConfigError` for a bad value, an unreadable or invalid file, or an unknown key in it;
+    a malformed command line exits with status 2 through :mod:`argparse`, as command-line tools
+    do. Warnings (things read but ignored) are logged.
     """
     args = build_arg_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     return settings_from_args(args, environ)

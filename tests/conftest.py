@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 
 import pika
 import pytest
 
 from amqp_broker.testing import BrokerThread
+
+_saved_runtime_dir: str | None = None
+_runtime_dir: str | None = None
+
+
+def pytest_configure(config):
+    """Brokers the tests start (in-process, and as subprocesses, which inherit the variable)
+    write their node records under a runtime directory of the session's own, not among those of
+    the brokers a developer runs (see amqp_broker/server/discovery.py)."""
+    global _saved_runtime_dir, _runtime_dir
+    _saved_runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    _runtime_dir = tempfile.mkdtemp(prefix="amqp-broker-tests-run-")
+    os.environ["XDG_RUNTIME_DIR"] = _runtime_dir
+
+
+def pytest_unconfigure(config):
+    if _saved_runtime_dir is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = _saved_runtime_dir
+    if _runtime_dir is not None:
+        shutil.rmtree(_runtime_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

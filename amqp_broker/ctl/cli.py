@@ -85,7 +85,7 @@ def _command_list(names: Sequence[str]) -> str:
 def _locate(ns: argparse.Namespace, environ: dict) -> tuple[str, str | None]:
     """(node name, data directory or None) of the broker to talk to."""
     if getattr(ns, "node", None):
-        return ns.node, None
+        return _qualified(ns.node), None
     if getattr(ns, "data_dir", None):
         return _default_node(environ), ns.data_dir
     if environ.get("RABBITMQ_NODENAME"):
@@ -98,11 +98,9 @@ def _locate(ns: argparse.Namespace, environ: dict) -> tuple[str, str | None]:
 
 def _qualified(node: str) -> str:
     """A node name with its host (rabbitmqctl adds the local short host name to a bare name)."""
-    if "@" in node:
-        return node
-    from .client import default_node_name
+    from ..config import full_node_name
 
-    return f"{node}@{default_node_name().partition('@')[2]}"
+    return full_node_name(node)
 
 
 def _default_node(environ: dict) -> str:
@@ -116,12 +114,8 @@ def _env_data_dir(environ: dict) -> str | None:
     if environ.get("RABBITMQ_MNESIA_DIR"):
         return environ["RABBITMQ_MNESIA_DIR"]
     if environ.get("RABBITMQ_MNESIA_BASE"):
-        from ..server import discovery
-
-        resolve = getattr(discovery, "data_dir_for_mnesia_base", None)
-        if resolve is not None:
-            return resolve(environ["RABBITMQ_MNESIA_BASE"], _default_node(environ))
-        return environ["RABBITMQ_MNESIA_BASE"]
+        # The broker's directory is <base>/<node name>, as RabbitMQ's (amqp_broker/rabbitmq_config).
+        return os.path.join(environ["RABBITMQ_MNESIA_BASE"], _default_node(environ))
     return environ.get("AMQP_BROKER_DATA_DIR") or None
 
 

@@ -7,6 +7,7 @@ control port and the token every request must carry; only the broker's user can 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -37,10 +38,10 @@ class OperationTimeout(Exception):
 
 
 def default_node_name() -> str:
-    """The node name a broker gets when none is configured."""
-    from ..server import discovery
+    """The node name a broker gets when none is configured (``rabbit@<short host name>``)."""
+    from ..config import Settings, full_node_name
 
-    return discovery.default_node_name()
+    return full_node_name(Settings.__dataclass_fields__["node_name"].default)
 
 
 def find_record(node: str | None, data_dir: str | None) -> dict | None:
@@ -48,9 +49,10 @@ def find_record(node: str | None, data_dir: str | None) -> dict | None:
     from ..server import discovery
 
     try:
-        return discovery.find_node(node_name=node, data_dir=data_dir)
+        record = discovery.find_node(node_name=node, data_dir=data_dir)
     except (OSError, ValueError):
         return None
+    return None if record is None else dataclasses.asdict(record)
 
 
 def process_alive(pid: Any) -> bool:

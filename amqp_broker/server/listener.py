@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import trio
 
@@ -16,6 +17,7 @@ from ..broker.broker import Broker
 from ..config import Settings
 from ..store.lock import DataDirLock
 from ..store.sqlite import SQLiteStore
+from . import discovery
 from .committer import Committer
 from .flow import FlowControl
 from .flow import ALARMS, memory_limit, resident_memory
@@ -36,6 +38,22 @@ STORE_BACKLOG_LOW = 8 * 1024 * 1024
 SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
 
 
+class ListenError(OSError):
+    """A listening socket could not be opened; the message says what it was for, and where."""
+
+    def __init__(self, what: str, host: str, port: int, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        where = f"{host or '*'}:{port}"
+        if isinstance(cause, socket.gaierror):
+            self.message = f"cannot resolve host {host!r} to listen for {what} on {where}"
+        else:
+            self.message = f"cannot listen for {what} on {where}"
+        self.message += f": {self.strerror}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class BrokerServer:
     """The listening sockets, the broker core and the set of live connections."""
 
@@ -48,6 +66,10 @@ class BrokerServer:
         self.cluster_name = f"amqp_broker@{socket.gethostname()}"
         self.connections: set[ServerConnection] = set()
         self.port = 0
+        # Ports the management API and the metrics endpoint are bound to, once they listen; None
+        # while they do not. Tools learn them from the node record written at start-up.
+        self.management_port: int | None = None
+        self.prometheus_port: int | None = None
         self._shutdown = trio.Event()
         self.store: SQLiteStore | None = None
         self.committer: Committer | None = None
@@ -132,16 +154,27 @@ class BrokerServer:
         """Ask :meth:`serve` to close every connection with 320 and return."""
         self._shutdown.set()
 
-    async def serve(self, *, handle_signals: bool = True, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        *,
+        handle_signals: bool = True,
+        on_ready: Callable[[], None] | None = None,
+        task_status=trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Listen, report the bound port through ``task_status``, and serve until shutdown.
 
         The order makes a failed start harmless: the data directory's lock first (a second
         broker on it is refused, naming the holder), then the port (a busy one fails before the
         store is touched), then the store. The store is marked cleanly shut down only when
-        serving ended by a shutdown, not by an error."""
+        serving ended by a shutdown, not by an error. ``on_ready`` is called once all that
+        succeeded, just before "Server startup complete" is logged."""
         lock = DataDirLock(self.settings.data_dir).acquire() if self.settings.data_dir else None
         try:
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
+        except OSError as exc:
+            if lock is not None:
+                lock.release()
+            raise ListenError("AMQP clients", self.settings.host, self.settings.port, exc) from exc
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -154,13 +187,15 @@ class BrokerServer:
             raise
         clean = False
         try:
-            await self._serve(listeners, handle_signals, task_status)
+            await self._serve(listeners, handle_signals, on_ready, task_status)
             clean = True
         finally:
             if self.store is not None:
                 self.store.close(clean=clean)
 
-    async def _serve(self, listeners: list, handle_signals: bool, task_status) -> None:
+    async def _serve(
+        self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None, task_status
+    ) -> None:
         self.port = listeners[0].socket.getsockname()[1]
         self.listeners = [
             ("amqp", *listener.socket.getsockname()[:2]) for listener in listeners
@@ -186,6 +221,13 @@ class BrokerServer:
             nursery.start_soon(flow_monitor, self.flow, self.alarm_limits)
             # Before the ready line: a tool that saw it (or the discovery record) can control us.
             self.control_port = await nursery.start(serve_control, self, self.control_token)
+            if on_ready is not None:
+                on_ready()
+            # Written before the start-up line, so that a tool which waited for it finds the node.
+            announcement = discovery.announce(
+                self.settings, self.port, self.management_port, self.prometheus_port,
+                control_port=self.control_port, control_token=self.control_token,
+            )
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
                 log.info("%s", ready)
@@ -193,7 +235,10 @@ class BrokerServer:
                 # Tools wait for this line (as with RabbitMQ), so it is printed at any log level.
                 print(ready, file=sys.stderr, flush=True)
             task_status.started(self.port)
-            await self._shutdown.wait()
+            try:
+                await self._shutdown.wait()
+            finally:
+                announcement.withdraw()
             log.info("stopping: closing %d connection(s)", len(self.connections))
             accept_scope.cancel()
             for conn in list(self.connections):
@@ -234,7 +279,13 @@ def _version() -> str:
     return __version__
 
 
-async def run_broker(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run a broker with ``settings`` until SIGINT/SIGTERM (the CLI's entry point)."""
+async def run_broker(
+    settings: Settings,
+    *,
+    on_ready: Callable[[], None] | None = None,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a broker with ``settings`` until SIGINT/SIGTERM (the CLI's entry point); ``on_ready``
+    as in :meth:`BrokerServer.serve`."""
     server = BrokerServer(settings)
-    await server.serve(task_status=task_status)
+    await server.serve(on_ready=on_ready, task_status=task_status)

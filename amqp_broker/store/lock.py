@@ -46,7 +46,14 @@ class DataDirLock:
             os.makedirs(self.data_dir, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot use the data directory {os.path.abspath(self.data_dir)}: {exc}") from exc
+            where = os.path.abspath(self.data_dir)
+            # The directory is named already; name the file only when it is another one.
+            reason = exc.strerror or str(exc)
+            if os.path.lexists(where) and not os.path.isdir(where):
+                reason = "it exists and is not a directory"
+            elif exc.filename and os.path.abspath(exc.filename) != where:
+                reason += f": {exc.filename}"
+            raise StoreError(f"cannot use the data directory {where}: {reason}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

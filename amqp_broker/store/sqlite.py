@@ -124,6 +124,7 @@ class SQLiteStore:
             lock = DataDirLock(data_dir).acquire()
         self.lock = lock
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         try:
             self._open()
         except BaseException:
@@ -403,7 +404,11 @@ class SQLiteStore:
             self.retry_batch(batch)
 
     def close(self, clean: bool = True) -> None:
-        """Flush, record whether the shutdown was clean, close the file and give up the lock."""
+        """Flush, record whether the shutdown was clean, close the file and give up the lock.
+        Closing again does nothing (a failed start may close it on two paths)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.commit_now()
             if clean:

@@ -45,7 +45,7 @@ STARTED = re.compile(r"Server startup complete; listening on \S+:(\d+)")
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AMQP_BROKER_")}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

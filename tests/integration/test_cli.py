@@ -32,7 +32,7 @@ class BrokerProcess:
     """``python -m amqp_broker ARGS`` with its merged stdout/stderr read line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AMQP_BROKER_")}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", *args],
@@ -226,6 +226,26 @@ def test_console_script_help():
     assert result.stdout.startswith("usage: amqp-broker")
     for flag in ("--port", "--host", "--config", "--data-dir"):
         assert flag in result.stdout
+
+
+def test_console_script_version():
+    from amqp_broker import DISTRIBUTION, __version__
+
+    result = subprocess.run([str(CONSOLE_SCRIPT), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"amqp-broker ({DISTRIBUTION}) {__version__}\n"
+
+
+def test_definitions_help_shows_only_its_flags():
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), "definitions", "export", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: amqp-broker definitions export")
+    for flag in ("--data-dir", "--config", "--log-level"):
+        assert flag in result.stdout
+    for flag in ("--heartbeat", "--port", "--frame-max"):
+        assert flag not in result.stdout
 
 
 def test_port_in_use_exits_1(run_broker):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import tomllib
 from pathlib import Path
@@ -202,3 +203,60 @@ def test_definitions_subcommand_and_setting() -> None:
     assert load_settings(["--definitions", "boot.json"], environ={}).definitions == "boot.json"
     env = {"AMQP_BROKER_DEFINITIONS": "env.json"}
     assert load_settings([], environ=env).definitions == "env.json"
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _all_parsers(sub)
+    return found
+
+
+def test_every_flag_has_help_text() -> None:
+    for parser in _all_parsers(build_arg_parser()):
+        for action in parser._actions:
+            assert action.help, f"{parser.prog}: {action.option_strings or action.dest} has no help text"
+
+
+def test_definitions_commands_show_only_the_flags_they_use() -> None:
+    parsers = {parser.prog: parser for parser in _all_parsers(build_arg_parser())}
+    assert set(parsers) == {
+        "amqp-broker", "amqp-broker serve", "amqp-broker definitions",
+        "amqp-broker definitions export", "amqp-broker definitions import",
+        # Listed for --help only; their own parsers are amqp_broker/ctl's.
+        "amqp-broker ctl", "amqp-broker shims",
+    }  # fmt: skip
+
+    def flags(prog: str) -> set[str]:
+        return {o for a in parsers[prog]._actions for o in a.option_strings if o.startswith("--")}
+
+    assert flags("amqp-broker definitions") == {"--help", "--config", "--data-dir", "--log-level"}
+    assert flags("amqp-broker definitions export") == flags("amqp-broker definitions")
+    assert flags("amqp-broker definitions import") == flags("amqp-broker definitions") | {
+        "--default-user", "--default-pass", "--default-vhost", "--force",
+    }  # fmt: skip
+    assert "--heartbeat" in flags("amqp-broker serve") and "--node-name" in flags("amqp-broker")
+    # Settings flags still go before the subcommand, where all of them are accepted.
+    args = build_arg_parser().parse_args(["--heartbeat", "5", "definitions", "export", "-"])
+    assert args.heartbeat == "5"
+
+
+def test_version_names_program_distribution_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from amqp_broker import DISTRIBUTION, __version__
+
+    with pytest.raises(SystemExit) as info:
+        build_arg_parser().parse_args(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"amqp-broker ({DISTRIBUTION}) {__version__}\n"
+
+
+def test_distribution_name_and_version_match_pyproject() -> None:
+    from amqp_broker import DISTRIBUTION
+
+    with (REPO_ROOT / "pyproject.toml").open("rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert project["name"] == DISTRIBUTION
+    # The version has one source, amqp_broker.__version__, which the build reads.
+    assert "version" in project["dynamic"] and "version" not in project

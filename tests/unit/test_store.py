@@ -123,6 +123,25 @@ def test_unwritable_data_dir_gives_a_clear_error(tmp_path):
         SQLiteStore(str(blocker / "data"))
 
 
+def test_a_file_where_the_data_dir_should_be_is_named(tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match=r"cannot use the data directory .*data: it exists and is not a directory$"):
+        SQLiteStore(str(blocker))
+
+
+def test_closing_twice_closes_once(tmp_path, caplog):
+    # A failed start can close the store on two paths; the second must not log an error.
+    store = SQLiteStore(str(tmp_path))
+    store.close(clean=False)
+    with caplog.at_level("ERROR", logger="amqp_broker.store"):
+        store.close(clean=True)
+    assert caplog.records == []
+    reopened = SQLiteStore(str(tmp_path))
+    assert reopened.opened_clean is False  # the first close's word stands
+    reopened.close()
+
+
 def test_corrupt_file_gives_a_clear_error(tmp_path):
     (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot open the store"):
