@@ -144,10 +144,12 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if a in COMMANDS), None)
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = PROG, environ: dict | None = None,
-         names: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run one control command; return its exit code (rabbitmqctl's)."""
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG, tool: str | None = None,
+         environ: dict | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one control command; return its exit code (rabbitmqctl's). ``tool`` (rabbitmqctl,
+    rabbitmq-diagnostics) limits the commands to that tool's; by default all are offered."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    names = None if tool is None else cmds.names_for(tool)
     environ = dict(os.environ if environ is None else environ)
     out = out or sys.stdout
     err = err or sys.stderr

@@ -118,18 +118,29 @@ class Command:
     run: Callable[[Context, argparse.Namespace], int | None]
     usage: str = ""
     needs_node: bool = True
+    #: The RabbitMQ tools that have this command (the shims offer each tool its own).
+    tools: tuple[str, ...] = ("rabbitmqctl",)
 
 
 COMMANDS: dict[str, Command] = {}
 
 SECTIONS = ("Nodes", "Users", "Access Control", "Virtual hosts", "Monitoring, observability and health checks",
-            "Queues", "Operations", "Definitions", "Help")
+            "Queues", "Operations", "Definitions", "Health checks", "Help")
+
+BOTH = ("rabbitmqctl", "rabbitmq-diagnostics")
+DIAGNOSTICS = ("rabbitmq-diagnostics",)
 
 
-def command(name: str, help: str, section: str, usage: str = "", needs_node: bool = True):
+def names_for(tool: str | None) -> list[str]:
+    """The commands ``tool`` has (all of them for ``amqp-broker ctl``)."""
+    return [name for name, c in COMMANDS.items() if tool is None or tool in c.tools]
+
+
+def command(name: str, help: str, section: str, usage: str = "", needs_node: bool = True,
+            tools: tuple[str, ...] = ("rabbitmqctl",)):
     def register(fn: Callable[[Context, argparse.Namespace], int | None]):
         setup = getattr(fn, "_setup", lambda parser: None)
-        COMMANDS[name] = Command(name, help, section, setup, fn, usage, needs_node)
+        COMMANDS[name] = Command(name, help, section, setup, fn, usage, needs_node, tools)
         return fn
 
     return register
@@ -823,7 +834,7 @@ def import_definitions(ctx: Context, ns: argparse.Namespace) -> None:
 
 # -- node ------------------------------------------------------------------------------------------
 
-@command("status", "Displays status of a node", "Monitoring, observability and health checks", "status")
+@command("status", "Displays status of a node", "Monitoring, observability and health checks", "status", tools=BOTH)
 def status(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f"Status of node {ctx.node} ...")
     data = ctx.call("status")
@@ -842,12 +853,18 @@ def status_json(node: str, data: dict) -> dict:
         "data_directory": info.get("data_dir"), "alarms": info.get("alarms") or [],
         "memory": {"total": {"rss": info.get("mem_used")}},
         "vm_memory_high_watermark_limit": info.get("mem_limit"), "disk_free_limit": info.get("disk_free_limit"),
-        "listeners": [{"interface": l.get("ip_address"), "node": node, "port": l.get("port"),
+        "listeners": [{"interface": _interface(l.get("ip_address")), "node": node, "port": l.get("port"),
                        "protocol": l.get("protocol"), "purpose": _purpose(l.get("protocol"))}
                       for l in info.get("listeners") or []],
         "totals": {"connection_count": totals.get("connections", 0), "queue_count": totals.get("queues", 0),
                    "virtual_host_count": data.get("vhost_count", 0)},
     }
+
+
+def _interface(address: Any) -> str:
+    """A listener's address as RabbitMQ prints it: IPv6 ones in brackets (``[::]``)."""
+    text = str(address or "")
+    return f"[{text}]" if ":" in text and not text.startswith("[") else text
 
 
 def _purpose(protocol: Any) -> str:
@@ -892,7 +909,7 @@ def status_text(node: str, data: dict, *, bold: bool = False) -> str:
         "", title("Listeners"), "",
     ]
     for listener in info.get("listeners") or []:
-        lines.append(f"Interface: {listener.get('ip_address')}, port: {listener.get('port')}, "
+        lines.append(f"Interface: {_interface(listener.get('ip_address'))}, port: {listener.get('port')}, "
                      f"protocol: {listener.get('protocol')}, purpose: {_purpose(listener.get('protocol'))}")
     return "\n".join(lines) + "\n"
 
@@ -902,7 +919,7 @@ def _ping_ms(ctx: Context) -> int:
 
 
 @command("ping", "Checks that the node is running and answers CLI tools", "Monitoring, observability and health checks",
-         "ping")
+         "ping", tools=BOTH)
 def ping(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f"Will ping {ctx.node}. This only checks if the OS process is running and registered with epmd. "
                f"Timeout: {_ping_ms(ctx)} ms.")
@@ -916,7 +933,7 @@ def ping(ctx: Context, ns: argparse.Namespace) -> None:
         ctx.result("Ping succeeded")
 
 
-@command("await_startup", "Waits for the broker to start on the target node", "Nodes", "await_startup [--timeout <timeout>]")
+@command("await_startup", "Waits for the broker to start on the target node", "Nodes", "await_startup [--timeout <timeout>]", tools=BOTH)
 def await_startup(ctx: Context, ns: argparse.Namespace) -> None:
     timeout = ctx.timeout if ctx.timeout is not None else DEFAULT_STARTUP_TIMEOUT
     deadline = time.monotonic() + timeout
@@ -998,7 +1015,8 @@ def force_reset(ctx: Context, ns: argparse.Namespace) -> None:
     _reset(ctx)
 
 
-@command("version", "Displays the version of this broker and its tools", "Help", "version", needs_node=False)
+@command("version", "Displays the version of this broker and its tools", "Help", "version", needs_node=False,
+         tools=BOTH)
 def version(ctx: Context, ns: argparse.Namespace) -> None:
     from .. import __version__
 
@@ -1006,6 +1024,103 @@ def version(ctx: Context, ns: argparse.Namespace) -> None:
         fmt.write_json(ctx.out, {"version": __version__})
     else:
         ctx.result(__version__)
+
+
+# -- health checks (rabbitmq-diagnostics) ---------------------------------------------------------
+
+def _listeners(ctx: Context, info: dict) -> list[tuple[str, str, int]]:
+    """(interface, protocol, port) of every listener: the node's, plus the HTTP ones its record
+    names (the control endpoint is left out: it is no client's business)."""
+    found = [(_interface(l.get("ip_address")), str(l.get("protocol")), int(l.get("port") or 0))
+             for l in info.get("listeners") or []]
+    record = ctx.client().record
+    for protocol, key in (("http", "management_port"), ("http/prometheus", "prometheus_port")):
+        port = record.get(key)
+        if port and not any(p == port for _, _, p in found):
+            found.append((record.get("host") or "[::]", protocol, port))
+    return sorted(found, key=lambda l: l[2])
+
+
+@command("check_running", "Health check that exits with a non-zero code if the broker is not running",
+         "Health checks", "check_running", tools=DIAGNOSTICS)
+def check_running(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Checking if RabbitMQ is running on node {ctx.node} ...")
+    ctx.call("await_startup")
+    ctx.result(f"RabbitMQ on node {ctx.node} is fully booted and running")
+
+
+@command("is_running", "Checks if the broker is fully booted and running", "Health checks", "is_running",
+         tools=DIAGNOSTICS)
+def is_running(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Asking node {ctx.node} for its status ...")
+    ctx.call("await_startup")
+    ctx.result(f"RabbitMQ on node {ctx.node} is fully booted and running")
+
+
+@command("check_port_connectivity", "Health check that opens a TCP connection to every listener of the node",
+         "Health checks", "check_port_connectivity", tools=DIAGNOSTICS)
+def check_port_connectivity(ctx: Context, ns: argparse.Namespace) -> None:
+    import socket
+
+    ctx.banner(f"Testing TCP connections to all active listeners on node {ctx.node} ...")
+    listeners = _listeners(ctx, ctx.call("node_info"))
+    failed = []
+    for interface, protocol, port in listeners:
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "::1"}.get(interface, interface.strip("[]"))
+        try:
+            socket.create_connection((host, port), timeout=ctx.timeout or 5).close()
+        except OSError:
+            failed.append(f"port {port} ({protocol})")
+    ports = ", ".join(str(p) for p in sorted({p for _, _, p in listeners}))
+    if failed:
+        raise CtlError(EX_UNAVAILABLE, f"Connection to {', '.join(failed)} on node {ctx.node} failed")
+    ctx.result(f"Successfully connected to ports {ports} on node {ctx.node}.")
+
+
+@command("listeners", "Lists the node's protocol listeners", "Health checks", "listeners", tools=DIAGNOSTICS)
+def listeners(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Asking node {ctx.node} to report its protocol listeners ...")
+    for interface, protocol, port in _listeners(ctx, ctx.call("node_info")):
+        ctx.result(f"Interface: {interface}, port: {port}, protocol: {protocol}, purpose: {_purpose(protocol)}")
+
+
+def _alarms(ctx: Context) -> list[str]:
+    return list(ctx.call("node_info").get("alarms") or [])
+
+
+@command("check_local_alarms", "Health check that fails if the node has resource alarms in effect",
+         "Health checks", "check_local_alarms", tools=DIAGNOSTICS)
+def check_local_alarms(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Asking node {ctx.node} to report any local resource alarms ...")
+    alarms = _alarms(ctx)
+    if alarms:
+        raise CtlError(EX_UNAVAILABLE, f"Node {ctx.node} reported local alarms: {', '.join(alarms)}")
+    ctx.result(f"Node {ctx.node} reported no local alarms")
+
+
+@command("check_alarms", "Health check that fails if the node has resource alarms in effect",
+         "Health checks", "check_alarms", tools=DIAGNOSTICS)
+def check_alarms(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Asking node {ctx.node} to report any local resource alarms ...")
+    alarms = _alarms(ctx)
+    if alarms:
+        raise CtlError(EX_UNAVAILABLE, f"Node {ctx.node} reported alarms: {', '.join(alarms)}")
+    ctx.result(f"Node {ctx.node} reported no alarms, local or clusterwide")
+
+
+@command("check_virtual_hosts", "Health check that checks that every virtual host is running", "Health checks",
+         "check_virtual_hosts", tools=DIAGNOSTICS)
+def check_virtual_hosts(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Checking if all vhosts are running on node {ctx.node} ...")
+    ctx.call("vhosts")
+    ctx.result(f"Node {ctx.node} reported all vhosts as running")
+
+
+@command("server_version", "Displays the version of the broker on the target node", "Health checks",
+         "server_version", tools=DIAGNOSTICS)
+def server_version(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Asking node {ctx.node} for its RabbitMQ version...")
+    ctx.result(str(ctx.call("status").get("version")))
 
 
 # -- running ---------------------------------------------------------------------------------------
