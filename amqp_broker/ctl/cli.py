@@ -10,6 +10,7 @@ name (``rabbit@<short host name>``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -60,13 +61,15 @@ def build_parser(prog: str = PROG, names: Sequence[str] | None = None) -> _Parse
         + "\nExit codes: 0 ok, 64 usage, 65 data error, 67 no such user, 69 node unreachable "
         "(or the error rabbitmqctl reports with it), 70 software error, 75 timeout.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser,
+                                help="one of the commands below (help <command> describes one)")
     for name in names:
         command = COMMANDS[name]
-        p = sub.add_parser(name, parents=[common], help=command.help, description=command.help,
+        # No help= here: the epilog lists the commands by section, as rabbitmqctl's help does.
+        p = sub.add_parser(name, parents=[common], description=command.help,
                            usage=f"{prog} [options] {command.usage or name}")
         command.setup(p)
-    help_parser = sub.add_parser("help", parents=[common], help="Displays usage information for a command")
+    help_parser = sub.add_parser("help", parents=[common], description="Displays usage information for a command")
     help_parser.add_argument("topic", nargs="?", metavar="command", help="command to describe")
     return parser
 
@@ -79,6 +82,8 @@ def _command_list(names: Sequence[str]) -> str:
             continue
         lines.append(f"\n  {section}:")
         lines += [f"    {c.name:<24} {c.help}" for c in members]
+        if section == "Help":
+            lines.append(f"    {'help':<24} Displays usage information for a command")
     return "\n".join(lines) + "\n"
 
 
@@ -156,9 +161,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, tool: str | Non
     argv = ["--help" if a == "-?" else a for a in argv]
     parser = build_parser(prog, names)
     try:
-        ns = parser.parse_args(argv)
+        with contextlib.redirect_stdout(out):  # --help prints, then exits 0
+            ns = parser.parse_args(argv)
     except UsageError as exc:
         return _usage_error(prog, argv, str(exc), _command_of(argv), err)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     if ns.command is None:
         parser.print_help(err)
         return cmds.EX_USAGE
