@@ -102,11 +102,11 @@ class Context:
         if self.json:
             fmt.write_json(self.out, {"node": self.node, "result": "ok"})
 
-    def rows(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def rows(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, streamed: bool = True) -> None:
         if self.json:
-            fmt.write_json_rows(self.out, columns, rows)
+            fmt.write_json_rows(self.out, columns, rows, streamed=streamed)
         else:
-            fmt.write_table(self.out, columns, rows, headers=self.headers and not self.silent)
+            fmt.write_table(self.out, columns, rows, headers=self.headers and not self.silent, streamed=streamed)
 
 
 @dataclass
@@ -215,7 +215,10 @@ def _queue_getters(ctx: Context, exclusive_consumers: dict[tuple[str, str], dict
         return [node] if q["type"] in replicated else None
 
     def utilisation(q: dict) -> Any:
-        # Without consumers it is 0, as RabbitMQ prints it; with some, this broker does not measure it.
+        # Without consumers it is 0, as RabbitMQ prints it; with some, this broker does not measure
+        # it; replicated queues have none in RabbitMQ either.
+        if q["type"] in replicated:
+            return None
         return 0 if not q["consumers"] else q.get("consumer_utilisation")
 
     unknown = lambda q: None  # noqa: E731 - what this broker does not measure prints as nothing
@@ -236,7 +239,8 @@ def _queue_getters(ctx: Context, exclusive_consumers: dict[tuple[str, str], dict
         "messages": lambda q: q["messages"],
         "messages_ready": lambda q: q["messages_ready"],
         "messages_unacknowledged": lambda q: q["messages_unacknowledged"],
-        "message_bytes_ready": lambda q: q.get("message_bytes_ready"),
+        # RabbitMQ 3.10's quorum and stream queues do not report it.
+        "message_bytes_ready": lambda q: None if q["type"] in replicated else q.get("message_bytes_ready"),
         "consumers": lambda q: q["consumers"],
         "consumer_utilisation": utilisation,
         "consumer_capacity": utilisation,
@@ -630,7 +634,7 @@ def set_user_tags(ctx: Context, ns: argparse.Namespace) -> None:
 @command("list_users", "List user names and tags", "Users", "list_users [--no-table-headers] [--timeout <timeout>]")
 def list_users(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner("Listing users ...")
-    ctx.rows(("user", "tags"), [[u["name"], list(u["tags"])] for u in ctx.call("users")])
+    ctx.rows(("user", "tags"), [[u["name"], list(u["tags"])] for u in ctx.call("users")], streamed=False)
 
 
 # -- vhosts and permissions ------------------------------------------------------------------------
@@ -652,7 +656,7 @@ def list_vhosts(ctx: Context, ns: argparse.Namespace) -> None:
         "default_queue_type": lambda v: v.get("default_queue_type") or "undefined",
         "cluster_state": lambda v: fmt.Cell(f"[{{{node}, running}}]", {node: "running"}),
     }
-    ctx.rows(columns, _rows(columns, ctx.call("vhosts"), getters))
+    ctx.rows(columns, _rows(columns, ctx.call("vhosts"), getters), streamed=False)
 
 
 @command("add_vhost", "Creates a virtual host", "Virtual hosts", "add_vhost <vhost>")
@@ -734,7 +738,7 @@ def list_permissions(ctx: Context, ns: argparse.Namespace) -> None:
             raise CtlError(EX_DATAERR, f"Virtual host '{ctx.vhost}' does not exist", bare=True) from None
         raise
     ctx.rows(("user", "configure", "write", "read"),
-             [[r["user"], r["configure"], r["write"], r["read"]] for r in rows])
+             [[r["user"], r["configure"], r["write"], r["read"]] for r in rows], streamed=False)
 
 
 @command("list_user_permissions", "Lists permissions of a user across all virtual hosts", "Access Control",
@@ -749,7 +753,7 @@ def list_user_permissions(ctx: Context, ns: argparse.Namespace) -> None:
             raise CtlError(EX_UNAVAILABLE, f"{{:no_such_user, {fmt.erlang_string(ns.username)}}}") from None
         raise
     ctx.rows(("vhost", "configure", "write", "read"),
-             [[r["vhost"], r["configure"], r["write"], r["read"]] for r in rows])
+             [[r["vhost"], r["configure"], r["write"], r["read"]] for r in rows], streamed=False)
 
 
 # -- definitions -----------------------------------------------------------------------------------
@@ -954,9 +958,9 @@ def _stop(ctx: Context) -> None:
     record = dict(client.record)
     client.call("stop")
     # The broker closes this connection once it has shut its connections down, then its
-    # process exits (or, embedded in a program, it removes its discovery record).
+    # process exits.
     client.wait_closed(ctx.timeout)
-    if not wait_stopped(ctx.node, ctx.data_dir, record, ctx.timeout):
+    if not wait_stopped(record, ctx.timeout):
         raise OperationTimeout("stop")
 
 

@@ -149,6 +149,8 @@ def cell_json(value: Any) -> Any:
         return value.json
     if isinstance(value, Table):
         return table_json(value.value, value.sort)
+    if value is None:
+        return ""  # what rabbitmqctl's JSON shows for an absent value, as its table does
     return value
 
 
@@ -180,10 +182,14 @@ def identity_hash(identity: str) -> int:
 # -- output --------------------------------------------------------------------------------------
 
 def write_table(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
-                headers: bool = True) -> None:
+                headers: bool = True, streamed: bool = True) -> None:
     """Tab-separated rows under a header row of the column names; no header row when there
-    are no rows (as rabbitmqctl)."""
+    are no rows. rabbitmqctl streams the object listings (queues, exchanges...) and prints
+    nothing for none, but prints an empty line for an empty list of permissions (``streamed``
+    False)."""
     if not rows:
+        if not streamed:
+            out.write("\n")
         return
     if headers:
         out.write("\t".join(columns) + "\n")
@@ -191,8 +197,13 @@ def write_table(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any
         out.write("\t".join(cell_text(v) for v in row) + "\n")
 
 
-def write_json_rows(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """``[`` / one object per line, the later ones led by a comma / ``]``, as rabbitmqctl."""
+def write_json_rows(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                    streamed: bool = True) -> None:
+    """``[`` / one object per line, the later ones led by a comma / ``]``, as rabbitmqctl; an
+    empty list that is not streamed is ``[]``."""
+    if not rows and not streamed:
+        out.write("[]\n")
+        return
     out.write("[\n")
     for index, row in enumerate(rows):
         obj = {column: cell_json(value) for column, value in zip(columns, row)}
