@@ -109,6 +109,8 @@ def _serve(settings: Settings) -> int:
             print(f"amqp-broker: configuration error: {error}", file=sys.stderr)
         elif isinstance(error, StoreError):
             print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
+        elif getattr(error, "where", None):  # an HTTP listener's port (management, Prometheus)
+            print(f"amqp-broker: cannot start ({error.where}): {error}", file=sys.stderr)
         else:
             print(f"amqp-broker: cannot start: {error}", file=sys.stderr)
         log.debug("start-up failed", exc_info=exc)
@@ -120,7 +122,7 @@ def _definitions(settings: Settings, action: str, path: str, force: bool) -> int
     """``definitions export FILE`` / ``definitions import FILE`` on ``settings.data_dir``."""
     from amqp_broker import definitions  # imported late, as the server
 
-    keys = ("users", "vhosts", "permissions", "exchanges", "queues", "bindings")
+    keys = ("users", "vhosts", "permissions", "topic_permissions", "exchanges", "queues", "bindings")
     try:
         if action == "export":
             data = definitions.export_data_dir(settings)

@@ -107,8 +107,9 @@ class Settings:
     default_pass: str = field(default="guest", repr=False)
     #: Virtual host created on first start.
     default_vhost: str = "/"
-    #: Users allowed to connect only from loopback addresses. Empty by default (dev/CI use).
-    loopback_users: tuple[str, ...] = ()
+    #: Users who may log in only over a loopback address (RabbitMQ's default: guest); empty to
+    #: let every user in from anywhere.
+    loopback_users: tuple[str, ...] = ("guest",)
     #: Heartbeat seconds proposed in connection.tune; 0 disables heartbeats.
     heartbeat: int = 60
     #: Largest frame in bytes proposed in connection.tune; 0 = no limit, else at least 4096.
@@ -261,7 +262,8 @@ _FLAG_HELP = {
     "default_user": "user created on first start (default: guest)",
     "default_pass": "password of the default user (default: guest)",
     "default_vhost": "virtual host created on first start (default: /)",
-    "loopback_users": "comma-separated users allowed only from loopback (default: none)",
+    "loopback_users": 'comma-separated users who may log in only from this machine (loopback); '
+    '"" = none, to let guest in from other hosts, e.g. in containers (default: guest)',
     "heartbeat": "heartbeat seconds proposed to clients, 0 = off (default: 60)",
     "frame_max": "largest frame in bytes proposed to clients (default: 131072)",
     "channel_max": "most channels per connection proposed to clients (default: 2047)",

@@ -5,8 +5,8 @@ The format is the one ``rabbitmqctl export_definitions`` and the management API'
 ``load_definitions`` read: one JSON object with the lists ``users``, ``vhosts``, ``permissions``,
 ``topic_permissions``, ``parameters``, ``global_parameters``, ``policies``, ``queues``,
 ``exchanges`` and ``bindings``. A file exported here imports into RabbitMQ 3.10 and back: password
-hashes are RabbitMQ's own (``rabbit_password_hashing_sha256``), so a user's password works on
-both sides.
+hashes are RabbitMQ's own (``rabbit_password_hashing_sha256``, ``_sha512`` or the legacy ``_md5``,
+each user keeping its algorithm), so a user's password works on both sides.
 
 Export follows RabbitMQ 3.10's ``rabbit_definitions`` module: every queue except exclusive ones
 (transient ones too: RabbitMQ exports them, and the data directory holds only durable ones
@@ -15,15 +15,14 @@ implicit ones of the default exchange. Two differences, both so that nothing is 
 trip through this broker: internal exchanges are exported (RabbitMQ 3.10 leaves them out) and
 every exchange carries its ``internal`` flag (which RabbitMQ reads on import but does not write).
 
-Import is idempotent and applies the file in RabbitMQ's order (vhosts and users, permissions,
-exchanges, queues, bindings). The whole file is checked before anything is applied; an error
+Import is idempotent and applies the file in RabbitMQ's order (vhosts and users, permissions and
+topic permissions, exchanges, queues, bindings). The whole file is checked before anything is applied; an error
 names the entry at fault (``queues[3] (queue 'q' in vhost '/'): ...``). Unknown keys are ignored,
 as RabbitMQ does. Skipped with a warning in the log, as RabbitMQ skips them: the default and
 ``amq.*`` exchanges, ``amq.*`` queues, and bindings whose source or destination does not exist.
 Ignored with a warning, as this broker does not implement them: policies, runtime and global
-parameters, topic permissions, user and vhost limits. Permissions grant access to the vhost;
-their configure/write/read patterns are not enforced (this broker gives every permitted user full
-access to the vhost, as guest has on ``/``). Vhost descriptions and tags are not kept.
+parameters, user and vhost limits. Permissions and topic permissions are enforced as RabbitMQ
+enforces them (broker/access.py). Vhost descriptions and tags are not kept.
 
 :func:`export_data_dir` and :func:`import_data_dir` work on a data directory, for the
 ``amqp-broker definitions export|import FILE`` commands; :func:`boot_with_definitions` imports a
@@ -37,11 +36,12 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .broker.auth import hash_password
+from .broker.auth import DEFAULT_HASHING, HASHING_ALGORITHMS, hash_length, hash_password
 from .broker.broker import Broker
 from .broker.exchange import EXCHANGE_TYPES, Exchange
 from .broker.arguments import queue_type, validate_queue_arguments
@@ -86,12 +86,12 @@ log = logging.getLogger("amqp_broker.definitions")
 #: RabbitMQ reads the version to pick the default hashing algorithm of users that name none.
 RABBITMQ_VERSION = "3.10.8"
 
-#: The only password hashing this broker checks: RabbitMQ's default since 3.6.
-HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+#: The hashing of passwords given in clear, and of users whose entry names none: RabbitMQ's
+#: default since 3.6.
+HASHING_ALGORITHM = DEFAULT_HASHING
 
 # Lists this broker stores nothing for: imported with a warning, exported empty.
 _IGNORED = {
-    "topic_permissions": "topic permissions are not enforced",
     "parameters": "runtime parameters (shovels, federation, ...) are not supported",
     "global_parameters": "global parameters are not supported",
     "policies": "policies are not supported",
@@ -105,12 +105,13 @@ def export_definitions(broker: Broker) -> dict:
     """The broker's definitions as a RabbitMQ ``definitions.json`` object (lists sorted)."""
     users = []
     permissions = []
+    topic_permissions = []
     for name in sorted(broker.users.users):
         user = broker.users.users[name]
         users.append({
             "name": name,
             "password_hash": user.password_hash,
-            "hashing_algorithm": HASHING_ALGORITHM,
+            "hashing_algorithm": user.hashing_algorithm,
             "tags": list(user.tags),
             "limits": {},
         })
@@ -119,6 +120,12 @@ def export_definitions(broker: Broker) -> dict:
                 permissions.append({
                     "user": name, "vhost": vhost, "configure": configure, "write": write, "read": read,
                 })
+        for vhost, by_exchange in sorted(user.topic_permissions.items()):
+            if vhost in broker.vhosts:
+                for exchange, (write, read) in sorted(by_exchange.items()):
+                    topic_permissions.append({
+                        "user": name, "vhost": vhost, "exchange": exchange, "write": write, "read": read,
+                    })
     vhosts = []
     exchanges = []
     queues = []
@@ -182,7 +189,7 @@ def export_definitions(broker: Broker) -> dict:
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": topic_permissions,
         "parameters": [],
         "global_parameters": [],
         "policies": [],
@@ -201,9 +208,10 @@ _PREDECLARED = dict(PREDECLARED)
 class _Plan:
     """A checked definitions file, ready to apply."""
 
-    users: list[tuple[Entry, str, str, list[str]]] = dataclasses.field(default_factory=list)
+    users: list[tuple[Entry, str, str, str, list[str]]] = dataclasses.field(default_factory=list)
     vhosts: list[str] = dataclasses.field(default_factory=list)
     permissions: list[tuple[str, str, tuple[str, str, str]]] = dataclasses.field(default_factory=list)
+    topic_permissions: list[tuple[str, str, str, str, str]] = dataclasses.field(default_factory=list)
     exchanges: list[tuple[Entry, str, str, str, bool, bool, bool, dict]] = dataclasses.field(
         default_factory=list)
     queues: list[tuple[Entry, str, str, bool, bool, dict]] = dataclasses.field(default_factory=list)
@@ -223,22 +231,42 @@ def _user_tags(entry: Entry) -> list[str]:
     raise entry.fail(f"'tags' must be a list of strings, got {json_type(tags)}")
 
 
-def _check_hash(entry: Entry, password_hash: str) -> None:
-    algorithm = entry.raw.get("hashing_algorithm") or HASHING_ALGORITHM
-    if algorithm != HASHING_ALGORITHM:
+def _default_hashing(data: dict) -> str:
+    """The hashing of users whose entry names none: as RabbitMQ reads a file, MD5 when it was
+    written by RabbitMQ 3.0 to 3.5, which hashed with MD5 and wrote no algorithm."""
+    version = data.get("rabbit_version") or data.get("rabbitmq_version")
+    if isinstance(version, str) and re.match(r"3\.[0-5]\.", version):
+        return "rabbit_password_hashing_md5"
+    return HASHING_ALGORITHM
+
+
+def _check_hash(entry: Entry, password_hash: str, default: str = HASHING_ALGORITHM) -> str:
+    """The entry's hashing algorithm, once its hash is checked to be one of that algorithm."""
+    algorithm = entry.raw.get("hashing_algorithm") or default
+    if algorithm not in HASHING_ALGORITHMS:
         raise entry.fail(
             f"hashing_algorithm {algorithm!r} is not supported: this broker checks passwords "
-            f"with {HASHING_ALGORITHM} only (RabbitMQ's default); re-set the password on "
-            "RabbitMQ with that algorithm, or give the user a plain 'password' instead"
+            f"hashed with {', '.join(HASHING_ALGORITHMS)} (RabbitMQ's own); re-set the password "
+            "on RabbitMQ with one of them, or give the user a plain 'password' instead"
         )
     if password_hash == "":
-        return  # a user without a password (RabbitMQ allows it; it cannot log in with one)
+        return algorithm  # a user without a password (RabbitMQ allows it; it cannot log in with one)
     try:
         raw = base64.b64decode(password_hash, validate=True)
     except ValueError:
         raise entry.fail("'password_hash' is not base64") from None
-    if len(raw) != 36:  # a 4-byte salt and a SHA-256 digest
-        raise entry.fail(f"'password_hash' is not a {HASHING_ALGORITHM} hash ({len(raw)} bytes, not 36)")
+    expected = hash_length(algorithm)  # a 4-byte salt and the digest
+    if len(raw) != expected:
+        raise entry.fail(f"'password_hash' is not a {algorithm} hash ({len(raw)} bytes, not {expected})")
+    return algorithm
+
+
+def _check_patterns(entry: Entry, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise entry.fail(f"{pattern!r} is not a valid regular expression: {exc}") from None
 
 
 def _plan(broker: Broker, data: dict) -> _Plan:
@@ -248,6 +276,7 @@ def _plan(broker: Broker, data: dict) -> _Plan:
     # Each section is checked in the same shape (its entries, a name, then its own rules and
     # warnings); the rules are what differs, entry by entry, as RabbitMQ's import checks them.
     file_users = set()
+    default_hashing = _default_hashing(data)
     for index, raw in entries(data, "users"):
         entry = Entry(f"users[{index}]", raw)
         name = entry.text("name")
@@ -260,12 +289,13 @@ def _plan(broker: Broker, data: dict) -> _Plan:
             raise entry.fail("both 'password' and 'password_hash' are given; keep one")
         if has_password:
             password_hash = hash_password(entry.text("password"))
+            algorithm = HASHING_ALGORITHM
         else:
             password_hash = entry.text("password_hash", "")
-            _check_hash(entry, password_hash)
+            algorithm = _check_hash(entry, password_hash, default_hashing)
         if raw.get("limits"):
             plan.warnings.append(f"{entry.where}: user limits are not supported, ignored")
-        plan.users.append((entry, name, password_hash, _user_tags(entry)))
+        plan.users.append((entry, name, password_hash, algorithm, _user_tags(entry)))
         file_users.add(name)
 
     file_vhosts = set()
@@ -296,7 +326,23 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         if user not in broker.users.users and user not in file_users:
             raise entry.fail(f"user {user!r} does not exist: add it to the file's users")
         regexes = tuple(entry.text(key, "") for key in ("configure", "write", "read"))
+        _check_patterns(entry, regexes)
         plan.permissions.append((user, vhost, regexes))  # type: ignore[arg-type]
+
+    for index, raw in entries(data, "topic_permissions"):
+        entry = Entry(f"topic_permissions[{index}]", raw)
+        user = entry.text("user")
+        vhost = entry.text("vhost", "")
+        exchange = entry.text("exchange", "")
+        entry.where = (
+            f"topic_permissions[{index}] (user {user!r} on exchange {exchange!r} in vhost {vhost!r})"
+        )
+        check_vhost(entry)
+        if user not in broker.users.users and user not in file_users:
+            raise entry.fail(f"user {user!r} does not exist: add it to the file's users")
+        write, read = entry.text("write", ""), entry.text("read", "")
+        _check_patterns(entry, (write, read))
+        plan.topic_permissions.append((user, vhost, exchange, write, read))
 
     file_exchanges: dict[tuple[str, str], str] = {}
     for index, raw in entries(data, "exchanges"):
@@ -418,19 +464,24 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
 
     for name in plan.vhosts:
         broker.add_vhost(name)
-    for _entry, name, password_hash, tags in plan.users:
+    for _entry, name, password_hash, algorithm, tags in plan.users:
         user = broker.users.users.get(name)
         if user is None:
-            broker.users.restore_user(name, {"password_hash": password_hash, "tags": tags})
+            broker.users.restore_user(
+                name, {"password_hash": password_hash, "hashing_algorithm": algorithm, "tags": tags})
         else:
             user.password_hash = password_hash
+            user.hashing_algorithm = algorithm
             user.tags = list(tags)
         broker.save_user(name)
     for user_name, vhost, regexes in plan.permissions:
         user = broker.users.users[user_name]
         if user.permissions.get(vhost) != regexes:
-            broker.users.grant(user_name, vhost, regexes)
-            broker.save_user(user_name)
+            broker.set_permissions(user_name, vhost, regexes)
+    for user_name, vhost, exchange, write, read in plan.topic_permissions:
+        user = broker.users.users[user_name]
+        if user.topic_permissions.get(vhost, {}).get(exchange) != (write, read):
+            broker.set_topic_permissions(user_name, vhost, exchange, write, read)
 
     def apply(entry: Entry, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -455,12 +506,12 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
             apply(entry, vhost.bind_exchange, target, source_exchange, routing_key, arguments)
     counts = {
         "users": len(plan.users), "vhosts": len(plan.vhosts), "permissions": len(plan.permissions),
-        "exchanges": len(plan.exchanges), "queues": len(plan.queues), "bindings": len(plan.bindings),
+        "topic_permissions": len(plan.topic_permissions), "exchanges": len(plan.exchanges), "queues": len(plan.queues), "bindings": len(plan.bindings),
         "skipped": len(plan.warnings),
     }
     log.info(
-        "imported %d user(s), %d vhost(s), %d permission(s), %d exchange(s), %d queue(s), "
-        "%d binding(s)", *list(counts.values())[:6],
+        "imported %d user(s), %d vhost(s), %d permission(s), %d topic permission(s), "
+        "%d exchange(s), %d queue(s), %d binding(s)", *list(counts.values())[:7],
     )
     return counts
 

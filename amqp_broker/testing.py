@@ -5,6 +5,15 @@
 
 The broker listens on 127.0.0.1 and a free port unless told otherwise, and shuts down the way
 SIGTERM does (clients get 320 CONNECTION_FORCED).
+
+Its HTTP listeners are off by default (``management_port`` and ``prometheus_port`` 0), so test
+brokers never compete for 15672/15692. ``BrokerThread(management=True)`` serves the management API
+on a free port, found in ``broker.management_port`` once started; ``prometheus=True`` does the
+same for ``/metrics`` (``broker.prometheus_port``). A free port rather than a fixed one, because
+settings have no value for "any port" (0 there means off) and tests run side by side.
+
+    with BrokerThread(management=True) as broker:
+        urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/api/overview")
 """
 
 from __future__ import annotations
@@ -25,15 +34,20 @@ T = TypeVar("T")
 class BrokerThread:
     """A broker on its own trio loop in a daemon thread."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any):
+    def __init__(self, settings: Settings | None = None, *, management: bool = False,
+                 prometheus: bool = False, **overrides: Any):
         if settings is None and "data_dir" not in overrides:
             # A private data directory, so test brokers never share (or leave behind) state.
             self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
             overrides["data_dir"] = self._tmp.name
-        base = settings or Settings(host="127.0.0.1", port=0)
+        base = settings or Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0)
         self.settings = dataclasses.replace(base, **overrides) if overrides else base
         self.server: BrokerServer | None = None
         self.port = 0
+        self._free_ports = {"http": management, "http/prometheus": prometheus}
+        #: The ports of the HTTP listeners asked for with management=True / prometheus=True.
+        self.management_port = 0
+        self.prometheus_port = 0
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,10 +73,16 @@ class BrokerThread:
 
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        self.server = BrokerServer(self.settings)
+        self.server = server = BrokerServer(self.settings)
+        for protocol, wanted in self._free_ports.items():
+            if wanted:
+                server.http_ports[protocol] = 0
         async with trio.open_nursery() as nursery:
-            self.port = await nursery.start(lambda task_status: self.server.serve(  # type: ignore[union-attr]
+            self.port = await nursery.start(lambda task_status: server.serve(
                 handle_signals=False, task_status=task_status))
+            ports = {protocol: port for protocol, _host, port in server.listeners}
+            self.management_port = ports.get("http", 0)
+            self.prometheus_port = ports.get("http/prometheus", 0)
             self._ready.set()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:

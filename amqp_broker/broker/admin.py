@@ -6,9 +6,11 @@ JSON-ready dicts whose keys are those of RabbitMQ's management API (``messages_r
 ``consumer_count``...), because every consumer of this API speaks RabbitMQ's vocabulary; a caller
 adds or renames what its own format needs.
 
-Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``) and RabbitMQ's
-reason text; errors of the core (an inequivalent redeclare, a reserved name) arrive as
-``bad_request`` with the text a client would have read after the reply code.
+Failures raise :class:`AdminError` with a kind (``not_found``, ``bad_request``,
+``not_authorised``: the ``error`` of RabbitMQ's management API) and RabbitMQ's reason text; errors
+of the core (an inequivalent redeclare) arrive as ``bad_request`` with the text a client would
+have read after the reply code, and a refused access (a reserved ``amq.`` name, the default
+exchange) as ``not_authorised`` with RabbitMQ's "Access refused.".
 
 Everything here runs on the broker's event loop, like any client's method.
 """
@@ -18,14 +20,16 @@ from __future__ import annotations
 import base64
 import re
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import AMQPError
-from .auth import FULL_ACCESS, check_password, hash_password
+from .auth import DEFAULT_HASHING, FULL_ACCESS, HASHING_ALGORITHMS, hash_password
+from .counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
 from .exchange import Exchange
 from .message import Message
 from .properties import properties_from_dict
-from .queue_types import queue_type_of
+from .queue_types import QUEUE_TYPES, queue_type_of
 from .vhost import MESSAGE_STATS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,12 +40,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
 
 
+#: Seconds of samples the message rates are computed over.
+RATE_WINDOW = 10.0
+
 #: The reason RabbitMQ's management API gives a connection it closes without one.
 DEFAULT_CLOSE_REASON = "Closed via management plugin"
 
 
+#: What RabbitMQ's management API answers when the operation is refused with 403 ACCESS_REFUSED.
+ACCESS_REFUSED = "Access refused."
+
+
 class AdminError(Exception):
-    """An admin call that cannot be done: ``kind`` is ``not_found`` or ``bad_request``."""
+    """An admin call that cannot be done: ``kind`` is ``not_found``, ``bad_request`` or
+    ``not_authorised`` (RabbitMQ's 404, 400 and 401)."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
@@ -54,10 +66,13 @@ def _not_found(what: str) -> AdminError:
 
 
 def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a core call; its protocol error becomes a bad request with the error's own text."""
+    """Run a core call; its protocol error becomes a bad request with the error's own text, a
+    404 not found and a 403 RabbitMQ's generic refusal."""
     try:
         return call(*args, **kwargs)
     except AMQPError as exc:
+        if exc.reply_code == 403:
+            raise AdminError("not_authorised", ACCESS_REFUSED) from None
         raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
 
 
@@ -77,8 +92,9 @@ class Admin:
     def __init__(self, broker: "Broker", node: Callable[[], dict] | None = None):
         self.broker = broker
         self.node = node or (lambda: {})
-        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_rates`).
+        # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_with_rates`).
         self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
+        self._pruned_at = time.monotonic()
 
     # -- node -------------------------------------------------------------------------------------
 
@@ -86,49 +102,136 @@ class Admin:
         """The node's facts (name, listeners, memory, alarms...) as the server reports them."""
         return dict(self.node())
 
-    def overview(self) -> dict:
-        """Object totals, queued message totals and global message counters with rates."""
-        broker = self.broker
-        queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
-        ready = sum(q.message_count for q in queues)
-        unacked = sum(len(ch.unacked) for s in broker.sessions for ch in s.channels.values())
-        totals = self.message_totals()
+    def overview(self, vhosts: Iterable[str] | None = None) -> dict:
+        """Object totals, queued message totals and global message counters with rates.
+
+        ``vhosts`` limits the totals to those vhosts (what a user who sees only some of them is
+        shown); the message counters stay the node's."""
+        if vhosts is None:
+            totals = self.totals()
+        else:
+            totals = self._totals_of(set(vhosts))
         return {
             "object_totals": {
-                "connections": len(broker.sessions),
-                "channels": sum(len(s.channels) for s in broker.sessions),
-                "consumers": sum(q.consumer_count for q in queues),
-                "queues": len(queues),
-                "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+                key: totals[key] for key in ("connections", "channels", "consumers", "queues", "exchanges")
             },
             "queue_totals": {
-                "messages": ready + unacked,
-                "messages_ready": ready,
-                "messages_unacknowledged": unacked,
+                "messages": totals["messages_ready"] + totals["messages_unacknowledged"],
+                "messages_ready": totals["messages_ready"],
+                "messages_unacknowledged": totals["messages_unacknowledged"],
             },
-            "message_stats": self._with_rates("overview", totals),
+            "message_stats": self._with_rates("overview", self.message_totals()),
+        }
+
+    def totals(self) -> dict[str, int]:
+        """The node's object counts (connections, channels, consumers, queues, exchanges) and
+        messages held (messages_ready, messages_unacknowledged, messages_unconfirmed: confirms
+        not yet sent), without the rates :meth:`overview` samples: cheap enough for every scrape."""
+        broker = self.broker
+        queues = consumers = ready = 0
+        for v in broker.vhosts.values():
+            queues += len(v.queues)
+            for queue in v.queues.values():  # one pass: a scrape of 100,000 queues must be quick
+                consumers += queue.consumer_count
+                ready += queue.message_count
+        channels = [ch for s in broker.sessions for ch in s.channels.values()]
+        return {
+            "connections": len(broker.sessions),
+            "channels": len(channels),
+            "consumers": consumers,
+            "queues": queues,
+            "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+            "messages_ready": ready,
+            "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
+            "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
+        }
+
+    def _totals_of(self, vhosts: set[str]) -> dict[str, int]:
+        """:meth:`totals` of some vhosts only (what a user who sees only those is shown)."""
+        broker = self.broker
+        shown = [v for v in broker.vhosts.values() if v.name in vhosts]
+        queues = [q for v in shown for q in v.queues.values()]
+        channels = [ch for s in broker.sessions if s.vhost.name in vhosts for ch in s.channels.values()]
+        return {
+            "connections": sum(1 for s in broker.sessions if s.vhost.name in vhosts),
+            "channels": len(channels),
+            "consumers": sum(q.consumer_count for q in queues),
+            "queues": len(queues),
+            "exchanges": sum(len(v.exchanges) for v in shown),
+            "messages_ready": sum(q.message_count for q in queues),
+            "messages_unacknowledged": sum(len(ch.unacked) for ch in channels),
+            "messages_unconfirmed": sum(len(ch.confirm_backlog) for ch in channels),
         }
 
     def message_totals(self, vhost: str | None = None) -> dict[str, int]:
         """Message counters (RabbitMQ's message_stats names) since start, of one vhost or all."""
-        totals = dict.fromkeys(MESSAGE_STATS, 0)
-        for v in self._vhosts(vhost):
-            for key, value in v.retired_stats.items():
+        counters = self.message_counters(vhost)
+        return {key: counters[key] for key in MESSAGE_STATS}
+
+    def message_counters(self, vhost: str | None = None) -> dict[str, int]:
+        """:meth:`message_totals` plus ``routed`` (queues reached, one per queue a message was
+        enqueued on) and ``publish_confirm`` (publishes on confirm-mode channels): the
+        counters.CHANNEL_COUNTERS of open channels, closed ones and, for the whole node, of
+        deleted vhosts too, so that node totals never go down (RabbitMQ's global counters)."""
+        totals = dict.fromkeys(CHANNEL_COUNTERS, 0)
+        sources = [v.retired_stats for v in self._vhosts(vhost)]
+        if vhost is None:
+            sources.append(self.broker.counters.retired_channels)
+        for source in sources:
+            for key, value in source.items():
                 totals[key] += value
         for session in self.broker.sessions:
             if vhost is not None and session.vhost.name != vhost:
                 continue
             for channel in session.channels.values():
-                for key, value in channel.message_stats().items():
+                for key, value in channel.counters().items():
                     totals[key] += value
         return totals
+
+    def queue_type_counters(self) -> dict[str, dict[str, int]]:
+        """Per queue type (``classic``, ``quorum``, ``stream``: every type, counted or not), the
+        messages its queues took (``publish``), handed out (``deliver_get``), had acked and
+        redelivered since start, deleted queues included: RabbitMQ's global counters by
+        queue_type."""
+        totals = {name: dict.fromkeys(QUEUE_COUNTERS, 0) for name in QUEUE_TYPES}
+        for name, retired in self.broker.counters.retired_queues.items():
+            for key, value in retired.items():
+                totals[name][key] += value
+        classic = totals["classic"]
+        for v in self.broker.vhosts.values():
+            for queue in v.queues.values():
+                # Plain sums, the type looked up only when declared: a scrape must stay quick.
+                row = (totals[queue_type_of(queue.arguments).name]
+                       if "x-queue-type" in queue.arguments else classic)
+                row["publish"] += queue.stat_published
+                row["deliver_get"] += queue.stat_delivered
+                row["ack"] += queue.stat_acked
+                row["redeliver"] += queue.stat_redelivered
+        return totals
+
+    def churn(self) -> dict[str, int]:
+        """Connections and channels opened and closed since start (RabbitMQ's
+        connections_opened_total...)."""
+        counters = self.broker.counters
+        return {
+            "connections_opened": counters.connections_opened,
+            "connections_closed": counters.connections_closed,
+            "channels_opened": counters.channels_opened,
+            "channels_closed": counters.channels_closed,
+        }
 
     def _with_rates(self, key: Any, totals: dict[str, int]) -> dict:
         """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
         message_stats; rates come from the difference with the oldest sample of the last 10 s."""
         now = time.monotonic()
+        if now - self._pruned_at > RATE_WINDOW:
+            # Channels and queues come and go: forget the samples of those nobody asked about
+            # for a whole window (gone, most likely), or they would pile up for ever.
+            self._pruned_at = now
+            for stale in [k for k, v in self._samples.items() if now - v[-1][0] > RATE_WINDOW]:
+                del self._samples[stale]
         samples = self._samples.setdefault(key, [])
-        while samples and now - samples[0][0] > 10.0:
+        while samples and now - samples[0][0] > RATE_WINDOW:
             samples.pop(0)
         if not samples or now - samples[-1][0] >= 1.0:
             samples.append((now, dict(totals)))
@@ -153,6 +256,10 @@ class Admin:
         if vhost is None:
             raise _not_found(f"vhost '{name}'")
         return vhost
+
+    def vhost_names(self) -> list[str]:
+        """The names of every vhost, sorted (cheap: no totals)."""
+        return sorted(self.broker.vhosts)
 
     def vhosts(self) -> list[dict]:
         """Every vhost with its message totals, sorted by name."""
@@ -196,12 +303,13 @@ class Admin:
             if exchange_name in vhost.exchanges:
                 _core(vhost.delete_exchange, exchange_name)
         del self.broker.vhosts[name]
+        self.broker.counters.retire_vhost_channels(vhost.retired_stats)
         store = self._store()
         if store is not None:
             store.delete("vhost", (name,))
-        for user in self.broker.users.users.values():
-            if user.permissions.pop(name, None) is not None:
-                self.broker.save_user(user.name)
+        for user in list(self.broker.users.users.values()):
+            self.broker.clear_topic_permissions(user.name, name)
+            self.broker.clear_permissions(user.name, name)
 
     def _store(self) -> Any:
         persistence = self.broker.persistence
@@ -221,32 +329,40 @@ class Admin:
         return {
             "name": name,
             "password_hash": user.password_hash,
-            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "hashing_algorithm": user.hashing_algorithm,
             "tags": list(user.tags),
             "limits": {},
         }
 
     def add_user(self, name: str, password: str | None = None, *, password_hash: str | None = None,
-                 tags: Iterable[str] = ()) -> bool:
+                 tags: Iterable[str] = (), hashing_algorithm: str = DEFAULT_HASHING) -> bool:
         """Create or update a user (RabbitMQ's PUT /api/users/u); True when it was created.
 
-        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password);
-        an existing user keeps its permissions."""
+        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password;
+        ``hashing_algorithm`` names the hash's, RabbitMQ's names); ``tags`` is a list or a
+        comma-separated string. An existing user keeps its permissions."""
         if not name:
             raise AdminError("bad_request", "user name must not be empty")
         if password is not None and password_hash is not None:
             raise AdminError("bad_request", "give password or password_hash, not both")
         if password is None and password_hash is None:
             raise AdminError("bad_request", "password or password_hash is required")
-        digest = hash_password(password) if password is not None else password_hash
+        if hashing_algorithm not in HASHING_ALGORITHMS:
+            raise AdminError("bad_request", f"unknown hashing algorithm '{hashing_algorithm}'")
+        if password is not None:
+            digest, hashing_algorithm = hash_password(password), DEFAULT_HASHING
+        else:
+            digest = password_hash
+        tags = _tag_list(tags)
         users = self.broker.users.users
         existing = users.get(name)
         if existing is None:
             user = self.broker.users.add_user(name, "", list(tags))
-            user.password_hash = digest or ""
         else:
-            existing.password_hash = digest or ""
-            existing.tags = list(tags)
+            user = existing
+            user.tags = list(tags)
+        user.password_hash = digest or ""
+        user.hashing_algorithm = hashing_algorithm
         self.broker.save_user(name)
         return existing is None
 
@@ -255,6 +371,7 @@ class Admin:
         if name not in self.broker.users.users:
             raise _not_found(f"user '{name}'")
         del self.broker.users.users[name]
+        self.broker.forget_grants(name)
         store = self._store()
         if store is not None:
             store.delete("user", (name,))
@@ -267,6 +384,7 @@ class Admin:
         if user is None:
             raise _not_found(f"user '{name}'")
         user.password_hash = hash_password(password)
+        user.hashing_algorithm = DEFAULT_HASHING
         self.broker.save_user(name)
 
     def clear_password(self, name: str) -> None:
@@ -278,17 +396,18 @@ class Admin:
         self.broker.save_user(name)
 
     def set_user_tags(self, name: str, tags: Iterable[str]) -> None:
-        """Replace a user's tags (administrator, monitoring, management...)."""
+        """Replace a user's tags (administrator, monitoring, management...): a list, or a
+        comma-separated string."""
         user = self.broker.users.users.get(name)
         if user is None:
             raise _not_found(f"user '{name}'")
-        user.tags = list(tags)
+        user.tags = _tag_list(tags)
         self.broker.save_user(name)
 
     def authenticate_user(self, name: str, password: str) -> dict | None:
         """The user's snapshot when ``password`` is right, else None."""
         user = self.broker.users.users.get(name)
-        if user is None or not user.password_hash or not check_password(password, user.password_hash):
+        if user is None or not user.check_password(password):
             return None
         return self.user(name)
 
@@ -308,29 +427,75 @@ class Admin:
                                  "configure": configure, "write": write, "read": read})
         return rows
 
+    def user_vhosts(self, user: str) -> list[str]:
+        """The vhosts ``user`` has permissions on (those it may log in to), sorted; [] for an
+        unknown user."""
+        entry = self.broker.users.users.get(user)
+        if entry is None:
+            return []
+        return sorted(v for v in entry.permissions if v in self.broker.vhosts)
+
     def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
                         read: str = ".*") -> None:
         """Grant ``user`` access to ``vhost`` with these regular expressions."""
-        if user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        self._vhost(vhost)
+        if user not in self.broker.users.users or vhost not in self.broker.vhosts:
+            raise AdminError("bad_request", "vhost_or_user_not_found")
         for label, pattern in (("configure", configure), ("write", write), ("read", read)):
             try:
                 re.compile(pattern)
             except re.error as exc:
                 raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
-        self.broker.users.grant(user, vhost, (configure, write, read))
-        self.broker.save_user(user)
+        self.broker.set_permissions(user, vhost, (configure, write, read))
 
     def clear_permissions(self, user: str, vhost: str) -> None:
         """Revoke ``user``'s access to ``vhost``."""
-        entry = self.broker.users.users.get(user)
-        if entry is None:
+        if user not in self.broker.users.users:
             raise _not_found(f"user '{user}'")
         self._vhost(vhost)
-        if entry.permissions.pop(vhost, None) is None:
+        if not self.broker.clear_permissions(user, vhost):
             raise _not_found(f"permissions of user '{user}' on vhost '{vhost}'")
-        self.broker.save_user(user)
+
+    def topic_permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict]:
+        """Topic permissions (user, vhost, exchange, write, read), of a vhost and/or user, sorted
+        (RabbitMQ's list_topic_permissions)."""
+        if vhost is not None:
+            self._vhost(vhost)
+        if user is not None and user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        rows = []
+        for name, entry in sorted(self.broker.users.users.items()):
+            if user is not None and name != user:
+                continue
+            for vhost_name, by_exchange in sorted(entry.topic_permissions.items()):
+                if (vhost is None or vhost_name == vhost) and vhost_name in self.broker.vhosts:
+                    for exchange, (write, read) in sorted(by_exchange.items()):
+                        rows.append({"user": name, "vhost": vhost_name, "exchange": exchange,
+                                     "write": write, "read": read})
+        return rows
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str = ".*",
+                              read: str = ".*") -> None:
+        """Let ``user`` publish to (write) and bind from (read) the topic exchange ``exchange``
+        in ``vhost`` only with routing keys these patterns match; ``{username}`` and ``{vhost}``
+        in them stand for the user's and the vhost's names (RabbitMQ's set_topic_permissions)."""
+        if user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        for label, pattern in (("write", write), ("read", read)):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
+        self.broker.set_topic_permissions(user, vhost, exchange, write, read)
+
+    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None) -> None:
+        """Remove ``user``'s topic permissions in ``vhost``, on ``exchange`` only when given."""
+        if user not in self.broker.users.users:
+            raise _not_found(f"user '{user}'")
+        self._vhost(vhost)
+        if not self.broker.clear_topic_permissions(user, vhost, exchange):
+            on = f" on exchange '{exchange}'" if exchange is not None else ""
+            raise _not_found(f"topic permissions of user '{user}'{on} in vhost '{vhost}'")
 
     # -- exchanges --------------------------------------------------------------------------------
 
@@ -376,7 +541,7 @@ class Admin:
         if name not in v.exchanges:
             raise _not_found(f"exchange '{name}' in vhost '{vhost}'")
         if not name or name.startswith("amq."):
-            raise AdminError("bad_request", f"operation not permitted on exchange '{name}'")
+            raise AdminError("not_authorised", ACCESS_REFUSED)
         _core(v.delete_exchange, name, if_unused)
 
     # -- queues -----------------------------------------------------------------------------------
@@ -400,12 +565,12 @@ class Admin:
             raise _not_found(f"queue '{name}' in vhost '{vhost}'")
         return queue
 
-    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", int]) -> dict:
-        unacked = unacked_by_queue.get(queue, 0)
+    def _queue_info(self, queue: "Queue", unacked_by_queue: dict["Queue", list[int]]) -> dict:
+        unacked, unacked_bytes = unacked_by_queue.get(queue, (0, 0))
         ready = queue.message_count
         owner = queue.exclusive_owner
         consumers = queue.all_consumers()
-        stats = {"publish": queue.stat_published, "deliver_get": queue.stat_delivered}
+        stats = queue_counters(queue)
         return {
             "name": queue.name,
             "vhost": queue.vhost.name,
@@ -418,7 +583,9 @@ class Admin:
             "messages": ready + unacked,
             "messages_ready": ready,
             "messages_unacknowledged": unacked,
+            "message_bytes": queue.buffer.bytes + unacked_bytes,
             "message_bytes_ready": queue.buffer.bytes,
+            "message_bytes_unacknowledged": unacked_bytes,
             "consumers": len(consumers),
             "consumer_utilisation": None,
             # Bodies held in memory plus a fixed bookkeeping cost per message (as the paging
@@ -428,13 +595,18 @@ class Admin:
             "message_stats": self._with_rates(("queue", queue.vhost.name, queue.name), stats),
         }
 
-    def _unacked_by_queue(self) -> dict["Queue", int]:
-        """Unacknowledged deliveries per queue (they are held by channels, not by the queue)."""
-        counts: dict[Queue, int] = {}
+    def _unacked_by_queue(self) -> dict["Queue", list[int]]:
+        """[unacknowledged deliveries, their body bytes] per queue (they are held by channels,
+        not by the queue)."""
+        counts: dict[Queue, list[int]] = {}
         for session in self.broker.sessions:
             for channel in session.channels.values():
                 for entry in channel.unacked.values():
-                    counts[entry.queue] = counts.get(entry.queue, 0) + 1
+                    count = counts.get(entry.queue)
+                    if count is None:
+                        count = counts[entry.queue] = [0, 0]
+                    count[0] += 1
+                    count[1] += len(entry.message.body)
         return counts
 
     def declare_queue(self, vhost: str, name: str, *, durable: bool = True, auto_delete: bool = False,
@@ -454,7 +626,7 @@ class Admin:
 
     def purge_queue(self, vhost: str, name: str) -> int:
         """Drop a queue's ready messages; returns how many."""
-        return self._queue(vhost, name).purge()
+        return _core(self._queue(vhost, name).purge)
 
     # -- bindings ---------------------------------------------------------------------------------
 
@@ -465,6 +637,8 @@ class Admin:
         rows = []
         for v in sorted(self._vhosts(vhost), key=lambda v: v.name):
             if source is not None and source not in v.exchanges:
+                if vhost is None:
+                    continue  # across vhosts, those without the exchange have nothing to list
                 raise _not_found(f"exchange '{source}' in vhost '{v.name}'")
             if source in (None, ""):
                 for name in sorted(v.queues):
@@ -505,18 +679,15 @@ class Admin:
              routing_key: str = "", arguments: dict | None = None) -> str:
         """Add a binding; returns its properties_key (the last part of its management URL)."""
         v = self._vhost(vhost)
-        exchange = v.exchanges.get(source)
-        if exchange is None:
-            raise _not_found(f"exchange '{source}' in vhost '{vhost}'")
+        exchange = _core(v.get_exchange, source)
         arguments = dict(arguments or {})
         if destination_type == "queue":
-            queue = self._queue(vhost, destination)
+            queue = v.queues.get(destination)
+            if queue is None:
+                raise AdminError("not_found", f"no queue '{destination}' in vhost '{vhost}'")
             _core(v.bind_queue, queue, exchange, routing_key, arguments)
         else:
-            target = v.exchanges.get(destination)
-            if target is None:
-                raise _not_found(f"exchange '{destination}' in vhost '{vhost}'")
-            _core(v.bind_exchange, target, exchange, routing_key, arguments)
+            _core(v.bind_exchange, _core(v.get_exchange, destination), exchange, routing_key, arguments)
         return properties_key(routing_key, arguments)
 
     def unbind(self, vhost: str, source: str, destination: str, destination_type: str,
@@ -548,12 +719,18 @@ class Admin:
 
     def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
                 properties: dict | None = None) -> bool:
-        """Publish a message as a client would (no confirm, not mandatory); True when it was
-        routed to at least one queue."""
+        """Publish a message as a client would; True when it was routed to at least one queue.
+
+        Counted as RabbitMQ's management API publishes: on a confirm-mode channel with
+        mandatory set, so an unroutable message counts as returned."""
         v = self._vhost(vhost)
         target = v.exchanges.get(exchange)
+        # RabbitMQ's publish reports its channel's errors as a bad request, with the reply code.
         if target is None:
-            raise _not_found(f"exchange '{exchange}' in vhost '{vhost}'")
+            raise AdminError("bad_request", f"404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'")
+        if target.internal:
+            raise AdminError("bad_request", f"403 ACCESS_REFUSED - cannot publish to internal "
+                                            f"exchange '{exchange}' in vhost '{vhost}'")
         properties = dict(properties or {})
         try:
             raw = properties_from_dict(properties)
@@ -569,20 +746,38 @@ class Admin:
             queues = list(v.route(target, message))
         for queue in queues:
             queue.publish(message)
+        stats = v.retired_stats
+        stats["publish"] += 1
+        stats["publish_confirm"] += 1
+        stats["confirm"] += 1
+        stats["routed"] += len(queues)
+        if not queues:
+            stats["return_unroutable"] += 1
         return bool(queues)
 
     def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
-                     truncate: int | None = None) -> list[dict]:
+                     truncate: int | None = None, reject: bool = False) -> list[dict]:
         """Take up to ``count`` ready messages as basic.get would and put them back (flagged
-        redelivered) when ``requeue``, else drop them as acked."""
-        q = self._queue(vhost, queue)
+        redelivered) when ``requeue``, else drop them: as acked, or as rejected when ``reject``
+        (then they are dead-lettered where the queue says so, as basic.reject would)."""
+        q = self._vhost(vhost).queues.get(queue)
+        if q is None:
+            raise AdminError("not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'")
         taken = []
         for _ in range(max(count, 0)):
-            entry = q.get()
+            try:
+                entry = q.get()
+            except AMQPError as exc:  # a stream: RabbitMQ reports the channel error, code first
+                raise AdminError("bad_request", f"{exc.reply_code} {exc.text}") from None
             if entry is None:
                 break
             q.stat_delivered += 1
+            if entry.redelivered:
+                q.stat_redelivered += 1
             taken.append(entry)
+        stats = q.vhost.retired_stats
+        stats["deliver_get"] += len(taken)
+        stats["redeliver"] += sum(1 for entry in taken if entry.redelivered)
         result = []
         before = q.message_count + len(taken)
         for index, entry in enumerate(taken):
@@ -601,8 +796,8 @@ class Admin:
             q.requeue(taken)
         else:
             for entry in taken:
-                if entry.stored:
-                    q.drop(entry)
+                if entry.stored or reject:
+                    q.drop(entry, "rejected" if reject else None)
         return result
 
     # -- connections, channels, consumers ---------------------------------------------------------
@@ -693,6 +888,9 @@ class Admin:
             "global_prefetch_count": channel.global_prefetch,
             "confirm": channel.confirm_mode,
             "transactional": channel.tx is not None,
+            # Staged in an open transaction: publishes, and deliveries acknowledged.
+            "messages_uncommitted": sum(1 for action in channel.tx or () if action[0] == "publish"),
+            "acks_uncommitted": sum(len(action[1]) for action in channel.tx or () if action[0] == "ack"),
             "state": "running",
             "message_stats": self._with_rates(("channel", session.name, channel.number),
                                               channel.message_stats()),
@@ -728,16 +926,37 @@ class Admin:
 
     # -- definitions and reset --------------------------------------------------------------------
 
-    def export_definitions(self) -> dict:
-        """The running broker's definitions (RabbitMQ's definitions.json object)."""
+    def export_definitions(self, vhost: str | None = None) -> dict:
+        """The running broker's definitions (RabbitMQ's definitions.json object).
+
+        With ``vhost``, RabbitMQ's single-vhost form: only that vhost's queues, exchanges and
+        bindings, without their ``vhost`` keys, and no users, vhosts or permissions."""
         from ..definitions import export_definitions
 
-        return export_definitions(self.broker)
+        data = export_definitions(self.broker)
+        if vhost is None:
+            return data
+        self._vhost(vhost)
+        one: dict[str, Any] = {"rabbit_version": data["rabbit_version"], "parameters": [],
+                               "policies": []}
+        for kind in ("queues", "exchanges", "bindings"):
+            one[kind] = [{k: v for k, v in entry.items() if k != "vhost"}
+                         for entry in data[kind] if entry.get("vhost") == vhost]
+        return one
 
-    def import_definitions(self, data: dict) -> dict[str, int]:
-        """Apply a definitions object to the running broker; counts of what was applied."""
+    def import_definitions(self, data: dict, vhost: str | None = None) -> dict[str, int]:
+        """Apply a definitions object to the running broker; counts of what was applied.
+
+        With ``vhost``, the single-vhost form: queues, exchanges and bindings go into that vhost
+        whatever their ``vhost`` keys say; users, vhosts and permissions are ignored."""
         from ..definitions import DefinitionsError, import_definitions
 
+        if vhost is not None:
+            self._vhost(vhost)
+        if vhost is not None and isinstance(data, dict):
+            data = {kind: [dict(entry, vhost=vhost) if isinstance(entry, dict) else entry
+                           for entry in data.get(kind) or []]
+                    for kind in ("queues", "exchanges", "bindings")}
         try:
             return import_definitions(self.broker, data)
         except DefinitionsError as exc:
@@ -746,25 +965,27 @@ class Admin:
     def reset(self, default_user: str = "guest", default_pass: str = "guest",
               default_vhost: str = "/") -> None:
         """Back to a fresh broker's state, for test suites: every connection closed, every vhost,
-        queue, exchange and user gone, then the default vhost and user made again."""
+        queue, exchange and user gone, the counters at zero, then the default vhost and user made
+        again."""
         self.close_all_connections("broker reset")
         for name in list(self.broker.vhosts):
             self.delete_vhost(name)
         for name in list(self.broker.users.users):
             self.delete_user(name)
+        self.broker.counters.clear()
         self._samples.clear()
         self.broker.add_vhost(default_vhost)
         if default_user:
             self.add_user(default_user, default_pass, tags=["administrator"])
-            self.broker.users.grant(default_user, default_vhost, FULL_ACCESS)
-            self.broker.save_user(default_user)
+            self.broker.set_permissions(default_user, default_vhost, FULL_ACCESS)
 
 
 def properties_key(routing_key: str, arguments: dict | None) -> str:
     """The last part of a binding's management URL: the routing key (``~`` for none), with a
     hash of the arguments after ``~`` when there are any, as RabbitMQ's management API names
-    bindings (rabbit_mgmt_format:args_hash)."""
-    key = routing_key.replace("%", "%25").replace("/", "%2F") if routing_key else "~"
+    bindings (rabbit_mgmt_format:pack_binding_props: the key form-encoded, ``~`` escaped too;
+    the hash is ours, RabbitMQ's is Erlang's phash2 of the term)."""
+    key = urllib.parse.quote_plus(routing_key, safe="").replace("~", "%7E") if routing_key else "~"
     if not arguments:
         return key
     digest = base64.urlsafe_b64encode(
@@ -779,6 +1000,13 @@ def _set_properties(message: Message) -> dict:
     if not properties.get("cluster_id"):
         properties.pop("cluster_id", None)
     return properties
+
+
+def _tag_list(tags: Iterable[str] | str) -> list[str]:
+    """User tags from a list or, as RabbitMQ's API also takes them, a comma-separated string."""
+    if isinstance(tags, str):
+        return [tag.strip() for tag in tags.split(",") if tag.strip()]
+    return list(tags)
 
 
 def _port(peer: str) -> int | None:

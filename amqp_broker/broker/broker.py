@@ -6,8 +6,10 @@ import gc
 from typing import Any
 
 from ..errors import NOT_ALLOWED, ConnectionLevelError
-from .auth import User, UserStore
+from .access import Grants, loopback_refusal
+from .auth import FULL_ACCESS, User, UserStore
 from .consumer_timeout import ConsumerTimeouts
+from .counters import NodeCounters
 from .persistence import Persistence
 from .replyto import DirectReplyTo
 from .session import Session
@@ -19,13 +21,19 @@ class Broker:
     """All broker state of one process. Knows nothing of sockets or frames."""
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/",
-                 *, consumer_timeout_ms: int = 1800000):
+                 *, consumer_timeout_ms: int = 1800000, loopback_users: tuple[str, ...] = ("guest",)):
         self.users = UserStore()
+        # Users who may log in only over a loopback connection (RabbitMQ's loopback_users).
+        self.loopback_users = frozenset(loopback_users)
+        # Compiled permissions per (user, vhost), shared by that user's sessions on the vhost.
+        self._grants: dict[tuple[str, str], Grants] = {}
         self.vhosts: dict[str, VHost] = {}
         self.sessions: set[Session] = set()
         self.persistence: Persistence | None = None
         # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
         self.timers = Timers()
+        # Connection/channel churn and the message counts of deleted queues and vhosts (admin.py).
+        self.counters = NodeCounters()
         # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).
         self.replies = DirectReplyTo()
         # RabbitMQ's consumer_timeout (ms an unacked delivery may wait; 0 disables it).
@@ -44,6 +52,7 @@ class Broker:
             vhost = self.vhosts[name] = VHost(name)
             vhost.replies = self.replies
             vhost.timers = self.timers
+            vhost.counters = self.counters
             if self.persistence is not None:
                 vhost.persistence = self.persistence
                 self.persistence.store.put("vhost", (name,), {})
@@ -84,11 +93,80 @@ class Broker:
         if not snapshot_users:
             for name in self.users.users:
                 self.save_user(name)
+        self._grants.clear()
         return counts
 
     def authenticate(self, username: str, password: str) -> User | None:
         """Check credentials; None when refused."""
         return self.users.authenticate(username, password)
+
+    def loopback_refusal(self, username: str, local_host: str | None) -> str | None:
+        """Why ``username`` may not log in over a connection whose local address is
+        ``local_host`` (None: no socket), or None when it may (see access.py)."""
+        return loopback_refusal(username, local_host, self.loopback_users)
+
+    # -- permissions ----------------------------------------------------------------------------
+    # The one way permissions change, so that open sessions see the change at once.
+
+    def grants_for(self, user_name: str, vhost_name: str) -> Grants:
+        """``user_name``'s compiled permissions on ``vhost_name`` (built once, then shared)."""
+        key = (user_name, vhost_name)
+        grants = self._grants.get(key)
+        if grants is None:
+            grants = self._grants[key] = Grants(self.users.users.get(user_name), user_name, vhost_name)
+        return grants
+
+    def set_permissions(self, user: str, vhost: str, permissions: tuple[str, str, str] = FULL_ACCESS) -> None:
+        """Set ``user``'s (configure, write, read) patterns on ``vhost``."""
+        self.users.grant(user, vhost, permissions)
+        self._permissions_changed(user)
+
+    def clear_permissions(self, user: str, vhost: str) -> bool:
+        """Remove ``user``'s permissions on ``vhost`` (and with them its access); False when it
+        had none."""
+        if self.users.users[user].permissions.pop(vhost, None) is None:
+            return False
+        self._permissions_changed(user)
+        return True
+
+    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str, read: str) -> None:
+        """Set ``user``'s topic permissions (routing-key patterns) on ``exchange`` in ``vhost``."""
+        self.users.grant_topic(user, vhost, exchange, write, read)
+        self._permissions_changed(user)
+
+    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None) -> bool:
+        """Remove ``user``'s topic permissions in ``vhost`` (on ``exchange`` only, when given);
+        False when there were none."""
+        topics = self.users.users[user].topic_permissions
+        by_exchange = topics.get(vhost)
+        if not by_exchange or (exchange is not None and exchange not in by_exchange):
+            return False
+        if exchange is None:
+            del topics[vhost]
+        else:
+            del by_exchange[exchange]
+            if not by_exchange:
+                del topics[vhost]
+        self._permissions_changed(user)
+        return True
+
+    def forget_grants(self, user: str) -> None:
+        """Drop ``user``'s compiled permissions (the user is gone or changed)."""
+        for key in [key for key in self._grants if key[0] == user]:
+            del self._grants[key]
+
+    def _permissions_changed(self, user: str) -> None:
+        """Store the user, and give its open sessions and channels the new grants: unlike
+        RabbitMQ, whose channels may keep an answer cached until they go idle, a change applies
+        to the next operation."""
+        if user in self.users.users:
+            self.save_user(user)
+        self.forget_grants(user)
+        for session in self.sessions:
+            if session.user == user:
+                session.grants = self.grants_for(user, session.vhost.name)
+                for channel in session.channels.values():
+                    channel.may_publish.clear()
 
     def open_session(self, user: User, vhost_name: str, client_properties: dict, peer: str) -> Session:
         """connection.open: 530 NOT_ALLOWED for a missing vhost or one the user may not use."""
@@ -101,4 +179,5 @@ class Broker:
             )
         session = Session(self, user.name, vhost, client_properties, peer)
         self.sessions.add(session)
+        self.counters.connections_opened += 1
         return session

@@ -80,6 +80,13 @@ class Channel:
         self.stat_redelivered = 0
         self.stat_unroutable = 0
         self.stat_returned = 0
+        # Queues published messages were enqueued on (one per queue), and confirms sent as nacks.
+        self.stat_routed = 0
+        self.stat_nacked = 0
+        # Exchanges this channel may publish to with no further check (write allowed, no topic
+        # permission on them): the publish path's whole access control is one lookup here. The
+        # broker empties it when the user's permissions change.
+        self.may_publish: dict[str, None] = {}
 
     def message_stats(self) -> dict[str, int]:
         """This channel's message counters, by the names of RabbitMQ's message_stats."""
@@ -87,11 +94,20 @@ class Channel:
             "publish": self.stat_published,
             "deliver_get": self.next_delivery_tag,
             "ack": self.stat_acked,
-            "confirm": self.publish_seq,
+            # Confirms sent: confirm-mode publishes but those still waiting and the nacked ones.
+            "confirm": max(self.publish_seq - len(self.confirm_backlog) - self.stat_nacked, 0),
             "redeliver": self.stat_redelivered,
             "return_unroutable": self.stat_returned,
             "drop_unroutable": self.stat_unroutable - self.stat_returned,
         }
+
+    def counters(self) -> dict[str, int]:
+        """:meth:`message_stats` plus the counters only RabbitMQ's global ones report
+        (counters.CHANNEL_COUNTERS)."""
+        stats = self.message_stats()
+        stats["routed"] = self.stat_routed
+        stats["publish_confirm"] = self.publish_seq
+        return stats
 
     def queue_name(self, name: str) -> str:
         """``name``, or for '' the channel's most recently declared queue (RabbitMQ's shortcut)."""
@@ -109,13 +125,44 @@ class Channel:
 
     # -- exchange and queue ---------------------------------------------------------------------
 
+    def _check_binding(self, kind: str, destination: str, source: str, routing_key: str) -> None:
+        """rabbit_channel:binding_action's checks, before anything is looked up: write on the
+        destination, neither end the default exchange, read on the source, and the source's
+        topic permission on the routing key when it is an existing topic exchange."""
+        grants = self.session.grants
+        grants.write(kind, destination)
+        if source == "" or (kind == "exchange" and destination == ""):
+            raise access_refused("operation not permitted on the default exchange")
+        grants.read("exchange", source)
+        if not grants.topic_free(source):
+            exchange = self.vhost.exchanges.get(source)
+            if exchange is not None:
+                grants.check_topic(False, exchange, routing_key)
+
+    def exchange_declare(
+        self, name: str, type_name: str, passive: bool, durable: bool, auto_delete: bool,
+        internal: bool, arguments: dict,
+    ) -> None:
+        """exchange.declare (configure on the exchange; a passive one needs no permission)."""
+        self.vhost.declare_exchange(
+            name, type_name, passive, durable, auto_delete, internal, arguments, self.session.grants)
+
+    def exchange_delete(self, name: str, if_unused: bool) -> None:
+        """exchange.delete: configure on the exchange, after the default and amq.* names are
+        refused (rabbit_channel's order)."""
+        if name and not name.startswith("amq."):
+            self.session.grants.configure("exchange", name)
+        self.vhost.delete_exchange(name, if_unused)
+
     def exchange_bind(self, destination: str, source: str, routing_key: str, arguments: dict) -> None:
         """exchange.bind (404 for a missing end)."""
+        self._check_binding("exchange", destination, source, routing_key)
         vhost = self.vhost
         vhost.bind_exchange(vhost.get_exchange(destination), vhost.get_exchange(source), routing_key, arguments)
 
     def exchange_unbind(self, destination: str, source: str, routing_key: str, arguments: dict) -> None:
         """exchange.unbind: a missing end or binding is fine (RabbitMQ answers unbind-ok)."""
+        self._check_binding("exchange", destination, source, routing_key)
         vhost = self.vhost
         destination_exchange = vhost.exchanges.get(destination)
         source_exchange = vhost.exchanges.get(source)
@@ -132,13 +179,15 @@ class Channel:
             replyto.declare(self, name)
             self.most_recent_queue = name
             return name, 0, 1
-        queue = self.vhost.declare_queue(self.session, name, passive, durable, exclusive, auto_delete, arguments)
+        queue = self.vhost.declare_queue(
+            self.session, name, passive, durable, exclusive, auto_delete, arguments, self.session.grants)
         self.most_recent_queue = queue.name
         return queue.name, queue.message_count, queue.consumer_count
 
     def queue_bind(self, queue_name: str, exchange_name: str, routing_key: str, arguments: dict) -> None:
         """queue.bind (404 for a missing end, 405 for another connection's exclusive queue)."""
         name, routing_key = self._binding_ends(queue_name, routing_key)
+        self._check_binding("queue", name, exchange_name, routing_key)
         vhost = self.vhost
         exchange = vhost.get_exchange(exchange_name)  # RabbitMQ looks up the exchange first
         vhost.bind_queue(vhost.get_queue(name, self.session), exchange, routing_key, arguments)
@@ -146,9 +195,8 @@ class Channel:
     def queue_unbind(self, queue_name: str, exchange_name: str, routing_key: str, arguments: dict) -> None:
         """queue.unbind. RabbitMQ answers unbind-ok for a missing queue, exchange or binding, and
         even for another connection's exclusive queue; only the default exchange is refused."""
-        if exchange_name == "":
-            raise access_refused("operation not permitted on the default exchange")
         name, routing_key = self._binding_ends(queue_name, routing_key)
+        self._check_binding("queue", name, exchange_name, routing_key)
         vhost = self.vhost
         queue = vhost.queues.get(name)
         exchange = vhost.exchanges.get(exchange_name)
@@ -156,8 +204,10 @@ class Channel:
             vhost.unbind_queue(queue, exchange, routing_key, arguments, self.session)
 
     def queue_purge(self, queue_name: str) -> int:
-        """queue.purge: the number of messages purged."""
-        return self.vhost.get_queue(self.queue_name(queue_name), self.session).purge()
+        """queue.purge (read on the queue): the number of messages purged."""
+        name = self.queue_name(queue_name)
+        self.session.grants.read("queue", name)
+        return self.vhost.get_queue(name, self.session).purge()
 
     def queue_delete(self, queue_name: str, if_unused: bool, if_empty: bool) -> tuple[int, list[str]]:
         """queue.delete: the number of messages deleted (0 for a missing queue), and the tags of
@@ -165,6 +215,7 @@ class Channel:
         written after the delete-ok (the other channels' are written at once)."""
         vhost = self.vhost
         name = self.queue_name(queue_name)
+        self.session.grants.configure("queue", name)  # even for a missing queue, as RabbitMQ
         if name not in vhost.queues:
             return 0, []
         queue = vhost.get_queue(name, self.session)  # 405 for another connection's queue
@@ -185,6 +236,7 @@ class Channel:
         entry.queue.stat_delivered += 1
         if entry.redelivered:
             self.stat_redelivered += 1
+            entry.queue.stat_redelivered += 1
         if not consumer.no_ack:
             entry.consumer = consumer
             entry.delivery_tag = tag
@@ -215,7 +267,9 @@ class Channel:
             deliver(consumer_tag, tag, entry.redelivered, entry.message)
         count = len(entries)
         consumer.queue.stat_delivered += count
-        self.stat_redelivered += redelivered
+        if redelivered:
+            self.stat_redelivered += redelivered
+            consumer.queue.stat_redelivered += redelivered
         self.next_delivery_tag = tag
         consumer.unacked += count
         self.consumer_unacked += count
@@ -255,6 +309,10 @@ class Channel:
         queue_name = self.queue_name(queue_name)
         if queue_name == REPLY_QUEUE:
             return replyto.consume(self, consumer_tag, no_ack, lambda: generate_name("amq.ctag-"))
+        if consumer_tag and consumer_tag in self.consumers:
+            # rabbit_channel looks the tag up before anything else, the permission included.
+            raise ConnectionLevelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        self.session.grants.read("queue", queue_name)
         queue = self.vhost.get_queue(queue_name, self.session)
         if arguments and "x-priority" in arguments:
             problem = not_an_integer(arguments["x-priority"])
@@ -262,8 +320,6 @@ class Channel:
                 raise precondition_failed(f"invalid arg 'x-priority' for {queue.describe()}: {problem}")
         if not consumer_tag:
             consumer_tag = generate_name("amq.ctag-")
-        elif consumer_tag in self.consumers:
-            raise ConnectionLevelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
         if queue.ext is not None:
             queue.ext.check_consume(self.global_prefetch)
         consumer = Consumer(consumer_tag, self, queue, no_ack, exclusive, self.prefetch_count, arguments)
@@ -300,11 +356,20 @@ class Channel:
         if immediate:
             raise ConnectionLevelError(NOT_IMPLEMENTED, "immediate=true")
         self.stat_published += 1
+        checked = exchange_name in self.may_publish
+        if not checked:
+            self.session.grants.write("exchange", exchange_name)  # before the 404, as RabbitMQ
         exchange = self.vhost.exchanges.get(exchange_name)
         if exchange is None:
             exchange = self.vhost.get_exchange(exchange_name)  # raises the 404
         if exchange.internal:
             raise access_refused(f"cannot publish to internal {exchange.describe()}")
+        if not checked:
+            grants = self.session.grants
+            if grants.topic_free(exchange_name):
+                self.may_publish[exchange_name] = None
+            else:
+                grants.check_topic(True, exchange, routing_key)
         # Direct reply-to's one door: a publish that may ask for a direct reply, or a reply to a
         # live reply consumer (never a queue's name: queue names under amq. are refused).
         if message.direct_reply_hint or (
@@ -313,7 +378,7 @@ class Channel:
             replyto.publish(self, exchange_name, routing_key, mandatory, message)
             return
         user_id = message.user_id
-        if user_id is not None and user_id != self.session.user:
+        if user_id is not None and user_id != self.session.user and not self.session.impersonator:
             raise precondition_failed(
                 f"user_id property set to '{user_id}' but authenticated user was '{self.session.user}'"
             )
@@ -329,6 +394,7 @@ class Channel:
             # The default exchange, inlined (the commonest publish): the queue named by the key.
             queue = exchange.vhost.queues.get(message.routing_key)
             if queue is not None:
+                self.stat_routed += 1
                 if queue.publish(message) is False and self.confirm_mode:
                     self.publish_rejected = True
                 stored = queue.persistence is not None and message.delivery_mode == 2
@@ -350,18 +416,19 @@ class Channel:
 
     def _route(self, exchange: Any, message: Message, mandatory: bool) -> bool:
         """Enqueue ``message`` where it routes; True when a queue wrote it to the store."""
-        routed = False
+        routed = 0
         stored = False
         vhost = self.vhost
         destinations = exchange.route(message)
         if vhost.exchange_bindings or (not destinations and exchange.alternate is not None):
             destinations = vhost.route(exchange, message)  # the graph walk; rare
         for queue in destinations:
-            routed = True
+            routed += 1
             if queue.publish(message) is False and self.confirm_mode:
                 self.publish_rejected = True
             if queue.persistence is not None:
                 stored = True
+        self.stat_routed += routed
         if not routed:
             self.stat_unroutable += 1
             if mandatory:
@@ -407,6 +474,7 @@ class Channel:
 
     def _confirm_rejected(self, sequence: int) -> None:
         """A basic.nack for ``sequence``, in order behind confirms still waiting for the disk."""
+        self.stat_nacked += 1
         if self.confirm_backlog:
             self.confirm_backlog.append([sequence, 0, False])
             self._release_confirms()
@@ -421,14 +489,18 @@ class Channel:
                 self.sink.confirm(sequence, ok)
 
     def basic_get(self, queue_name: str, no_ack: bool) -> tuple[int, QueueEntry, int] | None:
-        """basic.get: (delivery_tag, entry, messages remaining) or None for get-empty."""
-        queue = self.vhost.get_queue(self.queue_name(queue_name), self.session)
+        """basic.get (read on the queue): (delivery_tag, entry, messages remaining) or None for
+        get-empty."""
+        name = self.queue_name(queue_name)
+        self.session.grants.read("queue", name)
+        queue = self.vhost.get_queue(name, self.session)
         entry = queue.get()
         if entry is None:
             return None
         queue.stat_delivered += 1
         if entry.redelivered:
             self.stat_redelivered += 1
+            queue.stat_redelivered += 1
         self.next_delivery_tag += 1
         tag = self.next_delivery_tag
         if not no_ack:
@@ -468,6 +540,7 @@ class Channel:
             if entry is None:
                 raise precondition_failed(f"unknown delivery tag {delivery_tag}")
             self.stat_acked += 1
+            entry.queue.stat_acked += 1
             if entry.stored:
                 entry.queue.drop(entry)
             consumer = entry.consumer
@@ -517,7 +590,8 @@ class Channel:
         ``reason`` is None, else dead-lettered for that reason where the queue says so)."""
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         touched: set[Queue] = set()
-        if not requeue and reason is None:
+        acking = not requeue and reason is None
+        if acking:
             entries = list(entries)
             self.stat_acked += len(entries)
         for entry in entries:
@@ -528,7 +602,10 @@ class Channel:
                 touched.add(consumer.queue)
             if requeue:
                 by_queue[entry.queue].append(entry)
-            elif reason is not None or entry.stored:
+                continue
+            if acking:
+                entry.queue.stat_acked += 1
+            if reason is not None or entry.stored:
                 entry.queue.drop(entry, reason)
         for queue, group in by_queue.items():
             queue.requeue(group)
@@ -569,6 +646,7 @@ class Channel:
             if action[0] == "publish":
                 _, names, message, mandatory = action
                 queues = [q for q in map(self.vhost.queues.get, names) if q is not None]
+                self.stat_routed += len(queues)
                 for queue in queues:
                     if queue.publish(message) is False:
                         rejected = True
@@ -618,8 +696,9 @@ class Channel:
         consumers = list(self.consumers.values())
         self.consumers.clear()
         retired = self.vhost.retired_stats
-        for key, value in self.message_stats().items():
+        for key, value in self.counters().items():
             retired[key] += value
+        self.session.broker.counters.channels_closed += 1
         by_queue: dict[Queue, list[QueueEntry]] = defaultdict(list)
         for entry in entries:
             by_queue[entry.queue].append(entry)

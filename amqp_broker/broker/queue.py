@@ -148,9 +148,12 @@ class Queue:
         # TTL, x-expires, length limits, dead-lettering, quorum semantics (extensions.py); None for
         # a queue with none of those arguments, so the hot path pays a single test.
         self.ext: QueueExtensions | None = extensions_for(self)
-        # Messages enqueued and handed out (deliveries and basic.get), for the management API.
+        # Messages enqueued, handed out (deliveries and basic.get), acked and redelivered, for the
+        # management API and the global counters (counters.QUEUE_COUNTERS).
         self.stat_published = 0
         self.stat_delivered = 0
+        self.stat_acked = 0
+        self.stat_redelivered = 0
 
     # -- state ------------------------------------------------------------------------------------
 

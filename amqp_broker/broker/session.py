@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .access import Grants
     from .broker import Broker
     from .channel import Channel
     from .queue import Queue
@@ -20,6 +21,11 @@ class Session:
         self.broker = broker
         self.user = user
         self.vhost = vhost
+        # The user's permissions on the vhost; the broker replaces them when they change.
+        self.grants: "Grants" = broker.grants_for(user, vhost.name)
+        # RabbitMQ's impersonator tag: may publish with another user's user_id property.
+        record = broker.users.users.get(user)
+        self.impersonator = record is not None and "impersonator" in record.tags
         self.client_properties = client_properties
         self.peer = peer
         # RabbitMQ's connection name ("peer -> local"), when the transport knows the local end.
@@ -50,6 +56,7 @@ class Session:
 
         channel = Channel(self, number, sink)
         self.channels[number] = channel
+        self.broker.counters.channels_opened += 1
         return channel
 
     def dispatch_owed(self) -> None:
@@ -73,3 +80,4 @@ class Session:
             self.vhost.delete_queue(queue)
         self.exclusive_queues.clear()
         self.broker.sessions.discard(self)
+        self.broker.counters.connections_closed += 1

@@ -27,6 +27,7 @@ from .arguments import (
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
 from .fields import field_type_name
+from .counters import CHANNEL_COUNTERS, NodeCounters
 from .message import Message
 from .queue import Queue, describe_queue, no_queue
 from .queue_types import queue_type_of
@@ -34,6 +35,7 @@ from .replyto import DirectReplyTo
 from .timers import Timers
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .access import Grants
     from .session import Session
 
 #: The message counters a channel keeps (Channel.message_stats), by RabbitMQ's names.
@@ -50,6 +52,10 @@ PREDECLARED = (
     ("amq.headers", "headers"),
     ("amq.match", "headers"),
 )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def generate_name(prefix: str) -> str:
@@ -75,7 +81,9 @@ class VHost:
         # Message TTL and x-expires deadlines; the Broker gives all its vhosts its own heap.
         self.timers = Timers()
         # Message counters of this vhost's closed channels (the live ones keep their own).
-        self.retired_stats: dict[str, int] = dict.fromkeys(MESSAGE_STATS, 0)
+        self.retired_stats: dict[str, int] = dict.fromkeys(CHANNEL_COUNTERS, 0)
+        # Node-wide churn counters and deleted queues' counts; the Broker gives all its vhosts one.
+        self.counters = NodeCounters()
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -113,30 +121,40 @@ class VHost:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: dict | None = None,
+        access: "Grants | None" = None,
     ) -> Exchange:
-        """exchange.declare with RabbitMQ's passive, reserved-name and equivalence rules."""
+        """exchange.declare with RabbitMQ's passive, reserved-name and equivalence rules, in
+        rabbit_channel's order: the type, the default exchange, ``access``'s configure check
+        (a client's declare; none for the broker's own), then for a new exchange its name and
+        alternate exchange. A passive declare needs no permission."""
         arguments = arguments or {}
-        if name == "":
-            raise access_refused("operation not permitted on the default exchange")
         if passive:
+            if name == "":
+                raise access_refused("operation not permitted on the default exchange")
             return self.get_exchange(name)
-        if name.startswith("amq.") and name not in self.exchanges:
-            raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
         cls = EXCHANGE_TYPES.get(type_name)
         if cls is None:
             if not type_name:
                 raise ConnectionLevelError(COMMAND_INVALID, "invalid exchange type ''")
             raise ConnectionLevelError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
+        if name == "":
+            raise access_refused("operation not permitted on the default exchange")
+        if access is not None:
+            access.configure("exchange", name)
         existing = self.exchanges.get(name)
         if existing is not None:
             self._check_exchange_equivalence(existing, type_name, durable, auto_delete, internal, arguments)
             return existing
+        if name.startswith("amq."):
+            raise access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
         alternate = arguments.get("alternate-exchange")
         if alternate is not None and not isinstance(alternate, (str, bytes)):
             # rabbit_channel (new exchanges only): rabbit_misc:r_arg/4 wants a longstr.
             raise precondition_failed(
                 f"invalid type '{field_type_name(alternate)}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{self.name}'"
             )
+        if alternate is not None and access is not None:
+            access.new_with_link("exchange", name, _text(alternate))
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
         if durable and self.persistence is not None:
@@ -205,8 +223,14 @@ class VHost:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: dict | None = None,
+        access: "Grants | None" = None,
     ) -> Queue:
-        """queue.declare with RabbitMQ's passive, exclusive, reserved-name and equivalence rules."""
+        """queue.declare with RabbitMQ's passive, exclusive, reserved-name and equivalence rules.
+
+        ``access`` (a client's declare) is asked where rabbit_channel asks: configure once the
+        name is settled (a server-named queue's ``amq.gen-…`` included), and for a new queue
+        with a dead-letter exchange read on the queue and write on that exchange. A passive
+        declare needs no permission."""
         arguments = arguments or {}
         if passive:
             if not name:
@@ -220,9 +244,14 @@ class VHost:
             name = generate_name("amq.gen-")
         elif name.startswith("amq."):
             raise access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
+        if access is not None:
+            access.configure("queue", name)
         check_dead_letter_exchange(describe_queue(name, self.name), arguments)
-        validate_queue_arguments(name, self.name, arguments)
         existing = self.queues.get(name)
+        dead_letter_exchange = arguments.get("x-dead-letter-exchange")
+        if existing is None and dead_letter_exchange is not None and access is not None:
+            access.new_with_link("queue", name, _text(dead_letter_exchange))
+        validate_queue_arguments(name, self.name, arguments)
         if existing is not None:
             if existing.exclusive_owner is not None and existing.exclusive_owner is not session:
                 raise self._locked(existing)
@@ -281,6 +310,7 @@ class VHost:
         queue.buffer.clear()
         if self.persistence is not None:
             self.persistence.delete_queue(queue)
+        self.counters.retire_queue(queue_type_of(queue.arguments).name, queue)
         return count
 
     # -- bindings ---------------------------------------------------------------------------------

@@ -710,6 +710,12 @@ def set_permissions(ctx: Context, ns: argparse.Namespace) -> None:
     except RemoteError as exc:
         if exc.kind == "bad_request" and exc.reason.startswith("invalid "):
             raise CtlError(EX_UNAVAILABLE, exc.reason) from None
+        if exc.reason == "vhost_or_user_not_found":
+            # The admin API answers as the management API does, naming neither; rabbitmqctl
+            # names the user first, then the vhost (rabbit_vhost:with_user_and_vhost).
+            if not _user_exists(ctx, ns.username):
+                raise _missing_user(ns.username, quoted=False) from None
+            raise CtlError(EX_UNAVAILABLE, f"Virtual host {ctx.vhost} does not exist") from None
         raise _permission_error(exc, ns.username, ctx.vhost) from None
     ctx.done()
 

@@ -187,8 +187,7 @@ def channel_flow_ok(conn: "Connection", channel: ChannelState, method: Any) -> N
 
 
 def exchange_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    vhost = conn.session.vhost  # type: ignore[union-attr]
-    vhost.declare_exchange(
+    channel.core.exchange_declare(
         m.exchange, m.exchange_type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments or {}
     )
     if not m.nowait:
@@ -196,7 +195,7 @@ def exchange_declare(conn: "Connection", channel: ChannelState, m: Any) -> None:
 
 
 def exchange_delete(conn: "Connection", channel: ChannelState, m: Any) -> None:
-    conn.session.vhost.delete_exchange(m.exchange, m.if_unused)  # type: ignore[union-attr]
+    channel.core.exchange_delete(m.exchange, m.if_unused)
     if not m.nowait:
         conn.send_method(channel.number, commands.Exchange.DeleteOk())
 

@@ -38,6 +38,7 @@ from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 
 from .. import __version__
+from ..broker.access import LOOPBACK_HINT
 from ..broker.broker import Broker
 from ..broker.session import Session
 from ..errors import (
@@ -315,6 +316,13 @@ class Connection(FrameReader):
             class_id, method_id = _method_ids(method)
             self._fail(exc, 0, class_id, method_id)
 
+    def _local_host(self) -> str | None:
+        """Our end's address without the port ("127.0.0.1:5672" -> "127.0.0.1"); None for a
+        connection without a socket (in-process), which is as local as a connection gets."""
+        if not self.local:
+            return None
+        return self.local.rpartition(":")[0] if ":" in self.local else self.local
+
     def _describe_session(self, session: Session) -> None:
         """Give the core what an operator sees of this connection, and a way to close it."""
         if self.local:
@@ -357,8 +365,13 @@ class Connection(FrameReader):
             return
         username, password = credentials
         user = self.broker.authenticate(username, password)
-        if user is None:
-            log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
+        refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
+        if user is None or refusal is not None:
+            if refusal is not None:
+                # RabbitMQ's words, then the setting that lifts it.
+                log.warning("%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
+            else:
+                log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
             reply_text = ConnectionLevelError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,7 +25,7 @@ from .flow import ALARMS, memory_limit, resident_memory
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
 from .control import new_token, serve_control
-from .descriptors import serve_listeners
+from .descriptors import fd_limit, open_fd_count, serve_listeners
 from .timers import drive_timers
 
 log = logging.getLogger("amqp_broker.server")
@@ -61,7 +62,7 @@ class BrokerServer:
         self.settings = settings
         self.broker = broker or Broker(
             settings.default_user, settings.default_pass, settings.default_vhost,
-            consumer_timeout_ms=settings.consumer_timeout_ms,
+            consumer_timeout_ms=settings.consumer_timeout_ms, loopback_users=settings.loopback_users,
         )
         self.cluster_name = f"amqp_broker@{socket.gethostname()}"
         self.connections: set[ServerConnection] = set()
@@ -82,6 +83,12 @@ class BrokerServer:
         self.started_at = time.time()
         # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
         self.listeners: list[tuple[str, str, int]] = []
+        # The HTTP listeners to open, by protocol: a port, 0 for any free one, None for none.
+        # From the settings (where 0 means off); a test may ask for a free port instead.
+        self.http_ports: dict[str, int | None] = {
+            "http": settings.management_port or None,
+            "http/prometheus": settings.prometheus_port or None,
+        }
         # The control endpoint (server/control.py): its port, and the secret its callers present.
         self.control_port = 0
         self.control_token = new_token()
@@ -101,6 +108,12 @@ class BrokerServer:
             "alarms": sorted(r for r in self.flow.reasons if r in ALARMS),
             "uptime_ms": int((time.time() - self.started_at) * 1000),
             "data_dir": os.path.abspath(self.settings.data_dir),
+            "processors": os.cpu_count() or 1,
+            "fd_used": open_fd_count(),
+            "fd_total": fd_limit(),
+            "sockets_used": len(self.connections),
+            "product_version": _version(),
+            **_disk_free(self.settings.data_dir),
         }
 
     def alarm_limits(self) -> tuple[int, str, int]:
@@ -164,11 +177,14 @@ class BrokerServer:
         """Listen, report the bound port through ``task_status``, and serve until shutdown.
 
         The order makes a failed start harmless: the data directory's lock first (a second
-        broker on it is refused, naming the holder), then the port (a busy one fails before the
-        store is touched), then the store. The store is marked cleanly shut down only when
-        serving ended by a shutdown, not by an error. ``on_ready`` is called once all that
-        succeeded, just before "Server startup complete" is logged."""
+        broker on it is refused, naming the holder), then the ports, AMQP's and the HTTP ones (a
+        busy one fails before the store is touched), then the store. The store is marked cleanly
+        shut down only when serving ended by a shutdown, not by an error. ``on_ready`` is called
+        once all that succeeded, just before "Server startup complete" is logged."""
         lock = DataDirLock(self.settings.data_dir).acquire() if self.settings.data_dir else None
+        listeners: list = []
+        http: list = []
+        lock_given = False  # once open_store has the lock, the store releases it
         try:
             listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.bind_host)
         except OSError as exc:
@@ -180,26 +196,51 @@ class BrokerServer:
                 lock.release()
             raise
         try:
+            http = await self._open_http()
+            lock_given = True
             self.open_store(lock)
         except BaseException:
             for listener in listeners:
                 listener.socket.close()
+            for service in http:
+                service.close()
+            if lock is not None and not lock_given:
+                lock.release()
             raise
         clean = False
         try:
-            await self._serve(listeners, handle_signals, on_ready, task_status)
+            await self._serve(listeners, handle_signals, on_ready, task_status, http)
             clean = True
         finally:
             if self.store is not None:
                 self.store.close(clean=clean)
 
+    async def _open_http(self) -> list:
+        """Bind the management and Prometheus ports that are on (see :attr:`http_ports`)."""
+        if not any(port is not None for port in self.http_ports.values()):
+            return []
+        # Imported only when used: a broker without HTTP listeners does not load h11.
+        from ..management.server import open_http_services
+
+        return await open_http_services(self.http_ports, self.settings.bind_host, self.admin)
+
     async def _serve(
-        self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None, task_status
+        self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
+        task_status, http: list = (),
     ) -> None:
         self.port = listeners[0].socket.getsockname()[1]
         self.listeners = [
             ("amqp", *listener.socket.getsockname()[:2]) for listener in listeners
         ]
+        for service in http:
+            self.listeners += [(service.protocol, host, port) for host, port in service.addresses]
+            bound = service.addresses[0][1]
+            if service.protocol == "http":
+                self.management_port = bound
+            else:
+                self.prometheus_port = bound
+            log.info("%s listening on %s", service.server.name,
+                     ", ".join("%s:%d" % address for address in service.addresses))
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
@@ -215,6 +256,8 @@ class BrokerServer:
                     await serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
             nursery.start_soon(accept)
+            for service in http:
+                await nursery.start(service.serve)
             nursery.start_soon(drive_timers, self.broker.timers)
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
@@ -264,13 +307,22 @@ class BrokerServer:
             host, port = stream.socket.getsockname()[:2]
             local = f"{host}:{port}"
         except OSError:
-            peer, local = "unknown", ""
+            # Not "": that names a connection without a socket, which loopback_users lets in.
+            peer, local = "unknown", "unknown"
         conn = ServerConnection(self, stream, peer, local)
         self.connections.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
+
+
+def _disk_free(path: str) -> dict:
+    """{"disk_free": bytes free on ``path``'s file system}, or {} when it cannot be read."""
+    try:
+        return {"disk_free": shutil.disk_usage(path).free}
+    except OSError:
+        return {}
 
 
 def _version() -> str:

@@ -93,7 +93,8 @@ class Broker:
 
 def ours_command(port: int, data_dir: str, log_level: str = "warning") -> list[str]:
     return [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", log_level, "--data-dir", data_dir]
+            "--log-level", log_level, "--data-dir", data_dir,
+            "--management-port", "0", "--prometheus-port", "0"]
 
 
 class Ours:

@@ -58,6 +58,9 @@ class BrokerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = self.src + os.pathsep + env.get("PYTHONPATH", "")
         env.pop("AMQP_BROKER_CONFIG", None)
+        # No HTTP listeners: 15672/15692 are RabbitMQ's here. Variables, not flags, so an older
+        # source tree (AMQP_BROKER_SRC) that has no such settings still starts (it ignores them).
+        env.update(AMQP_BROKER_MANAGEMENT_PORT="0", AMQP_BROKER_PROMETHEUS_PORT="0")
         logf = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(

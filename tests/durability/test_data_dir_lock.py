@@ -24,7 +24,8 @@ from interop.crash.broker_proc import ROOT, BrokerError, BrokerProcess
 def second_start(data_dir: str, *args: str) -> subprocess.CompletedProcess:
     """``amqp-broker`` on ``data_dir`` as a user would start it; it is expected to refuse."""
     return subprocess.run(
-        [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--data-dir", data_dir, *args],
+        [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--data-dir", data_dir,
+         "--management-port", "0", "--prometheus-port", "0", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
 

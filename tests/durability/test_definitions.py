@@ -45,7 +45,10 @@ STARTED = re.compile(r"Server startup complete; listening on \S+:(\d+)")
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
+    # No HTTP listeners: 15672/15692 belong to the RabbitMQ these tests compare with.
+    env.update(AMQP_BROKER_MANAGEMENT_PORT="0", AMQP_BROKER_PROMETHEUS_PORT="0")
+    return env
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -186,7 +189,8 @@ def test_import_sample_export_import_export_round_trip(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     result = import_dir(first, SAMPLE)
     assert result.returncode == 0, result.stderr
-    assert "2 users, 2 vhosts, 2 permissions, 6 exchanges, 7 queues, 8 bindings" in result.stderr
+    assert ("2 users, 2 vhosts, 2 permissions, 1 topic_permissions, 6 exchanges, 7 queues, "
+            "8 bindings") in result.stderr
     # Transient entities are applied but a data directory keeps durable ones only: said so.
     assert "exchange 'scratch'" in result.stderr and "queue 'transient-work'" in result.stderr
     exported = export_dir(first)
@@ -197,6 +201,7 @@ def test_import_sample_export_import_export_round_trip(tmp_path):
     assert [v["name"] for v in exported["vhosts"]] == ["/", SAMPLE_VHOST]
     assert {(p["user"], p["vhost"]) for p in exported["permissions"]} == {
         ("guest", "/"), ("sample-user", SAMPLE_VHOST)}
+    assert exported["topic_permissions"] == sample["topic_permissions"]
     assert [q["name"] for q in exported["queues"]] == [
         "audit", "dead-letters", "invoices", "orders", "ttl.short", "unrouted"]
     sample_queues = {q["name"]: q for q in sample["queues"]}
@@ -507,8 +512,16 @@ BAD_FILES = [
     ({"exchanges": [{"name": "x", "vhost": "/", "type": "x-delayed-message"}]},
      "exchanges[0] (exchange 'x' in vhost '/'): unknown exchange type 'x-delayed-message'"),
     ({"users": [{"name": "u", "password_hash": "abc",
+                 "hashing_algorithm": "rabbit_password_hashing_bcrypt"}]},
+     "users[0] ('u'): hashing_algorithm 'rabbit_password_hashing_bcrypt' is not supported"),
+    ({"users": [{"name": "u", "password_hash": "bm90IGEgaGFzaA==",
                  "hashing_algorithm": "rabbit_password_hashing_sha512"}]},
-     "users[0] ('u'): hashing_algorithm 'rabbit_password_hashing_sha512' is not supported"),
+     "users[0] ('u'): 'password_hash' is not a rabbit_password_hashing_sha512 hash (10 bytes, not 68)"),
+    ({"permissions": [{"user": "guest", "vhost": "/", "configure": "(", "write": "", "read": ""}]},
+     "permissions[0] (user 'guest' on vhost '/'): '(' is not a valid regular expression"),
+    ({"topic_permissions": [{"user": "nobody", "vhost": "/", "exchange": "amq.topic"}]},
+     "topic_permissions[0] (user 'nobody' on exchange 'amq.topic' in vhost '/'): user 'nobody' "
+     "does not exist"),
     ({"users": [{"name": "u", "password_hash": "bm90IGEgaGFzaA=="}]},
      "users[0] ('u'): 'password_hash' is not a rabbit_password_hashing_sha256 hash"),
     ({"users": [{"name": "u", "password": "p", "password_hash": ""}]},
@@ -582,7 +595,8 @@ def test_import_is_tolerant_and_follows_rabbitmq(caplog):
         ],
         "policies": [{"vhost": "/", "name": "p", "pattern": ".*", "definition": {}}],
     })
-    assert counts == {"users": 3, "vhosts": 1, "permissions": 1, "exchanges": 1, "queues": 1,
+    assert counts == {"users": 3, "vhosts": 1, "permissions": 1, "topic_permissions": 0,
+                      "exchanges": 1, "queues": 1,
                       "bindings": 1, "skipped": 6}
     users = broker.users.users
     assert users["old-style"].tags == ["administrator", "management"]

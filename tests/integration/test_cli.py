@@ -33,6 +33,8 @@ class BrokerProcess:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_BROKER_", "RABBITMQ_"))}
+        # No HTTP listeners unless a test asks: 15672/15692 belong to the RabbitMQ next to us.
+        full_env.update(AMQP_BROKER_MANAGEMENT_PORT="0", AMQP_BROKER_PROMETHEUS_PORT="0")
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", *args],
@@ -192,7 +194,8 @@ def _listening_addresses(port: int) -> list[str]:
 def _non_loopback_ipv4() -> str | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            sock.connect(("192.0.2.255", 9))  # no packet is sent: this only picks a route
+            # No packet is sent: this only picks a route (a broadcast address would be refused).
+            sock.connect(("198.51.100.1", 9))
         except OSError:
             return None
         address = sock.getsockname()[0]
@@ -259,6 +262,34 @@ def test_port_in_use_exits_1(run_broker):
     assert any("cannot start" in line for line in broker.log), broker.log
 
 
+@pytest.mark.parametrize("setting", ["management", "prometheus"])
+def test_http_port_in_use_is_one_line_and_exit_1(run_broker, setting):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        broker = run_broker("--host", "127.0.0.1", "--port", "0", f"--{setting}-port", str(port))
+        assert broker.proc.wait(15) == 1
+    broker._reader.join(5)
+    what = {"management": "management HTTP API", "prometheus": "Prometheus metrics"}[setting]
+    errors = [line for line in broker.log if line.startswith("amqp-broker:")]
+    assert len(errors) == 1, broker.log
+    assert errors[0].startswith(f"amqp-broker: cannot start ({what} on 127.0.0.1:{port}): "), errors
+    assert "address already in use" in errors[0].lower()
+    assert not any("Traceback" in line or "startup complete" in line for line in broker.log)
+
+
+def test_management_port_is_listening_before_startup_line(run_broker):
+    port = free_port()
+    broker = run_broker("--host", "127.0.0.1", "--port", "0", "--management-port", str(port))
+    broker.wait_for(f"management HTTP API listening on 127.0.0.1:{port}")
+    broker.started()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /api/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 401 ")
+    assert broker.stop() == 0
+
+
 def test_signal_right_after_startup_line_is_a_clean_shutdown(run_broker):
     # "Server startup complete" promises the signal handlers are installed: a SIGTERM sent the
     # moment the line appears must not kill the process with the default action (-15).
@@ -280,7 +311,8 @@ def test_startup_line_is_printed_at_any_log_level(tmp_path):
         port = probe.getsockname()[1]
     proc = _subprocess.Popen(
         [_sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(tmp_path / "data"), "--log-level", "error"],
+         "--data-dir", str(tmp_path / "data"), "--log-level", "error",
+         "--management-port", "0", "--prometheus-port", "0"],
         stderr=_subprocess.PIPE, stdout=_subprocess.DEVNULL, text=True,
     )
     try:

@@ -75,7 +75,7 @@ def test_wheel_metadata(installed: tuple[Path, Path]) -> None:
     assert "amqp_broker/__main__.py" in names and "amqp_broker/server/discovery.py" in names
     assert f"Name: {DISTRIBUTION}\n" in metadata and f"Version: {__version__}\n" in metadata
     runtime = sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", metadata, re.MULTILINE))
-    assert runtime == ["pamqp", "trio"]  # the test clients are in the test extra only
+    assert runtime == ["h11", "pamqp", "trio"]  # the test clients are in the test extra only
     assert "amqp-broker = amqp_broker.__main__:main" in entry_points
 
 

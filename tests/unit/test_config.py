@@ -33,7 +33,7 @@ def test_defaults_match_rabbitmq() -> None:
     assert (s.host, s.port, s.data_dir, s.log_level) == ("", 5672, "./data", "info")
     assert s.definitions == ""
     assert (s.default_user, s.default_pass, s.default_vhost) == ("guest", "guest", "/")
-    assert s.loopback_users == ()
+    assert s.loopback_users == ("guest",)  # RabbitMQ's: guest only from this machine
     assert (s.heartbeat, s.frame_max, s.channel_max) == (60, 131072, 2047)
     assert s.consumer_timeout_ms == 1_800_000
     assert s.memory_high_watermark == 0.4
@@ -82,20 +82,23 @@ def test_env_conversion_by_type() -> None:
     assert s.log_level == "debug"
     assert s.disk_free_limit_bytes == 1000
     assert load_settings([], environ={"AMQP_BROKER_LOOPBACK_USERS": ""}).loopback_users == ()
+    # The one flag for containers and CI that need guest from other hosts: an empty value.
+    assert load_settings(["--loopback-users", ""], environ={}).loopback_users == ()
+    assert load_settings(["--loopback-users="], environ={}).loopback_users == ()
 
 
 def test_flags_cover_every_setting() -> None:
     argv = [
         "--host", "::1", "--port", "0", "--data-dir", "/tmp/d", "--log-level", "warning",
         "--default-user", "u", "--default-pass", "p", "--default-vhost", "v",
-        "--loopback-users", "guest", "--heartbeat", "0", "--frame-max", "4096",
+        "--loopback-users", "", "--heartbeat", "0", "--frame-max", "4096",
         "--channel-max", "0", "--consumer-timeout-ms", "0", "--memory-high-watermark", "1",
         "--disk-free-limit-bytes", "0",
     ]  # fmt: skip
     s = load_settings(argv, environ={})
     assert s == Settings(
         host="::1", port=0, data_dir="/tmp/d", log_level="warning", default_user="u",
-        default_pass="p", default_vhost="v", loopback_users=("guest",), heartbeat=0,
+        default_pass="p", default_vhost="v", loopback_users=(), heartbeat=0,
         frame_max=4096, channel_max=0, consumer_timeout_ms=0, memory_high_watermark=1.0,
         disk_free_limit_bytes=0,
     )  # fmt: skip
