@@ -25,6 +25,8 @@ PROG = "amqp-broker ctl"
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors turned into :class:`UsageError` (exit 64, as rabbitmqctl)."""
 
+    command_parsers: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(message)
 
@@ -61,6 +63,7 @@ def build_parser(prog: str = PROG, names: Sequence[str] | None = None) -> _Parse
         + "\nExit codes: 0 ok, 64 usage, 65 data error, 67 no such user, 69 node unreachable "
         "(or the error rabbitmqctl reports with it), 70 software error, 75 timeout.",
     )
+    parser.command_parsers = {}  # for `help COMMAND`
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser,
                                 help="one of the commands below (help <command> describes one)")
     for name in names:
@@ -69,7 +72,9 @@ def build_parser(prog: str = PROG, names: Sequence[str] | None = None) -> _Parse
         p = sub.add_parser(name, parents=[common], description=command.help,
                            usage=f"{prog} [options] {command.usage or name}")
         command.setup(p)
-    help_parser = sub.add_parser("help", parents=[common], description="Displays usage information for a command")
+        parser.command_parsers[name] = p
+    help_parser = sub.add_parser("help", parents=[common],
+                                 description="Displays usage information for a command")
     help_parser.add_argument("topic", nargs="?", metavar="command", help="command to describe")
     return parser
 
@@ -92,13 +97,13 @@ def _locate(ns: argparse.Namespace, environ: dict) -> tuple[str, str | None]:
     if getattr(ns, "node", None):
         return _qualified(ns.node), None
     if getattr(ns, "data_dir", None):
-        return _default_node(environ), ns.data_dir
+        return _default_node(), ns.data_dir
     if environ.get("RABBITMQ_NODENAME"):
         return _qualified(environ["RABBITMQ_NODENAME"]), None
     data_dir = _env_data_dir(environ)
     if data_dir:
-        return _default_node(environ), data_dir
-    return _default_node(environ), None
+        return _default_node(), data_dir
+    return _default_node(), None
 
 
 def _qualified(node: str) -> str:
@@ -108,7 +113,7 @@ def _qualified(node: str) -> str:
     return full_node_name(node)
 
 
-def _default_node(environ: dict) -> str:
+def _default_node() -> str:
     from .client import default_node_name
 
     return default_node_name()
@@ -120,7 +125,7 @@ def _env_data_dir(environ: dict) -> str | None:
         return environ["RABBITMQ_MNESIA_DIR"]
     if environ.get("RABBITMQ_MNESIA_BASE"):
         # The broker's directory is <base>/<node name>, as RabbitMQ's (amqp_broker/rabbitmq_config).
-        return os.path.join(environ["RABBITMQ_MNESIA_BASE"], _default_node(environ))
+        return os.path.join(environ["RABBITMQ_MNESIA_BASE"], _default_node())
     return environ.get("AMQP_BROKER_DATA_DIR") or None
 
 
@@ -141,7 +146,8 @@ def _usage_error(prog: str, argv: Sequence[str], message: str, command: str | No
         message = "too many arguments."
     err.write(f"Error (argument validation): {message}\nArguments given:\n\t{' '.join(argv)}\n")
     if command in COMMANDS:
-        err.write(f"\nUsage\n\n{prog} [--node <node>] [--longnames] [--quiet] {COMMANDS[command].usage or command}\n")
+        usage = COMMANDS[command].usage or command
+        err.write(f"\nUsage\n\n{prog} [--node <node>] [--longnames] [--quiet] {usage}\n")
     return cmds.EX_USAGE
 
 
@@ -174,8 +180,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, tool: str | Non
         topic = getattr(ns, "topic", None)
         if topic is None:
             parser.print_help(out)
-        elif topic in COMMANDS and (names is None or topic in names):
-            build_parser(prog, [topic])._subparsers._group_actions[0].choices[topic].print_help(out)  # type: ignore[union-attr]
+        elif topic in parser.command_parsers:
+            parser.command_parsers[topic].print_help(out)
         else:
             err.write(f"\nCommand '{topic}' not found.\n")
             return cmds.EX_USAGE

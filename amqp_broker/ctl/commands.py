@@ -117,7 +117,6 @@ class Command:
     setup: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Context, argparse.Namespace], int | None]
     usage: str = ""
-    needs_node: bool = True
     #: The RabbitMQ tools that have this command (the shims offer each tool its own).
     tools: tuple[str, ...] = ("rabbitmqctl",)
 
@@ -136,11 +135,10 @@ def names_for(tool: str | None) -> list[str]:
     return [name for name, c in COMMANDS.items() if tool is None or tool in c.tools]
 
 
-def command(name: str, help: str, section: str, usage: str = "", needs_node: bool = True,
-            tools: tuple[str, ...] = ("rabbitmqctl",)):
+def command(name: str, help: str, section: str, usage: str = "", tools: tuple[str, ...] = ("rabbitmqctl",)):
     def register(fn: Callable[[Context, argparse.Namespace], int | None]):
         setup = getattr(fn, "_setup", lambda parser: None)
-        COMMANDS[name] = Command(name, help, section, setup, fn, usage, needs_node, tools)
+        COMMANDS[name] = Command(name, help, section, setup, fn, usage, tools)
         return fn
 
     return register
@@ -172,7 +170,8 @@ def pick_columns(ns: argparse.Namespace, known: Sequence[str], default: Sequence
     return requested
 
 
-def _rows(columns: Sequence[str], items: Sequence[Any], getters: dict[str, Callable[[Any], Any]]) -> list[list[Any]]:
+def _rows(columns: Sequence[str], items: Sequence[Any],
+          getters: dict[str, Callable[[Any], Any]]) -> list[list[Any]]:
     return [[getters[c](item) for c in columns] for item in items]
 
 
@@ -261,8 +260,10 @@ def _queue_getters(ctx: Context, exclusive_consumers: dict[tuple[str, str], dict
 
 @command("list_queues", "Lists queues and their properties", "Monitoring, observability and health checks",
          "list_queues [--vhost <vhost>] [--no-table-headers] [<column>, ...] [--timeout <timeout>]")
-@arguments(lambda p: (_columns(p), p.add_argument("--online", action="store_true", help="accepted; every queue is online"),
-                      p.add_argument("--offline", action="store_true", help="accepted; lists nothing (no queue is offline)"),
+@arguments(lambda p: (_columns(p),
+                      p.add_argument("--online", action="store_true", help="accepted; every queue is online"),
+                      p.add_argument("--offline", action="store_true",
+                                     help="accepted; lists nothing (no queue is offline)"),
                       p.add_argument("--local", action="store_true", help="accepted; every queue is local")))
 def list_queues(ctx: Context, ns: argparse.Namespace) -> None:
     columns = pick_columns(ns, QUEUE_COLUMNS, ("name", "messages"))
@@ -370,7 +371,8 @@ CONNECTION_COLUMNS = (
 )
 
 
-@command("list_connections", "Lists AMQP 0.9.1 connections for the node", "Monitoring, observability and health checks",
+@command("list_connections", "Lists AMQP 0.9.1 connections for the node",
+         "Monitoring, observability and health checks",
          "list_connections [--no-table-headers] [<column> ...] [--timeout <timeout>]")
 @arguments(_columns)
 def list_connections(ctx: Context, ns: argparse.Namespace) -> None:
@@ -432,7 +434,8 @@ def list_consumers(ctx: Context, ns: argparse.Namespace) -> None:
     node = ctx.node
     getters = {
         "queue_name": lambda c: c["queue"]["name"],
-        "channel_pid": lambda c: fmt.pid(node, c["channel_details"]["connection_name"], c["channel_details"]["number"]),
+        "channel_pid": lambda c: fmt.pid(node, c["channel_details"]["connection_name"],
+                                         c["channel_details"]["number"]),
         "consumer_tag": lambda c: c["consumer_tag"], "ack_required": lambda c: c["ack_required"],
         "prefetch_count": lambda c: c["prefetch_count"], "active": lambda c: c["active"],
         "activity_status": lambda c: c["activity_status"],
@@ -455,7 +458,8 @@ def _find_connection(ctx: Context, ref: str) -> dict | None:
 
 @command("close_connection", "Instructs the broker to close the connection associated with the pid or name",
          "Operations", "close_connection <connection pid or name> <explanation>")
-@arguments(lambda p: (p.add_argument("connection", help="a pid as list_connections prints it, or the connection's name"),
+@arguments(lambda p: (p.add_argument("connection",
+                                     help="a pid as list_connections prints it, or the connection's name"),
                       p.add_argument("explanation", help="reason given to the client")))
 def close_connection(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f"Closing connection {ns.connection}, reason: {ns.explanation}...")
@@ -472,7 +476,8 @@ def close_connection(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.done()
 
 
-@command("close_all_connections", "Instructs the broker to close all connections for the specified vhost or entire node",
+@command("close_all_connections",
+         "Instructs the broker to close all connections for the specified vhost or entire node",
          "Operations", "close_all_connections [--vhost <vhost> --limit <limit>] [-n <node> --global] "
          "[--per-connection-delay <delay>] <explanation>")
 @arguments(lambda p: (p.add_argument("explanation", help="reason given to the clients"),
@@ -483,7 +488,8 @@ def close_connection(ctx: Context, ns: argparse.Namespace) -> None:
                                      help="milliseconds to wait between two closes")))
 def close_all_connections(ctx: Context, ns: argparse.Namespace) -> None:
     if ns.global_:
-        ctx.banner(f"Closing all connections to node {ctx.node} (across all vhosts), reason: {ns.explanation}...")
+        ctx.banner(f"Closing all connections to node {ctx.node} (across all vhosts), "
+                   f"reason: {ns.explanation}...")
         targets = ctx.call("connections")
     else:
         if ns.limit:
@@ -602,7 +608,8 @@ def clear_password(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.done()
 
 
-@command("authenticate_user", "Attempts to authenticate a user. Exits with a non-zero code if authentication fails.",
+@command("authenticate_user",
+         "Attempts to authenticate a user. Exits with a non-zero code if authentication fails.",
          "Users", "authenticate_user <username> <password>")
 @arguments(_user_and_password)
 def authenticate_user(ctx: Context, ns: argparse.Namespace) -> None:
@@ -851,7 +858,9 @@ def status(ctx: Context, ns: argparse.Namespace) -> None:
     if ctx.json:
         fmt.write_json(ctx.out, status_json(ctx.node, data))
     else:
-        ctx.out.write(status_text(ctx.node, data, bold=ctx.out.isatty() if hasattr(ctx.out, "isatty") else False))
+        # Bold section titles on a terminal only (rabbitmqctl prints the escapes into pipes too).
+        bold = ctx.out.isatty() if hasattr(ctx.out, "isatty") else False
+        ctx.out.write(status_text(ctx.node, data, bold=bold))
 
 
 def status_json(node: str, data: dict) -> dict:
@@ -896,7 +905,7 @@ def status_text(node: str, data: dict, *, bold: bool = False) -> str:
         f"OS PID: {info.get('pid')}",
         f"OS: {os.uname().sysname}",
         f"Uptime (seconds): {(info.get('uptime_ms') or 0) // 1000}",
-        f"Product name: amqp_broker",
+        "Product name: amqp_broker",
         f"Product version: {data.get('version')}",
         f"Node name: {node}",
         "", title("Data directory"), "",
@@ -928,7 +937,8 @@ def _ping_ms(ctx: Context) -> int:
     return int((ctx.timeout if ctx.timeout is not None else DEFAULT_LIST_TIMEOUT) * 1000)
 
 
-@command("ping", "Checks that the node is running and answers CLI tools", "Monitoring, observability and health checks",
+@command("ping", "Checks that the node is running and answers CLI tools",
+         "Monitoring, observability and health checks",
          "ping", tools=BOTH)
 def ping(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f"Will ping {ctx.node}. This only checks if the OS process is running and registered with epmd. "
@@ -936,14 +946,16 @@ def ping(ctx: Context, ns: argparse.Namespace) -> None:
     try:
         ctx.call("await_startup")
     except (NodeUnreachable, OperationTimeout):
-        raise CtlError(EX_UNAVAILABLE, f"Failed to connect and authenticate to {ctx.node} in {_ping_ms(ctx)} ms") from None
+        raise CtlError(EX_UNAVAILABLE,
+                       f"Failed to connect and authenticate to {ctx.node} in {_ping_ms(ctx)} ms") from None
     if ctx.json:
         fmt.write_json(ctx.out, {"message": "Ping succeeded"})
     else:
         ctx.result("Ping succeeded")
 
 
-@command("await_startup", "Waits for the broker to start on the target node", "Nodes", "await_startup [--timeout <timeout>]", tools=BOTH)
+@command("await_startup", "Waits for the broker to start on the target node", "Nodes",
+         "await_startup [--timeout <timeout>]", tools=BOTH)
 def await_startup(ctx: Context, ns: argparse.Namespace) -> None:
     timeout = ctx.timeout if ctx.timeout is not None else DEFAULT_STARTUP_TIMEOUT
     deadline = time.monotonic() + timeout
@@ -1001,7 +1013,8 @@ def stop_app(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.done()
 
 
-@command("start_app", "Does nothing (accepted for RabbitMQ's tools); the broker is always started", "Nodes", "start_app")
+@command("start_app", "Does nothing (accepted for RabbitMQ's tools); the broker is always started", "Nodes",
+         "start_app")
 def start_app(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f"Starting node {ctx.node} ...")
     ctx.call("await_startup")
@@ -1025,8 +1038,7 @@ def force_reset(ctx: Context, ns: argparse.Namespace) -> None:
     _reset(ctx)
 
 
-@command("version", "Displays the version of this broker and its tools", "Help", "version", needs_node=False,
-         tools=BOTH)
+@command("version", "Displays the version of this broker and its tools", "Help", "version", tools=BOTH)
 def version(ctx: Context, ns: argparse.Namespace) -> None:
     from .. import __version__
 

@@ -155,7 +155,7 @@ def rabbitmq_plugins(argv: Sequence[str], environ: dict | None = None) -> int:
               "changes nothing (turn them off with --management-port 0 / --prometheus-port 0).")
         return 0 if args else 64
     command, plugins = args[0], args[1:]
-    record = _record(node, environ)
+    record = _record(node)
     if command == "list":
         if not quiet:
             print('Listing plugins with pattern ".*" ...')
@@ -210,7 +210,7 @@ def _node_for_plugins(argv: Sequence[str], environ: dict) -> str:
     return full_node_name(environ.get("RABBITMQ_NODENAME") or default_node_name())
 
 
-def _record(node: str, environ: dict) -> dict | None:
+def _record(node: str) -> dict | None:
     from .client import find_record
 
     return find_record(node, None)

@@ -432,3 +432,12 @@ def test_stop_stops_an_in_process_broker():
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", running.port, heartbeat=0,
                                                           connection_attempts=1))
+
+
+def test_every_flag_of_every_command_has_help_text():
+    from amqp_broker.ctl.cli import build_parser
+
+    parser = build_parser()
+    for sub in [parser, *parser.command_parsers.values()]:
+        for action in sub._actions:
+            assert action.help, f"{sub.prog}: {action.option_strings or action.dest} has no help text"

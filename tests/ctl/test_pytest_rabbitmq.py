@@ -14,7 +14,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest_rabbitmq  # noqa: F401 - the plugin under test: a `test` extra, so never skipped
+import pytest_rabbitmq
+
 
 from amqp_broker.ctl.shims import write_shims
 from ctl_helpers import clean_env
@@ -66,6 +67,8 @@ def test_rabbitmqctl_answers_as_rabbitmq_does(rabbitmq_proc):
 
 
 def test_a_pytest_rabbitmq_suite_runs_against_the_shims(tmp_path):
+    # The plugin under test is in the `test` extra: imported above, so a missing one fails here.
+    assert pytest_rabbitmq.__version__.startswith("5.")
     shims = tmp_path / "shims"
     write_shims(str(shims))
     suite = tmp_path / "suite"
