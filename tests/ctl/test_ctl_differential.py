@@ -304,7 +304,13 @@ def test_json_listing_matches_rabbitmqctl(pair, args):
 
 # -- errors --------------------------------------------------------------------------------------
 
+#: Read-only commands whose whole output (and exit code, and stderr) must be the same: errors
+#: mostly, and the health checks.
 ERRORS = [
+    ("ping",),
+    ("ping", "-q"),
+    ("ping", "--formatter", "json"),
+    ("await_startup",),
     ("purge_queue", "-p", "$V", "nosuch"),
     ("delete_queue", "-p", "$V", "nosuch"),
     ("delete_queue", "-p", "$V", "q.durable", "--if-empty"),
