@@ -64,10 +64,10 @@ class NodeRecord:
         """The record in ``data`` (a decoded JSON object), or None if it is not one."""
         if not isinstance(data, dict):
             return None
-        optional = {"control_port", "control_token"}
+        added_later = {"control_port", "control_token"}  # a record may lack them
         try:
             record = cls(**{name: data[name] for name in cls.__dataclass_fields__
-                            if name not in optional or name in data})
+                            if name not in added_later or name in data})
         except (KeyError, TypeError):
             return None
         ints = (record.pid, record.amqp_port)
