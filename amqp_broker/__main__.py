@@ -1,5 +1,7 @@
 """Command-line entry point: ``amqp-broker [serve] [--port N ...]`` or ``python -m amqp_broker``;
-``amqp-broker definitions export|import FILE`` exports or imports definitions in the data directory.
+``amqp-broker definitions export|import FILE`` exports or imports definitions in the data directory;
+``amqp-broker ctl COMMAND`` controls a running broker with rabbitmqctl's commands (exit codes as
+rabbitmqctl's); ``amqp-broker shims DIR`` writes RabbitMQ-named wrapper scripts into DIR.
 
 Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a configuration error or when the
 broker cannot start because of an OS error (port in use, data directory not writable), 2 on a
@@ -52,7 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     :func:`amqp_broker.server.run_broker` until it returns on SIGINT/SIGTERM. ``definitions
     export|import FILE`` works on the data directory and returns 0, or 1 on an error.
     """
-    args = build_arg_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ctl"]:
+        # The control CLI has rabbitmqctl's own command line, so its own parser.
+        from amqp_broker.ctl.cli import main as ctl_main
+
+        return ctl_main(argv[1:])
+    if argv[:1] == ["shims"]:
+        from amqp_broker.ctl.shims import main as shims_main
+
+        return shims_main(argv[1:])
+    args = build_arg_parser().parse_args(argv)
     warnings: list[str] = []
     try:
         settings = settings_from_args(args, os.environ, warnings.append)

@@ -341,6 +341,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     definitions_common = _settings_parent(_DEFINITIONS_SETTINGS)
     import_common = _settings_parent(_DEFINITIONS_SETTINGS + _IMPORT_SETTINGS)
+    # Listed here for --help only: __main__ hands these to their own parsers (amqp_broker/ctl).
+    commands.add_parser("ctl", add_help=False,
+                        help="control a running broker with rabbitmqctl's commands (ctl --help lists them)")
+    commands.add_parser("shims", add_help=False,
+                        help="write rabbitmq-server/rabbitmqctl/rabbitmq-diagnostics/rabbitmq-plugins "
+                        "wrappers into a directory (shims --help)")
     definitions = commands.add_parser(
         "definitions",
         parents=[definitions_common],

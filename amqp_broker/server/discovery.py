@@ -11,6 +11,9 @@ Two copies of the same record:
   RabbitMQ nodes: the first live one keeps the record, and the others are found by their data
   directory.
 
+Both are written with mode 0600: they hold the token of the broker's control endpoint
+(server/control.py), so only the broker's user can drive it.
+
 A broker killed outright leaves its records behind; :func:`find_node` ignores a record whose
 process is gone, and the next broker overwrites it.
 """
@@ -51,18 +54,24 @@ class NodeRecord:
     version: str
     #: Tells this broker's record from another's in the same process (in-process test brokers).
     instance: str
+    #: The control endpoint (server/control.py) on 127.0.0.1, and the secret its requests carry:
+    #: why the record is readable by the broker's user only.
+    control_port: int | None = None
+    control_token: str | None = None
 
     @classmethod
     def from_json(cls, data: object) -> "NodeRecord | None":
         """The record in ``data`` (a decoded JSON object), or None if it is not one."""
         if not isinstance(data, dict):
             return None
+        added_later = {"control_port", "control_token"}  # a record may lack them
         try:
-            record = cls(**{name: data[name] for name in cls.__dataclass_fields__})
+            record = cls(**{name: data[name] for name in cls.__dataclass_fields__
+                            if name not in added_later or name in data})
         except (KeyError, TypeError):
             return None
         ints = (record.pid, record.amqp_port)
-        optional = (record.management_port, record.prometheus_port)
+        optional = (record.management_port, record.prometheus_port, record.control_port)
         if not all(isinstance(v, int) for v in ints) or not all(
             v is None or isinstance(v, int) for v in optional
         ):
@@ -124,6 +133,9 @@ def announce(
     amqp_port: int,
     management_port: int | None = None,
     prometheus_port: int | None = None,
+    *,
+    control_port: int | None = None,
+    control_token: str | None = None,
 ) -> Announcement:
     """Write this broker's records. A record that cannot be written costs a warning, not the
     start: clients reach the broker without it."""
@@ -140,6 +152,8 @@ def announce(
         data_dir=data_dir,
         version=__version__,
         instance=uuid.uuid4().hex,
+        control_port=control_port,
+        control_token=control_token,
     )
     paths = []
     if data_dir:
@@ -176,7 +190,9 @@ def _write(path: str, record: NodeRecord) -> bool:
     """Write ``record`` to ``path`` whole or not at all (a reader never sees half of it)."""
     temporary = f"{path}.{record.instance}.tmp"
     try:
-        with open(temporary, "w", encoding="utf-8") as fh:
+        # 0600: the record holds the control token, which is as good as the broker's keys.
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+                  encoding="utf-8") as fh:
             json.dump(asdict(record), fh, indent=2)
             fh.write("\n")
         os.replace(temporary, path)

@@ -24,6 +24,7 @@ from .flow import FlowControl
 from .flow import ALARMS, memory_limit, resident_memory
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
+from .control import new_token, serve_control
 from .descriptors import fd_limit, open_fd_count, serve_listeners
 from .timers import drive_timers
 
@@ -88,6 +89,9 @@ class BrokerServer:
             "http": settings.management_port or None,
             "http/prometheus": settings.prometheus_port or None,
         }
+        # The control endpoint (server/control.py): its port, and the secret its callers present.
+        self.control_port = 0
+        self.control_token = new_token()
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -258,11 +262,14 @@ class BrokerServer:
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
             nursery.start_soon(flow_monitor, self.flow, self.alarm_limits)
+            # Before the ready line: a tool that saw it (or the discovery record) can control us.
+            self.control_port = await nursery.start(serve_control, self, self.control_token)
             if on_ready is not None:
                 on_ready()
             # Written before the start-up line, so that a tool which waited for it finds the node.
             announcement = discovery.announce(
-                self.settings, self.port, self.management_port, self.prometheus_port
+                self.settings, self.port, self.management_port, self.prometheus_port,
+                control_port=self.control_port, control_token=self.control_token,
             )
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
