@@ -32,7 +32,7 @@ class Broker:
         self.persistence: Persistence | None = None
         # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
         self.timers = Timers()
-        # Connection/channel churn and the message counts of deleted queues and vhosts (admin.py).
+        # Connection/channel churn and the message counts of deleted queues and vhosts (broker/admin/).
         self.counters = NodeCounters()
         # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).
         self.replies = DirectReplyTo()

@@ -73,7 +73,7 @@ class Channel:
         self.deferred_cancels: list[str] | None = None
         # Consumer timeout: (time, highest delivery tag then) checkpoints; see consumer_timeout.py.
         self.timeout_marks: deque[tuple[float, int]] = deque()
-        # Message counters for the management API (broker/admin.py). Plain integers bumped in
+        # Message counters for the management API (broker/admin/). Plain integers bumped in
         # place: deliveries are counted by next_delivery_tag and confirms by publish_seq already.
         self.stat_published = 0
         self.stat_acked = 0

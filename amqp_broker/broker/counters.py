@@ -1,4 +1,4 @@
-"""Node-wide counters that outlive what they count, for the query API (admin.py).
+"""Node-wide counters that outlive what they count, for the query API (broker/admin/).
 
 A channel keeps its own message counters and a queue its own; when one goes away its counts are
 folded in here (or into its vhost's), so the totals RabbitMQ's global counters report never go

@@ -97,7 +97,7 @@ _SIMPLE_TYPES = {"str": str, "bool": bool, "int": int, "dict": dict, "bytes": st
 
 
 def _check_value(name: str, annotation: Any, value: Any) -> None:
-    """Check a JSON value against a parameter annotation written as text (admin.py uses
+    """Check a JSON value against a parameter annotation written as text (broker/admin/ uses
     ``from __future__ import annotations``); only the handful of shapes Admin uses occur."""
     if annotation is inspect.Parameter.empty:
         return

@@ -1,4 +1,4 @@
-"""The core query/admin API (broker/admin.py) against a running broker with real pika clients.
+"""The core query/admin API (broker/admin/) against a running broker with real pika clients.
 
 Every call goes through ``BrokerThread.call``, on the broker's loop, as the management HTTP API
 and the control CLI make them. Expected error kinds and texts are RabbitMQ 3.10's management API

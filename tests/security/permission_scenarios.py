@@ -487,7 +487,7 @@ def definitions(world: World) -> dict:
 
 
 def setup_with_admin(admin: Any, world: World) -> None:
-    """Make the run's vhost and users with the Admin API (broker/admin.py)."""
+    """Make the run's vhost and users with the Admin API (broker/admin/)."""
     admin.add_vhost(world.vhost)
     for role, perms in ROLES.items():
         admin.add_user(world.user(role), world.password(role))

@@ -23,93 +23,30 @@ Everything here runs on the broker's event loop, like any client's method.
 
 from __future__ import annotations
 
-import base64
-import re
 import time
-import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..errors import AMQPError
-from .auth import DEFAULT_HASHING, FULL_ACCESS, HASHING_ALGORITHMS, hash_password
-from .counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
-from .exchange import Exchange
-from .message import Message
-from .properties import properties_from_dict
-from .queue_types import QUEUE_TYPES, queue_type_of
-from .vhost import MESSAGE_STATS
+from ..auth import FULL_ACCESS
+from ..counters import CHANNEL_COUNTERS, QUEUE_COUNTERS, queue_counters
+from ..exchange import Exchange
+from ..queue_types import QUEUE_TYPES, queue_type_of
+from ..vhost import MESSAGE_STATS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .access import Grants
-    from .broker import Broker
-    from .channel import Channel
-    from .queue import Queue
-    from .session import Session
-    from .vhost import VHost
+    from ..access import Grants
+    from ..broker import Broker
+    from ..queue import Queue
+    from ..vhost import VHost
+
+from .base import AdminError, ACCESS_REFUSED, DEFAULT_CLOSE_REASON, RATE_WINDOW, _core, _json, _not_found, properties_key
+from .messages import MessagesAdmin
+from .sessions import SessionsAdmin
+from .users import UsersAdmin
+
+__all__ = ["Admin", "AdminError", "DEFAULT_CLOSE_REASON", "RATE_WINDOW", "properties_key"]
 
 
-#: Seconds of samples the message rates are computed over.
-RATE_WINDOW = 10.0
-
-#: The reason RabbitMQ's management API gives a connection it closes without one.
-DEFAULT_CLOSE_REASON = "Closed via management plugin"
-
-
-#: What RabbitMQ's management API answers when the operation is refused with 403 ACCESS_REFUSED.
-ACCESS_REFUSED = "Access refused."
-
-
-class AdminError(Exception):
-    """An admin call that cannot be done: ``kind`` is ``not_found``, ``bad_request`` or
-    ``not_authorised`` (RabbitMQ's 404, 400 and 401)."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-def _not_found(what: str) -> AdminError:
-    return AdminError("not_found", f"{what} not found")
-
-
-def _core(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a core call; its protocol error becomes a bad request with the error's own text, a
-    404 not found and a 403 RabbitMQ's generic refusal."""
-    try:
-        return call(*args, **kwargs)
-    except AMQPError as exc:
-        if exc.reply_code == 403:
-            raise AdminError("not_authorised", ACCESS_REFUSED) from None
-        raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
-
-
-def _core_channel(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a core call whose refusal (403) stays an AMQPError for the caller to word; other
-    protocol errors as :func:`_core` turns them."""
-    try:
-        return call(*args, **kwargs)
-    except AMQPError as exc:
-        if exc.reply_code == 403:
-            raise
-        raise AdminError("not_found" if exc.reply_code == 404 else "bad_request", exc.text) from None
-
-
-def _json(value: Any) -> Any:
-    """A field-table value as JSON, as RabbitMQ's management API shows it."""
-    from ..definitions_file import json_value  # a leaf module of plain conversions
-
-    return json_value(value)
-
-
-def _refused(exc: AMQPError, kind: str = "not_authorised", code: bool = False) -> AdminError:
-    """A permission check's refusal with the whole AMQP text, as RabbitMQ's management API
-    shows those it gets from a channel (``ACCESS_REFUSED - access to queue ...``), with the reply
-    code in front when ``code`` (a publish's)."""
-    text = f"{exc.reply_code} {exc.reply_text}" if code else exc.reply_text
-    return AdminError(kind, text)
-
-
-class Admin:
+class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
     """Snapshots and admin actions over one :class:`~amqp_broker.broker.broker.Broker`.
 
     ``node`` is filled in by whoever runs the broker (the server): a callable returning the
@@ -357,188 +294,6 @@ class Admin:
         RabbitMQ's loopback_users, which its management API checks against the HTTP client's
         address."""
         return self.broker.loopback_refusal(user, host)
-
-    # -- users and permissions ----------------------------------------------------------------------
-
-    def users(self) -> list[dict]:
-        """Every user (name, password hash, tags), sorted by name."""
-        return [self.user(name) for name in sorted(self.broker.users.users)]
-
-    def user(self, name: str) -> dict:
-        """One user."""
-        user = self.broker.users.users.get(name)
-        if user is None:
-            raise _not_found(f"user '{name}'")
-        return {
-            "name": name,
-            "password_hash": user.password_hash,
-            "hashing_algorithm": user.hashing_algorithm,
-            "tags": list(user.tags),
-            "limits": {},
-        }
-
-    def add_user(self, name: str, password: str | None = None, *, password_hash: str | None = None,
-                 tags: Iterable[str] = (), hashing_algorithm: str = DEFAULT_HASHING) -> bool:
-        """Create or update a user (RabbitMQ's PUT /api/users/u); True when it was created.
-
-        Give ``password`` or ``password_hash`` ("" for a user that cannot log in by password;
-        ``hashing_algorithm`` names the hash's, RabbitMQ's names); ``tags`` is a list or a
-        comma-separated string. An existing user keeps its permissions."""
-        if not name:
-            raise AdminError("bad_request", "user name must not be empty")
-        if password is not None and password_hash is not None:
-            raise AdminError("bad_request", "give password or password_hash, not both")
-        if password is None and password_hash is None:
-            raise AdminError("bad_request", "password or password_hash is required")
-        if hashing_algorithm not in HASHING_ALGORITHMS:
-            raise AdminError("bad_request", f"unknown hashing algorithm '{hashing_algorithm}'")
-        if password is not None:
-            digest, hashing_algorithm = hash_password(password), DEFAULT_HASHING
-        else:
-            digest = password_hash
-        tags = _tag_list(tags)
-        users = self.broker.users.users
-        existing = users.get(name)
-        if existing is None:
-            user = self.broker.users.add_user(name, "", list(tags))
-        else:
-            user = existing
-            user.tags = list(tags)
-        user.password_hash = digest or ""
-        user.hashing_algorithm = hashing_algorithm
-        self.broker.save_user(name)
-        return existing is None
-
-    def delete_user(self, name: str) -> None:
-        """Delete a user and close its connections (RabbitMQ does the same)."""
-        if name not in self.broker.users.users:
-            raise _not_found(f"user '{name}'")
-        del self.broker.users.users[name]
-        self.broker.forget_grants(name)
-        store = self._store()
-        if store is not None:
-            store.delete("user", (name,))
-        for session in [s for s in self.broker.sessions if s.user == name]:
-            self._close(session, f"user '{name}' is deleted")
-
-    def change_password(self, name: str, password: str) -> None:
-        """Set a user's password."""
-        user = self.broker.users.users.get(name)
-        if user is None:
-            raise _not_found(f"user '{name}'")
-        user.password_hash = hash_password(password)
-        user.hashing_algorithm = DEFAULT_HASHING
-        self.broker.save_user(name)
-
-    def clear_password(self, name: str) -> None:
-        """Remove a user's password: it can no longer log in with one."""
-        user = self.broker.users.users.get(name)
-        if user is None:
-            raise _not_found(f"user '{name}'")
-        user.password_hash = ""
-        self.broker.save_user(name)
-
-    def set_user_tags(self, name: str, tags: Iterable[str]) -> None:
-        """Replace a user's tags (administrator, monitoring, management...): a list, or a
-        comma-separated string."""
-        user = self.broker.users.users.get(name)
-        if user is None:
-            raise _not_found(f"user '{name}'")
-        user.tags = _tag_list(tags)
-        self.broker.save_user(name)
-
-    def authenticate_user(self, name: str, password: str) -> dict | None:
-        """The user's snapshot when ``password`` is right, else None."""
-        user = self.broker.users.users.get(name)
-        if user is None or not user.check_password(password):
-            return None
-        return self.user(name)
-
-    def permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict]:
-        """Permissions (user, vhost, configure, write, read), of a vhost and/or user, sorted."""
-        if vhost is not None:
-            self._vhost(vhost)
-        if user is not None and user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        rows = []
-        for name, entry in sorted(self.broker.users.users.items()):
-            if user is not None and name != user:
-                continue
-            for vhost_name, (configure, write, read) in sorted(entry.permissions.items()):
-                if (vhost is None or vhost_name == vhost) and vhost_name in self.broker.vhosts:
-                    rows.append({"user": name, "vhost": vhost_name,
-                                 "configure": configure, "write": write, "read": read})
-        return rows
-
-    def user_vhosts(self, user: str) -> list[str]:
-        """The vhosts ``user`` has permissions on (those it may log in to), sorted; [] for an
-        unknown user."""
-        entry = self.broker.users.users.get(user)
-        if entry is None:
-            return []
-        return sorted(v for v in entry.permissions if v in self.broker.vhosts)
-
-    def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*",
-                        read: str = ".*") -> None:
-        """Grant ``user`` access to ``vhost`` with these regular expressions."""
-        if user not in self.broker.users.users or vhost not in self.broker.vhosts:
-            raise AdminError("bad_request", "vhost_or_user_not_found")
-        for label, pattern in (("configure", configure), ("write", write), ("read", read)):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
-        self.broker.set_permissions(user, vhost, (configure, write, read))
-
-    def clear_permissions(self, user: str, vhost: str) -> None:
-        """Revoke ``user``'s access to ``vhost``."""
-        if user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        self._vhost(vhost)
-        if not self.broker.clear_permissions(user, vhost):
-            raise _not_found(f"permissions of user '{user}' on vhost '{vhost}'")
-
-    def topic_permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict]:
-        """Topic permissions (user, vhost, exchange, write, read), of a vhost and/or user, sorted
-        (RabbitMQ's list_topic_permissions)."""
-        if vhost is not None:
-            self._vhost(vhost)
-        if user is not None and user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        rows = []
-        for name, entry in sorted(self.broker.users.users.items()):
-            if user is not None and name != user:
-                continue
-            for vhost_name, by_exchange in sorted(entry.topic_permissions.items()):
-                if (vhost is None or vhost_name == vhost) and vhost_name in self.broker.vhosts:
-                    for exchange, (write, read) in sorted(by_exchange.items()):
-                        rows.append({"user": name, "vhost": vhost_name, "exchange": exchange,
-                                     "write": write, "read": read})
-        return rows
-
-    def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str = ".*",
-                              read: str = ".*") -> None:
-        """Let ``user`` publish to (write) and bind from (read) the topic exchange ``exchange``
-        in ``vhost`` only with routing keys these patterns match; ``{username}`` and ``{vhost}``
-        in them stand for the user's and the vhost's names (RabbitMQ's set_topic_permissions)."""
-        if user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        self._vhost(vhost)
-        for label, pattern in (("write", write), ("read", read)):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise AdminError("bad_request", f"invalid {label} regex '{pattern}': {exc}") from None
-        self.broker.set_topic_permissions(user, vhost, exchange, write, read)
-
-    def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None) -> None:
-        """Remove ``user``'s topic permissions in ``vhost``, on ``exchange`` only when given."""
-        if user not in self.broker.users.users:
-            raise _not_found(f"user '{user}'")
-        self._vhost(vhost)
-        if not self.broker.clear_topic_permissions(user, vhost, exchange):
-            on = f" on exchange '{exchange}'" if exchange is not None else ""
-            raise _not_found(f"topic permissions of user '{user}'{on} in vhost '{vhost}'")
 
     # -- exchanges --------------------------------------------------------------------------------
 
@@ -796,256 +551,6 @@ class Admin:
                 return arguments
         return {}
 
-    # -- messages ---------------------------------------------------------------------------------
-
-    def publish(self, vhost: str, exchange: str, routing_key: str, payload: bytes,
-                properties: dict | None = None, *, user: str | None = None) -> bool:
-        """Publish a message as a client would; True when it was routed to at least one queue.
-        ``user`` needs write on the exchange (checked before it is looked up, as on AMQP) and
-        its topic permission on the routing key.
-
-        Counted as RabbitMQ's management API publishes: on a confirm-mode channel with
-        mandatory set, so an unroutable message counts as returned."""
-        v = self._vhost(vhost)
-        access = self._access(user, v)
-        # RabbitMQ's publish reports its channel's errors as a bad request, with the reply code.
-        try:
-            if access is not None:
-                access.write("exchange", exchange)
-        except AMQPError as exc:
-            raise _refused(exc, "bad_request", code=True) from None
-        target = v.exchanges.get(exchange)
-        if target is None:
-            raise AdminError("bad_request", f"404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'")
-        if target.internal:
-            raise AdminError("bad_request", f"403 ACCESS_REFUSED - cannot publish to internal "
-                                            f"exchange '{exchange}' in vhost '{vhost}'")
-        if access is not None and not access.topic_free(exchange):
-            try:
-                access.check_topic(True, target, routing_key)
-            except AMQPError as exc:
-                raise _refused(exc, "bad_request", code=True) from None
-        properties = dict(properties or {})
-        try:
-            raw = properties_from_dict(properties)
-        except Exception as exc:  # pamqp's validation of a property value
-            raise AdminError("bad_request", f"invalid properties: {exc}") from None
-        message = Message(exchange, routing_key, raw, payload, properties.get("delivery_mode") or 0,
-                          properties.get("priority"), properties.get("expiration"),
-                          properties.get("headers"), properties.get("user_id"))
-        if target.name == "":
-            queue = v.queues.get(routing_key)
-            queues = [queue] if queue is not None else []
-        else:
-            queues = list(v.route(target, message))
-        for queue in queues:
-            queue.publish(message)
-        stats = v.retired_stats
-        stats["publish"] += 1
-        stats["publish_confirm"] += 1
-        stats["confirm"] += 1
-        stats["routed"] += len(queues)
-        if not queues:
-            stats["return_unroutable"] += 1
-        return bool(queues)
-
-    def get_messages(self, vhost: str, queue: str, count: int = 1, *, requeue: bool = True,
-                     truncate: int | None = None, reject: bool = False,
-                     user: str | None = None) -> list[dict]:
-        """Take up to ``count`` ready messages as basic.get would and put them back (flagged
-        redelivered) when ``requeue``, else drop them: as acked, or as rejected when ``reject``
-        (then they are dead-lettered where the queue says so, as basic.reject would). ``user``
-        needs read on the queue, checked before it is looked up, as on AMQP."""
-        v = self._vhost(vhost)
-        access = self._access(user, v)
-        if access is not None:
-            try:
-                access.read("queue", queue)
-            except AMQPError as exc:
-                raise _refused(exc) from None
-        q = v.queues.get(queue)
-        if q is None:
-            raise AdminError("not_found", f"NOT_FOUND - no queue '{queue}' in vhost '{vhost}'")
-        taken = []
-        for _ in range(max(count, 0)):
-            try:
-                entry = q.get()
-            except AMQPError as exc:  # a stream: RabbitMQ reports the channel error, code first
-                raise AdminError("bad_request", f"{exc.reply_code} {exc.text}") from None
-            if entry is None:
-                break
-            q.stat_delivered += 1
-            if entry.redelivered:
-                q.stat_redelivered += 1
-            taken.append(entry)
-        stats = q.vhost.retired_stats
-        stats["deliver_get"] += len(taken)
-        stats["redeliver"] += sum(1 for entry in taken if entry.redelivered)
-        result = []
-        before = q.message_count + len(taken)
-        for index, entry in enumerate(taken):
-            message = entry.message
-            body = message.body if truncate is None else message.body[:truncate]
-            result.append({
-                "payload_bytes": len(message.body),
-                "redelivered": entry.redelivered,
-                "exchange": message.exchange,
-                "routing_key": message.routing_key,
-                "message_count": before - index - 1,
-                "properties": _json(_set_properties(message)),
-                "body": bytes(body),
-            })
-        if requeue:
-            q.requeue(taken)
-        else:
-            for entry in taken:
-                if entry.stored or reject:
-                    q.drop(entry, "rejected" if reject else None)
-        return result
-
-    def aliveness_test(self, vhost: str, *, user: str | None = None) -> bool:
-        """RabbitMQ's aliveness test: declare the queue ``aliveness-test`` (left in place, as
-        RabbitMQ leaves it), publish a message to it through the default exchange and take it
-        back; whether it came back. ``user`` needs configure and read on the queue and write on
-        the default exchange; a refusal is RabbitMQ's channel text, not "Access refused."."""
-        v = self._vhost(vhost)
-        access = self._access(user, v)
-        queue = "aliveness-test"
-        try:
-            _core_channel(v.declare_queue, None, queue, durable=False, access=access)
-            if access is not None:
-                access.write("exchange", "")
-                access.read("queue", queue)
-        except AMQPError as exc:
-            raise _refused(exc) from None
-        self.publish(vhost, "", queue, b"test_message")
-        messages = self.get_messages(vhost, queue, 1, requeue=False)
-        return bool(messages) and messages[0]["body"] == b"test_message"
-
-    # -- connections, channels, consumers ---------------------------------------------------------
-
-    def connections(self, vhost: str | None = None) -> list[dict]:
-        """Every open connection (after connection.open), oldest first."""
-        sessions = sorted(self.broker.sessions, key=lambda s: (s.connected_at, s.name))
-        return [self._connection_info(s) for s in sessions if vhost is None or s.vhost.name == vhost]
-
-    def connection(self, name: str) -> dict:
-        """One connection, by its name (``peer -> local``)."""
-        return self._connection_info(self._session(name))
-
-    def _session(self, name: str) -> "Session":
-        for session in self.broker.sessions:
-            if session.name == name:
-                return session
-        raise _not_found(f"connection '{name}'")
-
-    @staticmethod
-    def _connection_info(session: "Session") -> dict:
-        peer_host, _, peer_port = session.peer.rpartition(":")
-        details = session.details
-        host, _, port = str(details.get("local", "")).rpartition(":")
-        return {
-            "name": session.name,
-            "user": session.user,
-            "vhost": session.vhost.name,
-            "peer_host": peer_host,
-            "peer_port": int(peer_port) if peer_port.isdigit() else None,
-            "host": host,
-            "port": int(port) if port.isdigit() else None,
-            "channels": len(session.channels),
-            "client_properties": _json(session.client_properties),
-            "connected_at": session.connected_at,
-            "state": "running",
-            "type": "network",
-            "protocol": details.get("protocol", "AMQP 0-9-1"),
-            "auth_mechanism": details.get("auth_mechanism", ""),
-            "frame_max": details.get("frame_max", 0),
-            "channel_max": details.get("channel_max", 0),
-            "timeout": details.get("timeout", 0),
-            "ssl": False,
-        }
-
-    def close_connection(self, name: str, reason: str = DEFAULT_CLOSE_REASON) -> None:
-        """Close a connection with 320 CONNECTION_FORCED and ``reason``, as RabbitMQ's
-        management API and ``rabbitmqctl close_connection`` do."""
-        self._close(self._session(name), reason)
-
-    def close_all_connections(self, reason: str = DEFAULT_CLOSE_REASON, vhost: str | None = None) -> int:
-        """Close every connection (of one vhost); returns how many."""
-        sessions = [s for s in self.broker.sessions if vhost is None or s.vhost.name == vhost]
-        for session in sessions:
-            self._close(session, reason)
-        return len(sessions)
-
-    @staticmethod
-    def _close(session: "Session", reason: str) -> None:
-        text = f"CONNECTION_FORCED - {reason}"
-        if session.closer is not None:
-            session.closer(text)
-        else:
-            session.close()
-
-    def channels(self, vhost: str | None = None) -> list[dict]:
-        """Every open channel, by connection then number."""
-        rows = []
-        for session in sorted(self.broker.sessions, key=lambda s: (s.connected_at, s.name)):
-            if vhost is not None and session.vhost.name != vhost:
-                continue
-            for number in sorted(session.channels):
-                rows.append(self._channel_info(session, session.channels[number]))
-        return rows
-
-    def _channel_info(self, session: "Session", channel: "Channel") -> dict:
-        return {
-            "name": f"{session.name} ({channel.number})",
-            "number": channel.number,
-            "user": session.user,
-            "vhost": session.vhost.name,
-            "connection_details": {"name": session.name, "peer_host": session.peer.rpartition(":")[0],
-                                   "peer_port": _port(session.peer)},
-            "consumer_count": len(channel.consumers),
-            "messages_unacknowledged": len(channel.unacked),
-            "messages_unconfirmed": len(channel.confirm_backlog),
-            "prefetch_count": channel.prefetch_count,
-            "global_prefetch_count": channel.global_prefetch,
-            "confirm": channel.confirm_mode,
-            "transactional": channel.tx is not None,
-            # Staged in an open transaction: publishes, and deliveries acknowledged.
-            "messages_uncommitted": sum(1 for action in channel.tx or () if action[0] == "publish"),
-            "acks_uncommitted": sum(len(action[1]) for action in channel.tx or () if action[0] == "ack"),
-            "state": "running",
-            "message_stats": self._with_rates(("channel", session.name, channel.number),
-                                              channel.message_stats()),
-        }
-
-    def consumers(self, vhost: str | None = None) -> list[dict]:
-        """Every consumer, by queue then tag."""
-        rows = []
-        for v in sorted(self._vhosts(vhost), key=lambda v: v.name):
-            for name in sorted(v.queues):
-                queue = v.queues[name]
-                for consumer in queue.all_consumers():
-                    session = consumer.channel.session
-                    rows.append({
-                        "consumer_tag": consumer.tag,
-                        "queue": {"name": queue.name, "vhost": v.name},
-                        "channel_details": {
-                            "name": f"{session.name} ({consumer.channel.number})",
-                            "number": consumer.channel.number,
-                            "connection_name": session.name,
-                            "peer_host": session.peer.rpartition(":")[0],
-                            "peer_port": _port(session.peer),
-                            "user": session.user,
-                        },
-                        "ack_required": not consumer.no_ack,
-                        "exclusive": consumer.exclusive,
-                        "prefetch_count": consumer.prefetch,
-                        "active": consumer in queue.consumers,
-                        "activity_status": "up" if consumer in queue.consumers else "waiting",
-                        "arguments": _json(consumer.arguments or {}),
-                    })
-        return rows
-
     # -- definitions and reset --------------------------------------------------------------------
 
     def export_definitions(self, vhost: str | None = None) -> dict:
@@ -1053,7 +558,7 @@ class Admin:
 
         With ``vhost``, RabbitMQ's single-vhost form: only that vhost's queues, exchanges and
         bindings, without their ``vhost`` keys, and no users, vhosts or permissions."""
-        from ..definitions import export_definitions
+        from ...definitions import export_definitions
 
         data = export_definitions(self.broker)
         if vhost is None:
@@ -1071,7 +576,7 @@ class Admin:
 
         With ``vhost``, the single-vhost form: queues, exchanges and bindings go into that vhost
         whatever their ``vhost`` keys say; users, vhosts and permissions are ignored."""
-        from ..definitions import DefinitionsError, import_definitions
+        from ...definitions import DefinitionsError, import_definitions
 
         if vhost is not None:
             self._vhost(vhost)
@@ -1102,35 +607,3 @@ class Admin:
             self.broker.set_permissions(default_user, default_vhost, FULL_ACCESS)
 
 
-def properties_key(routing_key: str, arguments: dict | None) -> str:
-    """The last part of a binding's management URL: the routing key (``~`` for none), with a
-    hash of the arguments after ``~`` when there are any, as RabbitMQ's management API names
-    bindings (rabbit_mgmt_format:pack_binding_props: the key form-encoded, ``~`` escaped too;
-    the hash is ours, RabbitMQ's is Erlang's phash2 of the term)."""
-    key = urllib.parse.quote_plus(routing_key, safe="").replace("~", "%7E") if routing_key else "~"
-    if not arguments:
-        return key
-    digest = base64.urlsafe_b64encode(
-        repr(sorted(_json(arguments).items())).encode("utf-8")
-    ).decode("ascii").rstrip("=")[:22]
-    return f"{key}~{digest}"
-
-
-def _set_properties(message: Message) -> dict:
-    """The properties a publisher set (pamqp fills an absent cluster_id with "")."""
-    properties = message.properties()
-    if not properties.get("cluster_id"):
-        properties.pop("cluster_id", None)
-    return properties
-
-
-def _tag_list(tags: Iterable[str] | str) -> list[str]:
-    """User tags from a list or, as RabbitMQ's API also takes them, a comma-separated string."""
-    if isinstance(tags, str):
-        return [tag.strip() for tag in tags.split(",") if tag.strip()]
-    return list(tags)
-
-
-def _port(peer: str) -> int | None:
-    port = peer.rpartition(":")[2]
-    return int(port) if port.isdigit() else None
