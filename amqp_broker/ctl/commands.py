@@ -567,16 +567,21 @@ def _missing_user(name: str, quoted: bool = True) -> CtlError:
     return CtlError(EX_NOUSER, f'User "{name}" does not exist' if quoted else f"User {name} does not exist")
 
 
+def _call_on_user(ctx: Context, method: str, name: str, **kwargs: Any) -> None:
+    """An admin call on user ``name``; a missing user is rabbitmqctl's EX_NOUSER."""
+    try:
+        ctx.call(method, name=name, **kwargs)
+    except RemoteError as exc:
+        if exc.kind == "not_found":
+            raise _missing_user(name) from None
+        raise
+
+
 @command("delete_user", "Removes a user from the internal database", "Users", "delete_user <username>")
 @arguments(lambda p: p.add_argument("username", help="user name"))
 def delete_user(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f'Deleting user "{ns.username}" ...')
-    try:
-        ctx.call("delete_user", name=ns.username)
-    except RemoteError as exc:
-        if exc.kind == "not_found":
-            raise _missing_user(ns.username) from None
-        raise
+    _call_on_user(ctx, "delete_user", ns.username)
     ctx.done()
 
 
@@ -585,12 +590,7 @@ def delete_user(ctx: Context, ns: argparse.Namespace) -> None:
 def change_password(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f'Changing password for user "{ns.username}" ...')
     password = _password(ns)
-    try:
-        ctx.call("change_password", name=ns.username, password=password)
-    except RemoteError as exc:
-        if exc.kind == "not_found":
-            raise _missing_user(ns.username) from None
-        raise
+    _call_on_user(ctx, "change_password", ns.username, password=password)
     ctx.done()
 
 
@@ -599,12 +599,7 @@ def change_password(ctx: Context, ns: argparse.Namespace) -> None:
 @arguments(lambda p: p.add_argument("username", help="user name"))
 def clear_password(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f'Clearing password for user "{ns.username}" ...')
-    try:
-        ctx.call("clear_password", name=ns.username)
-    except RemoteError as exc:
-        if exc.kind == "not_found":
-            raise _missing_user(ns.username) from None
-        raise
+    _call_on_user(ctx, "clear_password", ns.username)
     ctx.done()
 
 
@@ -629,12 +624,7 @@ def authenticate_user(ctx: Context, ns: argparse.Namespace) -> None:
                       p.add_argument("tags", nargs="*", metavar="tag", help="tags (administrator, monitoring, ...)")))
 def set_user_tags(ctx: Context, ns: argparse.Namespace) -> None:
     ctx.banner(f'Setting tags for user "{ns.username}" to {fmt.tags_text(ns.tags)} ...')
-    try:
-        ctx.call("set_user_tags", name=ns.username, tags=list(ns.tags))
-    except RemoteError as exc:
-        if exc.kind == "not_found":
-            raise _missing_user(ns.username) from None
-        raise
+    _call_on_user(ctx, "set_user_tags", ns.username, tags=list(ns.tags))
     ctx.done()
 
 

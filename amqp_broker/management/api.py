@@ -685,13 +685,18 @@ class ManagementApi:
         info["deliveries"] = []
         return self._reply(call, info)
 
-    def put_queue(self, call: Call, vhost: str, queue: str) -> Response:
+    def _declare_body(self, call: Call, vhost: str) -> tuple[dict, dict]:
+        """A PUT of a queue or exchange: its body and arguments (404 for a missing vhost)."""
         body = self._body(call)
         if vhost not in self.admin.vhost_names():
             raise ApiError(404, "not_found", "vhost_not_found")
         arguments = body.get("arguments") or {}
         if not isinstance(arguments, dict):
             raise bad_request("arguments must be an object")
+        return body, arguments
+
+    def put_queue(self, call: Call, vhost: str, queue: str) -> Response:
+        body, arguments = self._declare_body(call, vhost)
         created = self.admin.declare_queue(
             vhost, queue, durable=_bool(body.get("durable"), False),
             auto_delete=_bool(body.get("auto_delete"), False), arguments=arguments,
@@ -761,22 +766,16 @@ class ManagementApi:
         return self._reply(call, info)
 
     def put_exchange(self, call: Call, vhost: str, exchange: str) -> Response:
-        body = self._body(call)
-        if vhost not in self.admin.vhost_names():
-            raise ApiError(404, "not_found", "vhost_not_found")
-        arguments = body.get("arguments") or {}
-        if not isinstance(arguments, dict):
-            raise bad_request("arguments must be an object")
+        body, arguments = self._declare_body(call, vhost)
         type_name = body.get("type") or "direct"
         if not isinstance(type_name, str):
             raise bad_request("type must be a string")
-        existed = any(e["name"] == exchange for e in self.admin.exchanges(vhost))
-        self.admin.declare_exchange(
+        created = self.admin.declare_exchange(
             vhost, exchange, type_name, durable=_bool(body.get("durable"), False),
             auto_delete=_bool(body.get("auto_delete"), False),
             internal=_bool(body.get("internal"), False), arguments=arguments,
             user=call.caller.name)
-        return self._created(not existed)
+        return self._created(created)
 
     def delete_exchange(self, call: Call, vhost: str, exchange: str) -> Response:
         self.admin.exchange(vhost, exchange)  # 404 first

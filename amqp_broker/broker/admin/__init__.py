@@ -327,12 +327,15 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
 
     def declare_exchange(self, vhost: str, name: str, type_name: str = "direct", *, durable: bool = True,
                          auto_delete: bool = False, internal: bool = False,
-                         arguments: dict | None = None, user: str | None = None) -> None:
+                         arguments: dict | None = None, user: str | None = None) -> bool:
         """Declare an exchange (RabbitMQ's rules: reserved names, equivalence; ``user`` needs
-        configure on it, and for a new one naming an alternate exchange write on that)."""
+        configure on it, and for a new one naming an alternate exchange write on that); True
+        when it was created."""
         v = self._vhost(vhost)
+        existed = name in v.exchanges
         _core(v.declare_exchange, name, type_name, durable=durable, auto_delete=auto_delete,
               internal=internal, arguments=dict(arguments or {}), access=self._access(user, v))
+        return not existed
 
     def delete_exchange(self, vhost: str, name: str, if_unused: bool = False, *,
                         user: str | None = None) -> None:
