@@ -155,6 +155,7 @@ class VHost:
             )
         if alternate is not None and access is not None:
             access.new_with_link("exchange", name, _text(alternate))
+        cls.validate_declare(arguments)
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
         if durable and self.persistence is not None:
@@ -197,6 +198,7 @@ class VHost:
             else:
                 dest.bound_from.pop(exchange, None)
         exchange.clear_bindings()
+        exchange.deleted()
         for source in list(self.exchanges.values()):
             before = len(source.bindings)
             source.unbind_destination(exchange)
