@@ -135,7 +135,7 @@ class ConsistentHashExchange(Exchange):
     def _unindex(self, destination: Any, routing_key: str, arguments: dict) -> None:
         if destination in self._ring:
             # Its buckets go and the later ones move down (remove_binding/1).
-            self._ring = [d for d in self._ring if d is not destination and d != destination]
+            self._ring = [d for d in self._ring if d is not destination]
             self._cache.clear()
 
     def clear_bindings(self) -> None:
