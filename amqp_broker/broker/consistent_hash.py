@@ -58,6 +58,11 @@ def _longstr(arguments: dict, key: str) -> str | None:
     raise ConnectionLevelError(INTERNAL_ERROR, "")
 
 
+def _typed(kind: str | None, value: Any) -> tuple[Atom, Any]:
+    """``{Type, Value}`` as rabbit_binary_parser decodes a field (an untyped value: longstr)."""
+    return Atom(_TYPE_ATOMS.get(kind or "", "longstr")), _erlang_value(kind, value)
+
+
 def _erlang_value(kind: str | None, value: Any) -> Any:
     """A decoded field value as the Erlang term RabbitMQ holds (binaries as bytes)."""
     if isinstance(value, str):
@@ -68,20 +73,12 @@ def _erlang_value(kind: str | None, value: Any) -> Any:
         return UNDEFINED
     if isinstance(value, datetime.datetime):
         return calendar.timegm(value.utctimetuple())
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # [{Key, Type, Value}]
         types = getattr(value, "types", {})
-        return [
-            (k.encode("utf-8") if isinstance(k, str) else k, Atom(_TYPE_ATOMS.get(types.get(k) or "", "longstr")),
-             _erlang_value(types.get(k), v))
-            for k, v in value.items()
-        ]
-    if isinstance(value, list):
+        return [(k.encode("utf-8"), *_typed(types.get(k), v)) for k, v in value.items()]
+    if isinstance(value, list):  # [{Type, Value}]
         types = getattr(value, "types", [])
-        out = []
-        for i, item in enumerate(value):
-            item_kind = types[i] if i < len(types) else None
-            out.append((Atom(_TYPE_ATOMS.get(item_kind or "", "longstr")), _erlang_value(item_kind, item)))
-        return out
+        return [_typed(types[i] if i < len(types) else None, item) for i, item in enumerate(value)]
     if hasattr(value, "as_tuple"):  # decimal.Decimal: {Scale, Unscaled}
         sign, digits, exponent = value.as_tuple()
         unscaled = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
@@ -118,7 +115,10 @@ class ConsistentHashExchange(Exchange):
 
     def validate_binding(self, routing_key: str, arguments: dict) -> None:
         if not _INTEGER.match(routing_key):
-            shown = erlang_binary(routing_key.encode("utf-8"), 36).encode("latin-1").decode("utf-8", "replace")
+            # ~p prints the binary's octets as Latin-1 characters, which reach the client as
+            # the original UTF-8 octets again.
+            shown = erlang_binary(routing_key.encode("utf-8"), 36)
+            shown = shown.encode("latin-1").decode("utf-8", "replace")
             raise ValueError(f"The binding key must be an integer: {shown}")
         if int(routing_key) < 1:
             raise ValueError("The binding key must be greater than 0")
@@ -180,15 +180,15 @@ class ConsistentHashExchange(Exchange):
             if message.headers is None or name not in message.headers:
                 return UNDEFINED
             headers = properties_to_dict(message.properties_raw)["headers"]
-            kind = headers.kind(name)
-            return (Atom(_TYPE_ATOMS.get(kind or "", "longstr")), _erlang_value(kind, headers[name]))
+            return _typed(headers.kind(name), headers[name])
         properties = properties_to_dict(message.properties_raw)
         value = properties.get(name)
         if value is None:
             return UNDEFINED
         if name == "timestamp":
-            seconds = calendar.timegm(value.utctimetuple()) if isinstance(value, datetime.datetime) else int(value)
-            return str(seconds).encode("ascii")  # integer_to_binary(Timestamp)
+            if isinstance(value, datetime.datetime):
+                value = calendar.timegm(value.utctimetuple())
+            return str(int(value)).encode("ascii")  # integer_to_binary(Timestamp)
         return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
@@ -203,4 +203,5 @@ def _binding_order(key: tuple) -> tuple:
     destination, routing_key, frozen_arguments = key
     # #resource{virtual_host, kind, name}: 'exchange' sorts before 'queue'.
     kind = 0 if isinstance(destination, Exchange) else 1
-    return (routing_key.encode("utf-8"), kind, destination.name.encode("utf-8"), repr(frozen_arguments))
+    name = destination.name.encode("utf-8")
+    return (routing_key.encode("utf-8"), kind, name, repr(frozen_arguments))

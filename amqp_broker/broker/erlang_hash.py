@@ -131,6 +131,10 @@ def _hash2(term: Any, h: int) -> int:
     raise TypeError(f"no Erlang term for {type(term).__name__}")
 
 
+def _is_byte(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and 0 <= item < 256
+
+
 def _list_hash(items: list, h: int) -> int:
     # A proper list: runs of byte-valued integers are packed four to a word (the string case);
     # any other element is hashed on its own, then the walk continues with the tail.
@@ -139,7 +143,7 @@ def _list_hash(items: list, h: int) -> int:
         return 3468870702 if h == 0 else _uint32_hash_2(2, 0, _HCONST_2, h)  # NIL
     while i < n:
         shifted = count = 0
-        while i < n and isinstance(items[i], int) and not isinstance(items[i], bool) and 0 <= items[i] < 256:
+        while i < n and _is_byte(items[i]):
             shifted = ((shifted << 8) + items[i]) & _M32
             if count == 3:
                 h = _uint32_hash_2(shifted, 0, _HCONST_4, h)
@@ -162,7 +166,7 @@ def phash2(term: Any) -> int:
     return _hash2(term, 0) & ((1 << 27) - 1)
 
 
-# -- rand's exs1024 (xorshift1024*) seeded from a triple, and the jump hash -------------------------
+# -- rand's exs1024 (xorshift1024*) seeded from a triple, and the jump hash ---------------------
 
 
 def _exs1024_state(key: int) -> list[int]:

@@ -152,6 +152,31 @@ def test_routes_as_the_delayed_type_when_due(ch, unique, kind, bind_key, bind_ar
     assert ch.queue_declare(hit, passive=True).method.message_count == 0
 
 
+def test_delayed_consistent_hash_picks_the_plain_rings_queue(ch, unique):
+    """x-delayed-type x-consistent-hash: when due, each key reaches the queue an x-consistent-hash
+    exchange with the same bindings picks at once."""
+    delayed, plain = unique("dx"), unique("chx")
+    ch.exchange_declare(delayed, "x-delayed-message", auto_delete=True,
+                        arguments={"x-delayed-type": "x-consistent-hash"})
+    ch.exchange_declare(plain, "x-consistent-hash", auto_delete=True)
+    pairs = []
+    for weight in ("1", "2", "3"):
+        via_delayed = ch.queue_declare("", exclusive=True).method.queue
+        via_plain = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(via_delayed, delayed, weight)
+        ch.queue_bind(via_plain, plain, weight)
+        pairs.append((via_delayed, via_plain))
+    keys = [f"key-{i}" for i in range(60)]
+    for key in keys:
+        ch.basic_publish(delayed, key, key.encode(), _props(100))
+        ch.basic_publish(plain, key, key.encode())
+    for via_delayed, via_plain in pairs:
+        count = ch.queue_declare(via_plain, passive=True).method.message_count
+        plain_keys = sorted(body for body, _, _ in _receive(ch, via_plain, count))
+        assert sorted(body for body, _, _ in _receive(ch, via_delayed, count)) == plain_keys
+        assert ch.queue_declare(via_delayed, passive=True).method.message_count == 0
+
+
 def test_routing_uses_the_bindings_at_the_end_of_the_delay(ch, unique):
     exchange = unique("dx")
     _delayed(ch, exchange, auto_delete=True)
