@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import re
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -32,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # erlang:start_timer/3's limit, which the plugin applies (?ERL_MAX_T).
 MAX_DELAY_MS = 4294967295
 
-_INTEGER_KINDS = frozenset("bBsuIilL")
+# binary_to_integer/1's syntax.
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
 
 
 def _text(value: Any) -> Any:
@@ -46,7 +48,8 @@ def _delayed_type(arguments: dict) -> str | None:
 
 def message_delay(message: Message) -> int | None:
     """The ``x-delay`` header in ms as the plugin reads it (get_delay/1): integers as they are,
-    strings of digits parsed, floats truncated; None when absent or of another type."""
+    strings of digits parsed, floats truncated; None when absent or of another type (where the
+    plugin's binary_to_integer or trunc fails: a word, a decimal)."""
     headers = message.headers
     if not headers:
         return None
@@ -57,11 +60,8 @@ def message_delay(message: Message) -> int | None:
         return value
     if isinstance(value, (str, bytes)):
         text = _text(value)
-        try:
-            return int(text) if text.lstrip("+-").isdigit() else None
-        except ValueError:
-            return None
-    if isinstance(value, float) or hasattr(value, "as_tuple"):
+        return int(text) if _INTEGER.match(text) else None
+    if isinstance(value, float):
         return int(value)
     return None
 
