@@ -173,3 +173,39 @@ def test_same_key_same_queue_after_a_restart(tmp_path):
         after = publish_and_collect(broker.port)
     assert Counter(before.values()).keys() == {"q-a", "q-b", "q-c"}
     assert after == before
+
+
+def test_restart_rebuilds_the_ring_in_erlang_binding_order(tmp_path):
+    """The plugin keeps its ring in RAM and rebuilds it on boot from the bindings sorted as Erlang
+    sorts them (lists:usort: routing key, then destination), not in the order they were made."""
+    keys = [f"k{i}" for i in range(300)]
+
+    def collect(port: int, exchange: str) -> dict[str, str]:
+        with chx_scenarios.connect(port) as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for key in keys:
+                ch.basic_publish(exchange, key, key.encode())
+            reached = {}
+            for queue in ("q-a", "q-b", "sorted-a", "sorted-b"):
+                while True:
+                    method, _props, body = ch.basic_get(queue, auto_ack=True)
+                    if method is None:
+                        break
+                    reached[body.decode()] = queue.removeprefix("sorted-").removeprefix("q-")
+            return reached
+
+    data_dir = str(tmp_path / "data")
+    with BrokerThread(data_dir=data_dir) as broker:
+        with chx_scenarios.connect(broker.port) as conn:
+            ch = conn.channel()
+            for exchange, prefix, order in (("made", "q-", ("b", "a")), ("sorted", "sorted-", ("a", "b"))):
+                ch.exchange_declare(exchange, "x-consistent-hash", durable=True)
+                for letter in order:
+                    ch.queue_declare(prefix + letter, durable=True)
+                    ch.queue_bind(prefix + letter, exchange, "2")
+        made_before = collect(broker.port, "made")
+        in_sorted_order = collect(broker.port, "sorted")
+    assert made_before != in_sorted_order
+    with BrokerThread(data_dir=data_dir) as broker:
+        assert collect(broker.port, "made") == in_sorted_order
