@@ -92,9 +92,6 @@ class DelayedExchange(Exchange):
         self._held: list[tuple[float, int, int, Message]] = []
         self._timer: "Timer | None" = None
         self._sequence = itertools.count(1)
-        # The last message held: the channel may ask twice how one publish routes (its fast path,
-        # then the graph walk), which must not hold it twice.
-        self._last_held: Message | None = None
         # Where held messages are written (a durable exchange of a broker with a store).
         self.persistence: "Persistence | None" = None
         self.store_id: int | None = None
@@ -143,8 +140,6 @@ class DelayedExchange(Exchange):
     # -- routing ----------------------------------------------------------------------------------
 
     def route(self, message: Message) -> Iterable[Any]:
-        if message is self._last_held:
-            return _EMPTY
         delay = message_delay(message)
         if delay is not None and 0 < delay <= MAX_DELAY_MS:
             self._hold(message, delay)
@@ -152,7 +147,6 @@ class DelayedExchange(Exchange):
         return self.inner.route(message) if self.inner is not None else _EMPTY
 
     def _hold(self, message: Message, delay_ms: int) -> None:
-        self._last_held = message
         timers = self.vhost.timers
         wall_deadline = _wall_ms() + delay_ms
         self._push(timers.clock() + delay_ms / 1000, wall_deadline, message, next(self._sequence))
@@ -193,8 +187,6 @@ class DelayedExchange(Exchange):
             headers = properties["headers"]
             headers.set("x-delay", "I", -delay)  # signedint, in place (set_table_value/4)
             message = message.with_properties(properties)
-        if self._last_held is not None:
-            self._last_held = None
         for queue in self.vhost.route(self, message):
             queue.publish(message)
 
@@ -232,4 +224,3 @@ class DelayedExchange(Exchange):
             self._timer.cancel()
             self._timer = None
         self._held.clear()
-        self._last_held = None
