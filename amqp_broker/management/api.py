@@ -60,6 +60,9 @@ EXCHANGE_TYPES = [
     {"name": name, "description": f"AMQP {name} exchange, as per the AMQP specification",
      "enabled": True}
     for name in ("direct", "fanout", "headers", "topic")
+] + [
+    {"name": "x-consistent-hash", "description": "Consistent Hashing Exchange", "enabled": True},
+    {"name": "x-delayed-message", "description": "Delayed Message Exchange.", "enabled": True},
 ]
 PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
                   "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",

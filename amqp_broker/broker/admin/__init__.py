@@ -323,6 +323,7 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
             "auto_delete": exchange.auto_delete,
             "internal": exchange.internal,
             "arguments": _json(exchange.arguments),
+            **exchange.info(),
         }
 
     def declare_exchange(self, vhost: str, name: str, type_name: str = "direct", *, durable: bool = True,
