@@ -136,6 +136,16 @@ class Settings:
     #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
     #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
     node_name: str = "rabbit"
+    #: A file every connection's frames are traced into (JSON lines, see server/trace.py); "" =
+    #: no trace.
+    trace_file: str = ""
+    #: connection.start's server_properties ``product``, ``version``, ``platform`` and
+    #: ``cluster_name`` (RabbitMQ's ``server_properties`` and ``cluster_name``); "" = our own:
+    #: amqp_broker, its version, the Python version, ``amqp_broker@<host name>``.
+    server_product: str = ""
+    server_version: str = ""
+    server_platform: str = ""
+    cluster_name: str = ""
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -277,7 +287,20 @@ _FLAG_HELP = {
     "prometheus_port": "port of the Prometheus /metrics endpoint, 0 = off (default: 15692)",
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
+    "trace_file": "trace every connection's frames into this file, as JSON lines "
+    "(also --trace; read it with `amqp-broker trace show|pcap`; default: none)",
+    "server_product": 'product announced to clients in connection.start, e.g. "RabbitMQ" for '
+    "clients that gate features on it (default: amqp_broker)",
+    "server_version": "version announced to clients in connection.start, e.g. 3.10.8 "
+    "(default: this broker's version)",
+    "server_platform": "platform announced to clients in connection.start "
+    "(default: Python <version>)",
+    "cluster_name": "cluster name announced to clients, also the node's name in the management "
+    "API and metrics (default: amqp_broker@<host name>)",
 }
+
+#: Further flags of a setting, beside --<name-with-dashes>.
+_FLAG_ALIASES = {"trace_file": ("--trace",)}
 
 #: The settings that ``definitions export|import`` uses: the others only matter to a running
 #: broker, so their flags would only clutter that command's help.
@@ -298,7 +321,8 @@ def _settings_parent(names: Sequence[str]) -> argparse.ArgumentParser:
         help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
     )
     for name in names:
-        group.add_argument(_flag(name), dest=name, metavar=name.upper(), help=_FLAG_HELP[name])
+        group.add_argument(_flag(name), *_FLAG_ALIASES.get(name, ()), dest=name, metavar=name.upper(),
+                           help=_FLAG_HELP[name])
     return parent
 
 

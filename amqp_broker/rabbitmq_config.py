@@ -82,6 +82,7 @@ CONF_KEYS = {
     "log.console.level": "log_level",
     "management.tcp.port": "management_port",
     "prometheus.tcp.port": "prometheus_port",
+    "cluster_name": "cluster_name",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
@@ -374,7 +375,7 @@ def _conf_settings(
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
         parts = _split_key(key)
-        if key in ("default_user", "default_pass", "default_vhost"):
+        if key in ("default_user", "default_pass", "default_vhost", "cluster_name"):
             layer.append((where, key, value))
         elif key in ("heartbeat", "channel_max", "max_message_size"):
             layer.append((where, key, _conf_int(value, where)))
