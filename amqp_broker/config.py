@@ -368,6 +368,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     # Listed here for --help only: __main__ hands these to their own parsers (amqp_broker/ctl).
     commands.add_parser("ctl", add_help=False,
                         help="control a running broker with rabbitmqctl's commands (ctl --help lists them)")
+    commands.add_parser("trace", add_help=False,
+                        help="print a frame trace (trace show FILE) or turn it into a pcap "
+                        "(trace pcap FILE -o OUT.pcap)")
     commands.add_parser("shims", add_help=False,
                         help="write rabbitmq-server/rabbitmqctl/rabbitmq-diagnostics/rabbitmq-plugins "
                         "wrappers into a directory (shims --help)")

@@ -47,6 +47,8 @@ _PROPERTY_FLAGS = (
 )
 # Deprecated fields every client sends as zero: noise in a trace.
 _HIDDEN_FIELDS = frozenset({"ticket"})
+# pamqp's argument names that are not the spec's.
+_SPEC_NAMES = {"exchange_type": "type"}
 
 
 class FrameSplitter:
@@ -125,7 +127,8 @@ def describe_frame(raw: bytes) -> dict:
         info["error"] = f"{type(exc).__name__}: {exc}"
         return info
     if frame_type == FRAME_METHOD:
-        info["fields"] = {key: jsonable(val) for key, val in value if key not in _HIDDEN_FIELDS}
+        info["fields"] = {_SPEC_NAMES.get(key, key): jsonable(val) for key, val in value
+                          if key not in _HIDDEN_FIELDS}
         if info["method"] in ("connection.start-ok", "connection.secure-ok"):
             info["fields"]["response"] = "<hidden>"
     elif frame_type == FRAME_HEADER:

@@ -155,9 +155,13 @@ class Tracing:
         return sum(1 for conn in self._connections() if conn.tracer is not None)
 
     def trace(self, name: str, path: str) -> dict:
-        """Trace the connection named ``name`` (``peer -> local``) into ``path``."""
+        """Trace the connection named ``name`` (``peer -> local``) into ``path``; an operator's
+        request, so a file that cannot be opened is a bad request."""
         conn = self._find(name)
-        self.start(conn, os.path.abspath(path))
+        try:
+            self.start(conn, os.path.abspath(path))
+        except TraceFileError as exc:
+            raise AdminError("bad_request", str(exc)) from None
         return self.info(conn)
 
     def untrace(self, name: str) -> dict:
