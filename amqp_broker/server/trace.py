@@ -13,9 +13,9 @@ Lines (one JSON object each; ``dir`` is ``in`` for client to broker, ``out`` for
     {"ts": ..., "conn": "...", "event": "accept", "peer": "127.0.0.1:40000", "local": "..."}
 
 Events: ``accept`` (traced from the start), ``trace_on`` (traced from the middle), ``tls`` (the
-TLS session, once its handshake is done), ``trace_off``, ``close`` (the AMQP connection ended,
-with the reason) and ``socket_closed``. ``amqp-broker trace show|pcap`` read these files
-(amqp_broker/tracetools).
+TLS session, right after either: version, cipher, ALPN), ``trace_off``, ``close`` (the AMQP
+connection ended, with the reason) and ``socket_closed``. ``amqp-broker trace show|pcap`` read
+these files (amqp_broker/tracetools).
 
 Several connections may share a file; it is opened in append mode when the first one starts
 tracing into it and closed when the last one stops.
@@ -78,14 +78,9 @@ class ConnectionTracer:
         self.file = file
         self.inbound = FrameSplitter()
         self.outbound = FrameSplitter()
-        # The transport, to describe its TLS session once the first bytes came through it.
-        self._tls_stream: Any = conn.stream if hasattr(conn.stream, "cipher") else None
 
     def received(self, data: Any) -> None:
         """A read batch, as handed to the protocol layer."""
-        if self._tls_stream is not None:
-            stream, self._tls_stream = self._tls_stream, None
-            self.event("tls", **tls_details(stream))
         self._write("in", self.inbound.feed(data))
 
     def sent(self, buffers: Iterable[Any]) -> None:
@@ -205,6 +200,8 @@ class Tracing:
         # Bytes already read but not yet parsed were not traced: skip to the next frame boundary.
         tracer.inbound.resync(conn.protocol.unhandled_input())
         tracer.event(event, peer=conn.peer, local=conn.local)
+        if hasattr(conn.stream, "cipher"):  # a trio.SSLStream, its handshake done before AMQP
+            tracer.event("tls", **tls_details(conn.stream))
         conn.tracer = tracer
 
     def stop(self, conn: "ServerConnection") -> None:
