@@ -288,7 +288,7 @@ _FLAG_HELP = {
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
     "trace_file": "trace every connection's frames into this file, as JSON lines "
-    "(also --trace; read it with `amqp-broker trace show|pcap`; default: none)",
+    "(read it with `amqp-broker trace show|pcap`; default: none)",
     "server_product": 'product announced to clients in connection.start, e.g. "RabbitMQ" for '
     "clients that gate features on it (default: amqp_broker)",
     "server_version": "version announced to clients in connection.start, e.g. 3.10.8 "
