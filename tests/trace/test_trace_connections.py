@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -102,6 +103,10 @@ def test_trace_all_at_run_time_traces_aio_pika_and_new_connections(tmp_path):
 
     with BrokerThread() as broker:
         untraced = asyncio.run(talk(broker, "aio-before"))
+        deadline = time.monotonic() + 10  # the broker's side of its close: polled
+        while broker.call(lambda: len(broker.server.connections)):
+            assert time.monotonic() < deadline, "the first connection did not go away"
+            time.sleep(0.01)
         broker.trace_all(str(path))
         name = asyncio.run(talk(broker, "aio-traced"))
         wait_for(path, closed(name))
