@@ -132,10 +132,6 @@ class Settings:
     #: TCP port of the Prometheus metrics endpoint ``/metrics`` (RabbitMQ's 15692), on ``host``;
     #: 0 = off.
     prometheus_port: int = 15692
-    #: The node's name, as RabbitMQ's ``RABBITMQ_NODENAME``: a name without ``@`` gets
-    #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
-    #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
-    node_name: str = "rabbit"
     #: A file every connection's frames are traced into (JSON lines, see server/trace.py); "" =
     #: no trace.
     trace_file: str = ""
@@ -146,6 +142,10 @@ class Settings:
     server_version: str = ""
     server_platform: str = ""
     cluster_name: str = ""
+    #: The node's name, as RabbitMQ's ``RABBITMQ_NODENAME``: a name without ``@`` gets
+    #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
+    #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
+    node_name: str = "rabbit"
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -285,8 +285,6 @@ _FLAG_HELP = {
     "paged to disk (default: 134217728)",
     "management_port": "port of the management HTTP API and web page, 0 = off (default: 15672)",
     "prometheus_port": "port of the Prometheus /metrics endpoint, 0 = off (default: 15692)",
-    "node_name": "node name; @<short host name> is appended when it has no @ "
-    "(default: rabbit@<short host name>)",
     "trace_file": "trace every connection's frames into this file, as JSON lines "
     "(read it with `amqp-broker trace show|pcap`; default: none)",
     "server_product": 'product announced to clients in connection.start, e.g. "RabbitMQ" for '
@@ -297,6 +295,8 @@ _FLAG_HELP = {
     "(default: Python <version>)",
     "cluster_name": "cluster name announced to clients, also the node's name in the management "
     "API and metrics (default: amqp_broker@<host name>)",
+    "node_name": "node name; @<short host name> is appended when it has no @ "
+    "(default: rabbit@<short host name>)",
 }
 
 #: Further flags of a setting, beside --<name-with-dashes>.

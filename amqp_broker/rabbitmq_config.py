@@ -65,6 +65,7 @@ CONF_KEYS = {
     "default_user": "default_user",
     "default_pass": "default_pass",
     "default_vhost": "default_vhost",
+    "cluster_name": "cluster_name",
     "loopback_users": "loopback_users (none)",
     "loopback_users.$user": "loopback_users (the users set to true)",
     "heartbeat": "heartbeat",
@@ -82,7 +83,6 @@ CONF_KEYS = {
     "log.console.level": "log_level",
     "management.tcp.port": "management_port",
     "prometheus.tcp.port": "prometheus_port",
-    "cluster_name": "cluster_name",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that

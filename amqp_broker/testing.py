@@ -6,6 +6,11 @@
 The broker listens on 127.0.0.1 and a free port unless told otherwise, and shuts down the way
 SIGTERM does (clients get 320 CONNECTION_FORCED).
 
+Frame traces (one JSON line per frame; ``amqp-broker trace show FILE`` prints them): all
+connections with ``BrokerThread(trace_file=path)`` or ``broker.trace_all(path)``, one with
+``broker.trace(name, path)`` (its name from ``BrokerThread.connection_name(client_socket)``),
+``broker.trace_off(name)`` to stop.
+
 Its HTTP listeners are off by default (``management_port`` and ``prometheus_port`` 0), so test
 brokers never compete for 15672/15692. ``BrokerThread(management=True)`` serves the management API
 on a free port, found in ``broker.management_port`` once started; ``prometheus=True`` does the
@@ -14,11 +19,6 @@ settings have no value for "any port" (0 there means off) and tests run side by 
 
     with BrokerThread(management=True) as broker:
         urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/api/overview")
-
-Frame traces (one JSON line per frame; ``amqp-broker trace show FILE`` prints them): all
-connections with ``BrokerThread(trace_file=path)`` or ``broker.trace_all(path)``, one with
-``broker.trace(name, path)`` (its name from ``BrokerThread.connection_name(client_socket)``),
-``broker.trace_off(name)`` to stop.
 """
 
 from __future__ import annotations

@@ -137,9 +137,9 @@ class Connection(FrameReader):
         frame_max: int = 131072,
         channel_max: int = 2047,
         cluster_name: str = "amqp_broker",
+        identity: dict[str, str] | None = None,
         max_message_size: int = 134217728,
         local: str = "",
-        identity: dict[str, str] | None = None,
     ):
         self.broker = broker
         self.peer = peer

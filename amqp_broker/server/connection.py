@@ -81,8 +81,8 @@ class ServerConnection:
             channel_max=settings.channel_max,
             max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
-            local=local,
             identity=server.identity,
+            local=local,
         )
         self.protocol.output.on_output = self._wake
         self.protocol.on_force_close = self.force_close

@@ -85,6 +85,9 @@ class BrokerServer:
         self.disk_free_limit = settings.disk_free_limit_bytes
         # What the management API, the control CLI and the pytest plugin use: the only door in.
         self.admin = Admin(self.broker, self.node_info)
+        # Frame traces (server/trace.py); the admin API reaches them for the management API.
+        self.tracing = Tracing(lambda: list(self.connections))
+        self.admin.tracing = self.tracing
         self.started_at = time.time()
         # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
         self.listeners: list[tuple[str, str, int]] = []
@@ -97,9 +100,6 @@ class BrokerServer:
         # The control endpoint (server/control.py): its port, and the secret its callers present.
         self.control_port = 0
         self.control_token = new_token()
-        # Frame traces (server/trace.py); the admin API reaches them for the management API.
-        self.tracing = Tracing(lambda: list(self.connections))
-        self.admin.tracing = self.tracing
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
