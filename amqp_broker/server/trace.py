@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..broker.admin import AdminError
 from ..protocol.trace import FrameSplitter, describe_frame, hide_login
@@ -122,8 +122,8 @@ class Tracing:
     """The server's traces: all connections into one file (``trace_file``, :meth:`trace_all`),
     or single connections (:meth:`trace`), switched on and off while the broker runs."""
 
-    def __init__(self, connections: "Any"):
-        # A callable giving the live ServerConnections.
+    def __init__(self, connections: "Callable[[], list[ServerConnection]]"):
+        # The live connections, asked each time (the server's set changes as they come and go).
         self._connections = connections
         self._files: dict[str, TraceFile] = {}
         #: The file every new connection is traced into, or None.

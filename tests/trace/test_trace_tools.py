@@ -15,7 +15,7 @@ import pytest
 
 from amqp_broker.testing import BrokerThread
 from amqp_broker.tracetools import cli
-from trace_helpers import closed, pika_name, records, wait_for
+from trace_helpers import closed, pika_name, wait_for
 
 BIG = 100_000  # a body frame larger than a TCP segment of the pcap: tshark must reassemble it
 
