@@ -137,7 +137,7 @@ class Settings:
     trace_file: str = ""
     #: connection.start's server_properties ``product``, ``version``, ``platform`` and
     #: ``cluster_name`` (RabbitMQ's ``server_properties`` and ``cluster_name``); "" = our own:
-    #: amqp_broker, its version, the Python version, ``amqp_broker@<host name>``.
+    #: amqp_broker, its version, the Python version, and the node's name (RabbitMQ's default).
     server_product: str = ""
     server_version: str = ""
     server_platform: str = ""
@@ -293,8 +293,8 @@ _FLAG_HELP = {
     "(default: this broker's version)",
     "server_platform": "platform announced to clients in connection.start "
     "(default: Python <version>)",
-    "cluster_name": "cluster name announced to clients, also the node's name in the management "
-    "API and metrics (default: amqp_broker@<host name>)",
+    "cluster_name": "cluster name announced to clients and shown by the management API "
+    "(default: the node name)",
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
 }

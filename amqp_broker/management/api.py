@@ -231,6 +231,10 @@ class ManagementApi:
     # -- helpers --------------------------------------------------------------------------------
 
     @property
+    def cluster(self) -> str:
+        return str(self.admin.node_info().get("cluster_name", "")) or self.node
+
+    @property
     def node(self) -> str:
         if self._node_name is None:
             self._node_name = str(self.admin.node_info().get("name", ""))
@@ -439,7 +443,7 @@ class ManagementApi:
             "product_version": str(info.get("product_version", "")),
             "product_name": "amqp_broker",
             "rabbitmq_version": RABBITMQ_VERSION,
-            "cluster_name": self.node,
+            "cluster_name": self.cluster,
             "disable_stats": False,
             "enable_queue_totals": False,
             "message_stats": data["message_stats"],
@@ -460,7 +464,7 @@ class ManagementApi:
         return overview
 
     def cluster_name(self, call: Call) -> Any:
-        return {"name": self.node}
+        return {"name": self.cluster}
 
     def whoami(self, call: Call) -> Any:
         return {"name": call.caller.name, "tags": call.caller.tags}

@@ -65,8 +65,9 @@ class BrokerServer:
             settings.default_user, settings.default_pass, settings.default_vhost,
             consumer_timeout_ms=settings.consumer_timeout_ms, loopback_users=settings.loopback_users,
         )
-        # The management API shows it as the node's name too, as a one-node RabbitMQ's are alike.
-        self.cluster_name = settings.cluster_name or f"amqp_broker@{socket.gethostname()}"
+        # As RabbitMQ's, the cluster is named after the node unless configured.
+        self.node_name = settings.node_name
+        self.cluster_name = settings.cluster_name or settings.node_name
         # What connection.start announces instead of our own product, version and platform.
         self.identity = {"product": settings.server_product, "version": settings.server_version,
                          "platform": settings.server_platform}
@@ -104,7 +105,8 @@ class BrokerServer:
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
         return {
-            "name": self.cluster_name,
+            "name": self.node_name,
+            "cluster_name": self.cluster_name,
             "pid": os.getpid(),
             "listeners": [
                 {"protocol": protocol, "ip_address": address, "port": port}

@@ -32,7 +32,7 @@ def test_default_server_properties_name_this_broker():
                           "version"}
     assert props["product"] == "amqp_broker" and props["version"] == __version__
     assert props["platform"].startswith("Python ")
-    assert props["cluster_name"] == f"amqp_broker@{socket.gethostname()}"
+    assert props["cluster_name"] == f"rabbit@{socket.gethostname().split('.')[0]}"
 
 
 def test_configured_server_properties_are_announced_and_the_cluster_name_shown(tmp_path):

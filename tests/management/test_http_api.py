@@ -914,6 +914,6 @@ def test_rabbitmqadmin_against_our_broker(broker, tmp_path):
     assert queue not in run("list", "queues")
     run("import", str(defs))
     assert queue in run("list", "queues")
-    assert "amqp_broker" in run("show", "overview")
+    assert f"rabbit@{socket.gethostname().split('.')[0]}" in run("show", "overview")
     run("delete", "queue", f"name={queue}")
     assert os.path.exists(defs)

@@ -283,9 +283,9 @@ def test_label_values_are_escaped(fresh_broker):
     odd = 'odd"node\\name\nhere'
 
     def rename(name: str) -> None:
-        server.cluster_name = name
+        server.node_name = name
 
-    original = server.cluster_name
+    original = server.node_name
     fresh_broker.call(rename, odd)
     try:
         samples = scrape(fresh_broker)
