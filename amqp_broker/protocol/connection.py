@@ -71,6 +71,7 @@ from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, Fram
 from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
 from .sasl import MECHANISMS, parse_credentials
+from .violations import ViolationReporter
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
     AWAIT_OPEN,
@@ -119,7 +120,7 @@ def _method_ids(method: Any) -> tuple[int, int]:
     return index >> 16, index & 0xFFFF
 
 
-class Connection(FrameReader):
+class Connection(FrameReader, ViolationReporter):
     """One AMQP connection, server side, with no I/O of its own."""
 
     def __init__(
@@ -175,6 +176,9 @@ class Connection(FrameReader):
         self.held_input: bytes | None = None
         self._blocked_capable = False
         self._blocked_sent = False
+        # Protocol violations noted (rule -> count), and who is told of each (see .violations).
+        self.violations: dict[str, int] = {}
+        self.violation_listeners: list = []
 
     # -- output -----------------------------------------------------------------------------------
 
