@@ -130,7 +130,7 @@ _CONNECTION_OPEN = (10 << 16) | 40
 _CONNECTION_START_OK = (10 << 16) | 11
 # Methods whose first argument is the deprecated ticket.
 _TICKET_METHODS = frozenset(
-    index for index, cls in commands.INDEX_MAPPING.items() if cls.__slots__[:1] == ("ticket",)
+    index for index, cls in commands.INDEX_MAPPING.items() if list(cls.__slots__[:1]) == ["ticket"]
 )
 # Methods with a field table among their arguments (scanned for 'x' values).
 _TABLE_METHODS = frozenset(index for index, layout in LAYOUTS.items() if "table" in layout)
