@@ -27,11 +27,11 @@ import logging
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pamqp import commands
 
-from ..broker.properties import MAX_TABLE_DEPTH
+from ..broker.properties import MAX_TABLE_DEPTH, peek_properties
 from ..errors import (
     FRAME_ERROR,
     NOT_ALLOWED,
@@ -43,7 +43,7 @@ from ..errors import (
 from .codec import FRAME_HEADER, FRAME_METHOD
 from .connection import Connection
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX
-from .method_layout import LAYOUTS
+from .method_layout import LAYOUTS, check_arguments
 from .state import AWAIT_OPEN, AWAIT_START_OK, CLOSED, OPEN
 
 log = logging.getLogger("amqp_broker.strict")
@@ -367,9 +367,13 @@ class StrictConnection(Connection):
         if frame_type == FRAME_METHOD and size >= 4:
             index = METHOD_INDEX.unpack_from(frame, 7)[0]
             class_id, method_id = index >> 16, index & 0xFFFF
+            if not _well_formed(check_arguments, index, frame, 11, 7 + size):
+                return False  # answered by the normal path, as RabbitMQ answers it
             found += method_violations(state, index, channel, frame, 11, 7 + size, self.channel_max)
         elif frame_type == FRAME_HEADER and state == OPEN and channel:
             class_id, method_id = 60, 40
+            if size >= 14 and not _well_formed(peek_properties, frame[19 : 7 + size]):
+                return False
             found += header_violations(frame, 7, 7 + size)
         for rule, detail in found:
             self.note_violation(rule, detail, channel)
@@ -401,6 +405,14 @@ class StrictConnection(Connection):
             log.warning("%s: strict: connection ends after %d violation(s): %s", self.peer,
                         sum(self.violations.values()), self.violation_summary())
         super()._release()
+
+
+def _well_formed(check: Callable[..., Any], *args: Any) -> bool:
+    try:
+        check(*args)
+    except Exception:  # noqa: BLE001 - any failure: the normal path has the answer for it
+        return False
+    return True
 
 
 def connection_class(strict: str) -> type[Connection]:
