@@ -122,3 +122,17 @@ def test_malformed_frames_get_the_usual_answer():
     conn.receive_data(method(1, 50, 10, b"\x00\x07" + sstr(b"q") + b"\x00" + b"\x00\x00\x00\x09"))
     [(channel, close)] = _replies(conn)
     assert (channel, close.reply_code) == (0, 501)  # cannot decode, as RabbitMQ: not a strict rule
+
+
+def test_connection_open_reserved_fields_close_before_the_vhost_opens():
+    conn = StrictConnection(Broker(), "peer", strict="close")
+    conn.receive_data(b"AMQP\x00\x00\x09\x01")
+    conn.receive_data(pframe.marshal(C.Connection.StartOk(
+        client_properties={}, mechanism="PLAIN", response="\0guest\0guest"), 0))
+    conn.receive_data(pframe.marshal(C.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0), 0))
+    conn.out.clear()
+    conn.receive_data(pframe.marshal(C.Connection.Open(virtual_host="/", insist=True), 0))
+    [(channel, close)] = _replies(conn)
+    assert (channel, close.reply_code, close.class_id, close.method_id) == (0, 502, 10, 40)
+    assert close.reply_text == "SYNTAX_ERROR - strict mode: connection.open with insist set (reserved-open-field)"
+    assert conn.session is None
