@@ -131,7 +131,7 @@ def test_connection_open_reserved_fields_close_before_the_vhost_opens():
         client_properties={}, mechanism="PLAIN", response="\0guest\0guest"), 0))
     conn.receive_data(pframe.marshal(C.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0), 0))
     conn.out.clear()
-    conn.receive_data(pframe.marshal(C.Connection.Open(virtual_host="/", insist=True), 0))
+    conn.receive_data(method(0, 10, 40, sstr(b"/") + sstr(b"") + b"\x01"))  # insist set
     [(channel, close)] = _replies(conn)
     assert (channel, close.reply_code, close.class_id, close.method_id) == (0, 502, 10, 40)
     assert close.reply_text == "SYNTAX_ERROR - strict mode: connection.open with insist set (reserved-open-field)"
