@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from amqp_broker.testing import BrokerThread  # noqa: E402
-from strict_client import rabbitmq_address  # noqa: E402
+from strict_client import rabbitmq_address, server_product  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +31,9 @@ def rabbitmq():
     one they cannot say anything and are skipped (loudly, with the address tried)."""
     host, port = rabbitmq_address()
     try:
-        socket.create_connection((host, port), timeout=3).close()
+        product = server_product(host, port)
     except OSError as exc:
         pytest.skip(f"no RabbitMQ at {host}:{port} (AMQP_RABBITMQ_URL): {exc}")
+    if product != "RabbitMQ":
+        pytest.skip(f"{product!r} answers at {host}:{port} (AMQP_RABBITMQ_URL), not RabbitMQ")
     return host, port
-
-
-def node_violations(running: BrokerThread) -> dict[str, int]:
-    return dict(running.server.broker.counters.strict_violations)

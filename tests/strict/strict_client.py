@@ -22,6 +22,23 @@ def rabbitmq_address() -> tuple[str, int]:
     return u.hostname or "127.0.0.1", u.port or 5672
 
 
+def server_product(host: str, port: int) -> str:
+    """The product a broker names in connection.start (OSError when nothing answers)."""
+    client = Client(host, port)
+    try:
+        client.sock.sendall(b"AMQP\x00\x00\x09\x01")
+        start = client.next()
+        product = (start.server_properties or {}).get("product", "") if start is not None else ""
+        return product.decode() if isinstance(product, bytes) else str(product)
+    finally:
+        client.sock.close()
+
+
+def node_violations(running) -> dict[str, int]:
+    """The node's strict-mode counts of an in-process broker (amqp_broker.testing.BrokerThread)."""
+    return dict(running.server.broker.counters.strict_violations)
+
+
 def frame(frame_type: int, channel: int, payload: bytes) -> bytes:
     return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
 

@@ -8,8 +8,7 @@ import pytest
 
 from amqp_broker.protocol.strict import RULES
 from cases import CASES, run
-from conftest import node_violations
-from strict_client import ACCEPTED
+from strict_client import ACCEPTED, node_violations
 
 RULE_NAMES = sorted(CASES)
 
