@@ -121,7 +121,6 @@ _NAME_RE = re.compile(rb"[a-zA-Z0-9\-_.:]*\Z")
 _NAME_MAX = 127
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 
 _EXCHANGE_DECLARE = (40 << 16) | 10
 _QUEUE_DECLARE = (50 << 16) | 10

@@ -136,3 +136,14 @@ def test_connection_open_reserved_fields_close_before_the_vhost_opens():
     assert (channel, close.reply_code, close.class_id, close.method_id) == (0, 502, 10, 40)
     assert close.reply_text == "SYNTAX_ERROR - strict mode: connection.open with insist set (reserved-open-field)"
     assert conn.session is None
+
+
+def test_a_frame_held_by_flow_control_is_judged_once():
+    conn = _open()
+    conn.set_publish_hold("")
+    conn.receive_data(publish(1, b"nowhere", b"\x08\x00" + bytes((10,))) * 2)
+    assert conn.held_input
+    conn.set_publish_hold(None)
+    conn.resume_input()
+    assert conn.held_input is None
+    assert conn.violations == {"priority-range": 2}
