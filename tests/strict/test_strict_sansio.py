@@ -141,9 +141,11 @@ def test_connection_open_reserved_fields_close_before_the_vhost_opens():
 def test_a_frame_held_by_flow_control_is_judged_once():
     conn = _open()
     conn.set_publish_hold("")
-    conn.receive_data(publish(1, b"nowhere", b"\x08\x00" + bytes((10,))) * 2)
+    with_ticket = (method(1, 60, 40, b"\x00\x05" + sstr(b"") + sstr(b"nowhere") + b"\x00")
+                   + frame(2, 1, struct.pack(">HHQ", 60, 0, 1) + b"\x00\x00") + frame(3, 1, b"z"))
+    conn.receive_data(with_ticket * 2)
     assert conn.held_input
     conn.set_publish_hold(None)
     conn.resume_input()
     assert conn.held_input is None
-    assert conn.violations == {"priority-range": 2}
+    assert conn.violations == {"reserved-ticket": 2}
