@@ -310,8 +310,6 @@ class Connection(FrameReader, ViolationReporter):
                 log.info("%s: user '%s' updated its secret (reason: %s)",
                          self.peer, self.user.name, method.reason)
                 self.send_method(0, commands.Connection.UpdateSecretOk())
-            elif isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
-                pass  # a client telling us it is blocked needs no answer
             else:
                 # rabbit_reader names its state: "opening" until connection.open, then "running".
                 phase = "opening" if state == AWAIT_OPEN else "running"
