@@ -26,7 +26,7 @@ def close_broker():
 
 
 @pytest.fixture(scope="session")
-def rabbitmq():
+def rabbitmq_oracle():
     """(host, port) of the live RabbitMQ; these tests are about what it accepts, so without
     one they cannot say anything and are skipped (loudly, with the address tried)."""
     host, port = rabbitmq_address()

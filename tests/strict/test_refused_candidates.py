@@ -38,8 +38,8 @@ def test_every_candidate_has_rabbitmqs_answer():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_rabbitmq_refuses_it(name, rabbitmq):
-    assert run(REFUSED[name], *rabbitmq) == _expected(name)
+def test_rabbitmq_refuses_it(name, rabbitmq_oracle):
+    assert run(REFUSED[name], *rabbitmq_oracle) == _expected(name)
 
 
 @pytest.mark.parametrize("mode", ["off", "report", "close"])

@@ -18,9 +18,9 @@ def test_every_rule_has_a_case():
 
 
 @pytest.mark.parametrize("rule", RULE_NAMES)
-def test_rabbitmq_accepts_it_silently(rule, rabbitmq):
+def test_rabbitmq_accepts_it_silently(rule, rabbitmq_oracle):
     case, _ = CASES[rule]
-    assert run(case, *rabbitmq) == ACCEPTED
+    assert run(case, *rabbitmq_oracle) == ACCEPTED
 
 
 @pytest.mark.parametrize("rule", RULE_NAMES)
