@@ -43,7 +43,7 @@ from ..errors import (
 from .codec import FRAME_HEADER, FRAME_METHOD
 from .connection import Connection
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX
-from .method_layout import LAYOUTS, check_arguments
+from .method_layout import check_arguments
 from .state import AWAIT_OPEN, AWAIT_START_OK, CLOSED, OPEN
 
 log = logging.getLogger("amqp_broker.strict")
@@ -108,6 +108,12 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          "errata section 3 lists 'x' (byte array) as its own",
          "a field table or array value of type 'x' (byte array), not an AMQP 0-9-1 type",
          "accepts it in arguments and headers", SYNTAX_ERROR),
+    Rule("shortstr",
+         'spec 4.2.5.3: "Short strings can carry up to 255 octets of UTF-8 data, but may not '
+         'contain binary zero octets"',
+         "a short string with a zero octet (method arguments, properties), or a property that "
+         "is not UTF-8", "accepts both (it refuses some arguments that are not UTF-8, with 501)",
+         SYNTAX_ERROR),
     Rule("locale",
          'amqp0-9-1.xml: connection.start-ok locale "must be one of those specified by the server"',
          "a start-ok locale the server did not offer (it offers en_US)", "ignores it",
@@ -131,8 +137,6 @@ _CONNECTION_START_OK = (10 << 16) | 11
 _TICKET_METHODS = frozenset(
     index for index, cls in commands.INDEX_MAPPING.items() if list(cls.__slots__[:1]) == ["ticket"]
 )
-# Methods with a field table among their arguments (scanned for 'x' values).
-_TABLE_METHODS = frozenset(index for index, layout in LAYOUTS.items() if "table" in layout)
 _OFFERED_LOCALES = (b"en_US",)
 
 # Fixed value sizes of the field types RabbitMQ reads (rabbit_binary_parser), as in
@@ -223,9 +227,7 @@ def method_violations(state: Any, index: int, channel: int, buf: Any, start: int
                 out.append(("reserved-open-field", "connection.open with insist set"))
         elif index == _CONNECTION_START_OK and state == AWAIT_START_OK:
             _check_locale(out, buf, start, end)
-        if index in _TABLE_METHODS:
-            for name in _method_table_fields(index, buf, start, end):
-                out.append(("field-type", f"{_name(index)} argument {name!r} of type 'x'"))
+        _check_arguments(out, index, buf, start, end)
     except (IndexError, struct.error):
         pass  # malformed: the normal path answers it as RabbitMQ does
     return out
@@ -245,20 +247,55 @@ def _check_name(out: list, method: str, what: str, name: bytes, allow_empty: boo
         out.append(("name-syntax", f"{method} of {what} {name.decode('utf-8', 'replace')!r}"))
 
 
-def _method_table_fields(index: int, buf: Any, pos: int, end: int) -> list[str]:
-    """Names of 'x'-typed values in the field tables among a method's arguments."""
-    found: list[str] = []
-    for part in LAYOUTS[index]:
+def _named_layout(method_class: Any) -> tuple:
+    """(argument name, size or kind) in wire order, as method_layout's, with the names."""
+    layout: list = []
+    bits = 0
+    for name in method_class.__slots__:
+        kind = method_class.amqp_type(name)
+        if kind == "bit":
+            if bits % 8 == 0:
+                layout.append((name, 1))
+            bits += 1
+            continue
+        bits = 0
+        layout.append((name, _FIXED_ARGUMENT.get(kind, kind)))
+    return tuple(layout)
+
+
+_FIXED_ARGUMENT = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
+_NAMED_LAYOUTS = {index: _named_layout(cls) for index, cls in commands.INDEX_MAPPING.items()}
+
+
+def _check_arguments(out: list, index: int, buf: Any, pos: int, end: int) -> None:
+    """The rules every argument of its type obeys: shortstrs without zero octets, field tables
+    with AMQP 0-9-1 value types only."""
+    for name, part in _NAMED_LAYOUTS.get(index, ()):
         if part.__class__ is int:
             pos += part
         elif part == "shortstr":
-            pos += 1 + buf[pos]
+            value, pos = _shortstr(buf, pos)
+            if b"\x00" in value:
+                out.append(("shortstr", f"{_name(index)} {name.replace('_', '-')} {value!r} "
+                                        "holds a zero octet"))
         else:
             start = pos + 4
             pos = start + _U32.unpack_from(buf, pos)[0]
             if part == "table" and pos <= end:
-                found += table_types_outside_spec(buf, start, pos)
-    return found
+                for field in table_types_outside_spec(buf, start, pos):
+                    out.append(("field-type", f"{_name(index)} argument {field!r} of type 'x'"))
+
+
+def _check_property(out: list, where: str, value: bytes) -> None:
+    """A shortstr property: UTF-8 without zero octets. (In method arguments only zero octets are
+    looked for: RabbitMQ refuses some arguments that are not UTF-8 itself, with 501.)"""
+    if b"\x00" in value:
+        out.append(("shortstr", f"{where} {value!r} holds a zero octet"))
+        return
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        out.append(("shortstr", f"{where} {value!r} is not UTF-8"))
 
 
 def _name(index: int) -> str:
@@ -293,6 +330,7 @@ def header_violations(buf: Any, start: int, end: int) -> list[tuple[str, str]]:
                 value, pos = _shortstr(buf, pos)
                 if name == "cluster_id" and value:
                     out.append(("reserved-property", f"cluster-id {value!r}"))
+                _check_property(out, f"property {name.replace('_', '-')}", value)
             elif kind == "table":
                 inner = pos + 4
                 pos = inner + _U32.unpack_from(buf, pos)[0]

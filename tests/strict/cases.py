@@ -128,3 +128,12 @@ def run(case, host: str, port: int):
         return case(client)
     finally:
         client.close()
+
+
+def shortstr(c: Client):
+    c.open()
+    c.sock.sendall(publish(1, b"strict\x00" + _name(), b"\x00\x00"))
+    return c.observe()
+
+
+CASES["shortstr"] = (shortstr, ("connection.close", 502, 60, 40))

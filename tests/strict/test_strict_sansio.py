@@ -149,3 +149,13 @@ def test_a_frame_held_by_flow_control_is_judged_once():
     conn.resume_input()
     assert conn.held_input is None
     assert conn.violations == {"reserved-ticket": 2}
+
+
+def test_short_string_properties_must_be_utf8_without_zero_octets():
+    conn = _open()
+    conn.receive_data(publish(1, b"nowhere", b"\x80\x00" + sstr(b"text/\xff"))
+                      + publish(1, b"nowhere", b"\x00\x10" + sstr(b"gu\x00est")))
+    assert conn.violations == {"shortstr": 2}
+    # Arguments are judged by zero octets only: RabbitMQ refuses some that are not UTF-8 itself.
+    conn.receive_data(method(1, 60, 20, b"\x00\x00" + sstr(b"q\xff") + sstr(b"") + b"\x00" + b"\x00" * 4))
+    assert conn.violations == {"shortstr": 2}
