@@ -278,7 +278,8 @@ class FrameReader:
             header_end = pos + 7 + size
             if not (frame_type == FRAME_HEADER and frame_channel == number and size >= 14
                     and header_end < end_all and size <= frame_max and buf[header_end] == FRAME_END
-                    and buf[pos + 7] == 0 and buf[pos + 8] == 60 and not buf[pos + 9] and not buf[pos + 10]):
+                    and buf[pos + 7] == 0 and buf[pos + 8] == 60  # class 60
+                    and not buf[pos + 9] and not buf[pos + 10]):  # weight 0
                 break
             body_size = _BODY_SIZE.unpack_from(buf, pos + 11)[0]
             if body_size > max_message_size:

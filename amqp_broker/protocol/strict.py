@@ -423,9 +423,10 @@ class StrictConnection(Connection):
         elif state < AWAIT_OPEN:
             # Before tune-ok the normal close path drops the socket without a word (as RabbitMQ
             # does); a lint names what it refused.
+            reply_text = ConnectionLevelError(rule.reply_code, text).reply_text
             self.send_method(0, commands.Connection.Close(
-                reply_code=rule.reply_code, reply_text=ConnectionLevelError(rule.reply_code, text).reply_text,
-                class_id=class_id, method_id=method_id))
+                reply_code=rule.reply_code, reply_text=reply_text, class_id=class_id,
+                method_id=method_id))
             self._terminate(text)
         else:
             self._fail(ConnectionLevelError(rule.reply_code, text), channel, class_id, method_id)
