@@ -61,6 +61,8 @@ MAX_MESSAGE_SIZE_LIMIT = 536870912
 
 #: Accepted values of :attr:`Settings.log_level`, lowest first.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: Values of the ``strict`` setting (amqp_broker/protocol/strict.py).
+STRICT_MODES = ("off", "report", "close")
 
 
 def full_node_name(name: str) -> str:
@@ -146,6 +148,9 @@ class Settings:
     #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
     #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
     node_name: str = "rabbit"
+    #: Strict mode, a lint for client authors: "off", "report" (log and count the AMQP 0-9-1
+    #: rules a client breaks that RabbitMQ lets pass) or "close" (also close with the spec's code).
+    strict: str = "off"
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -178,6 +183,11 @@ class Settings:
                 "memory_high_watermark must be a fraction >= 0, "
                 f"got {self.memory_high_watermark!r}",
                 "memory_high_watermark",
+            )
+        object.__setattr__(self, "strict", self.strict.lower())
+        if self.strict not in STRICT_MODES:
+            raise ConfigError(
+                f"strict must be one of {', '.join(STRICT_MODES)}, got {self.strict!r}", "strict"
             )
         for name in ("data_dir", "default_vhost", "node_name"):
             if not getattr(self, name):
@@ -297,7 +307,11 @@ _FLAG_HELP = {
     "(default: the node name)",
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
+    "strict": "report AMQP 0-9-1 violations RabbitMQ lets pass: --strict (= report: log and "
+    "count), --strict=close (also close with the spec's code), off (default)",
 }
+# Flags taking an optional value: ``--strict`` alone means ``--strict=report``.
+_FLAG_CONST = {"strict": "report"}
 
 #: Further flags of a setting, beside --<name-with-dashes>.
 _FLAG_ALIASES = {"trace_file": ("--trace",)}
@@ -321,8 +335,9 @@ def _settings_parent(names: Sequence[str]) -> argparse.ArgumentParser:
         help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
     )
     for name in names:
+        extra = {"nargs": "?", "const": _FLAG_CONST[name]} if name in _FLAG_CONST else {}
         group.add_argument(_flag(name), *_FLAG_ALIASES.get(name, ()), dest=name, metavar=name.upper(),
-                           help=_FLAG_HELP[name])
+                           help=_FLAG_HELP[name], **extra)
     return parent
 
 

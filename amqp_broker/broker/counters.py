@@ -49,6 +49,8 @@ class NodeCounters:
         self.connections_closed = 0
         self.channels_opened = 0
         self.channels_closed = 0
+        # Strict-mode violations noted on any connection, by rule (amqp_broker.protocol.strict).
+        self.strict_violations: dict[str, int] = {}
         # Channel counters (CHANNEL_COUNTERS) of the vhosts deleted since start.
         self.retired_channels: dict[str, int] = dict.fromkeys(CHANNEL_COUNTERS, 0)
         # Queue counters (QUEUE_COUNTERS) of deleted queues, by queue type name (classic...).

@@ -143,6 +143,11 @@ def render_metrics(admin: "Admin") -> str:
     metric("rabbitmq_global_messages_unroutable_returned_total", "counter",
            "Total number of messages published as mandatory into an exchange and returned to the "
            "publisher as unroutable", [(AMQP091, counters["return_unroutable"])])
+    violations = admin.strict_violations()
+    if violations:  # only with --strict: not a RabbitMQ metric
+        metric("amqp_broker_strict_violations_total", "counter",
+               "AMQP 0-9-1 rules broken by clients and noted by strict mode",
+               [((("rule", rule),), count) for rule, count in sorted(violations.items())])
     lines.append("")
     return "\n".join(lines)
 

@@ -225,9 +225,9 @@ def decode_content_header(buf, offset: int, end: int) -> tuple[int, int, bytes]:
     """Decode a content header frame payload spanning ``buf[offset:end]``.
 
     Returns ``(class_id, body_size, properties_raw)`` where ``properties_raw`` is a copy of the
-    property flags and property list, left undecoded. The weight field is ignored (spec 4.2.6.1:
-    "must be zero"; RabbitMQ does not check it either). The caller checks ``class_id`` against the
-    method (RabbitMQ answers a mismatch with 505 UNEXPECTED_FRAME).
+    property flags and property list, left undecoded. The caller checks the weight (spec 4.2.6.1:
+    "must be zero"; RabbitMQ answers another with 505 UNEXPECTED_FRAME) and ``class_id`` against
+    the method (a mismatch is a 505 too).
     """
     # 12 fixed octets plus at least the 2-octet property flags word.
     if end - offset < _CONTENT_FIXED + 2 or end > len(buf) or offset < 0:

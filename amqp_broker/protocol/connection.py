@@ -71,6 +71,7 @@ from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, Fram
 from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
 from .sasl import MECHANISMS, parse_credentials
+from .violations import ViolationReporter
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
     AWAIT_OPEN,
@@ -125,7 +126,7 @@ def _method_ids(method: Any) -> tuple[int, int]:
     return index >> 16, index & 0xFFFF
 
 
-class Connection(FrameReader):
+class Connection(FrameReader, ViolationReporter):
     """One AMQP connection, server side, with no I/O of its own."""
 
     def __init__(
@@ -183,6 +184,9 @@ class Connection(FrameReader):
         self.held_input: bytes | None = None
         self._blocked_capable = False
         self._blocked_sent = False
+        # Protocol violations noted (rule -> count), and who is told of each (see .violations).
+        self.violations: dict[str, int] = {}
+        self.violation_listeners: list = []
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -314,8 +318,6 @@ class Connection(FrameReader):
                 log.info("%s: user '%s' updated its secret (reason: %s)",
                          self.peer, self.user.name, method.reason)
                 self.send_method(0, commands.Connection.UpdateSecretOk())
-            elif isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
-                pass  # a client telling us it is blocked needs no answer
             else:
                 # rabbit_reader names its state: "opening" until connection.open, then "running".
                 phase = "opening" if state == AWAIT_OPEN else "running"

@@ -43,6 +43,10 @@ class ContentAssembly:
             raise ConnectionLevelError(
                 FRAME_ERROR, f"cannot decode {erlang_binary_w(buf[start:end])}", 60, 40
             ) from None
+        if buf[start + 2] or buf[start + 3]:
+            # A weight other than 0 (spec 4.2.6.1: "must be zero") does not match RabbitMQ's
+            # content header pattern at all, whatever the class.
+            raise ConnectionLevelError(UNEXPECTED_FRAME, self.method_error().text, 60, 40)
         if class_id != 60:
             raise ConnectionLevelError(
                 UNEXPECTED_FRAME,

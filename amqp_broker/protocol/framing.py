@@ -246,6 +246,8 @@ class FrameReader:
             elif frame_type == FRAME_HEADER:
                 self._on_header(channel, buf, start, end)
             elif frame_type == FRAME_HEARTBEAT:
+                if size:  # RabbitMQ's parser knows heartbeats only without a payload
+                    raise ConnectionLevelError(FRAME_ERROR, octets_text(8, buf[start:end], "unknown_frame"))
                 if channel != 0:
                     raise ConnectionLevelError(UNEXPECTED_FRAME, octets_text(8, buf[start:end]))
             else:
@@ -281,7 +283,8 @@ class FrameReader:
             header_end = pos + 7 + size
             if not (frame_type == FRAME_HEADER and frame_channel == number and size >= 14
                     and header_end < end_all and size <= frame_max and buf[header_end] == FRAME_END
-                    and buf[pos + 7] == 0 and buf[pos + 8] == 60):
+                    and buf[pos + 7] == 0 and buf[pos + 8] == 60  # class 60
+                    and not buf[pos + 9] and not buf[pos + 10]):  # weight 0
                 break
             body_size = _BODY_SIZE.unpack_from(buf, pos + 11)[0]
             if body_size > max_message_size:

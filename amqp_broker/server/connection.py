@@ -23,7 +23,8 @@ import trio
 
 from ..errors import INTERNAL_ERROR
 from ..protocol.output import WRITE_LOW_WATER
-from ..protocol.connection import CLOSING, OPEN, Connection
+from ..protocol.connection import CLOSING, OPEN
+from ..protocol.strict import connection_class
 
 if TYPE_CHECKING:  # pragma: no cover
     from .flow import FlowControl
@@ -73,7 +74,8 @@ class ServerConnection:
         # writer test it once per batch.
         self.tracer = None
         settings = server.settings
-        self.protocol = Connection(
+        strict = {"strict": settings.strict} if settings.strict != "off" else {}
+        self.protocol = connection_class(settings.strict)(
             server.broker,
             peer,
             heartbeat=settings.heartbeat,
@@ -83,6 +85,7 @@ class ServerConnection:
             cluster_name=server.cluster_name,
             identity=server.identity,
             local=local,
+            **strict,
         )
         self.protocol.output.on_output = self._wake
         self.protocol.on_force_close = self.force_close

@@ -186,6 +186,10 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
             "channels_closed": counters.channels_closed,
         }
 
+    def strict_violations(self) -> dict[str, int]:
+        """Strict-mode violations noted since start, by rule (empty unless strict mode is on)."""
+        return dict(self.broker.counters.strict_violations)
+
     def _with_rates(self, key: Any, totals: dict[str, int]) -> dict:
         """``totals`` plus a ``<name>_details: {"rate": per second}`` for each, as RabbitMQ's
         message_stats; rates come from the difference with the oldest sample of the last 10 s."""

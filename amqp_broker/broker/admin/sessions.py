@@ -58,6 +58,8 @@ class SessionsAdmin:
             "channel_max": details.get("channel_max", 0),
             "timeout": details.get("timeout", 0),
             "ssl": False,
+            **({"strict_violations": dict(details["strict_violations"])}
+               if "strict_violations" in details else {}),
         }
 
     def close_connection(self, name: str, reason: str = DEFAULT_CLOSE_REASON) -> None:
