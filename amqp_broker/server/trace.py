@@ -93,6 +93,10 @@ class ConnectionTracer:
     def event(self, kind: str, **fields: Any) -> None:
         self.file.write([{"ts": round(time.time(), 6), "conn": self.name, "event": kind, **fields}])
 
+    def violation(self, _protocol: Any, rule: str, detail: str, channel: int) -> None:
+        """A strict-mode finding (protocol/violations.py), after the frame that caused it."""
+        self.event("violation", rule=rule, detail=detail, channel=channel)
+
     def _write(self, direction: str, frames: list[bytes]) -> None:
         if not frames:
             return
@@ -187,8 +191,7 @@ class Tracing:
             return
         tracer.event("close", reason=reason)
         tracer.event("socket_closed")
-        conn.tracer = None
-        self._release(tracer.file.path)
+        self._detach(conn, tracer)
 
     def start(self, conn: "ServerConnection", path: str, event: str = "trace_on") -> None:
         current = conn.tracer
@@ -203,13 +206,20 @@ class Tracing:
         if hasattr(conn.stream, "cipher"):  # a trio.SSLStream, its handshake done before AMQP
             tracer.event("tls", **tls_details(conn.stream))
         conn.tracer = tracer
+        conn.protocol.violation_listeners.append(tracer.violation)
 
     def stop(self, conn: "ServerConnection") -> None:
         tracer = conn.tracer
         if tracer is None:
             return
-        conn.tracer = None
         tracer.event("trace_off")
+        self._detach(conn, tracer)
+
+    def _detach(self, conn: "ServerConnection", tracer: ConnectionTracer) -> None:
+        conn.tracer = None
+        listeners = conn.protocol.violation_listeners
+        if tracer.violation in listeners:
+            listeners.remove(tracer.violation)
         self._release(tracer.file.path)
 
     # -- files ----------------------------------------------------------------------------------
