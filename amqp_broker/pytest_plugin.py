@@ -8,8 +8,8 @@ is imported and started the first time a fixture needs it.
 ``amqp_broker`` (session)
     One broker on 127.0.0.1 and a free port, on its own thread, with a temporary data directory.
     ``.url``, ``.host``, ``.port``, ``.admin`` (the broker's :class:`~amqp_broker.broker.admin.Admin`,
-    each call run on the broker's loop), ``queues()``, ``purge_all()``, ``wait_for_messages()``,
-    ``reset()``.
+    each call run on the broker's loop), ``.faults`` (fault injection, README "Fault injection"),
+    ``queues()``, ``purge_all()``, ``wait_for_messages()``, ``reset()``.
 ``amqp_vhost`` / ``amqp_url`` (function)
     A virtual host of the test's own, created before it and deleted after it (with everything in
     it and every connection to it), guest granted on it; ``amqp_url`` is its URL. This is the
@@ -83,6 +83,8 @@ class BrokerHandle:
         self.user: str = thread.settings.default_user
         self.password: str = thread.settings.default_pass
         self.admin = AdminProxy(thread)
+        #: Fault injection (:class:`amqp_broker.testing.FaultsProxy`; README "Fault injection").
+        self.faults = thread.faults
 
     def url_for(self, vhost: str) -> str:
         """The amqp:// URL of ``vhost`` on this broker, as guest."""

@@ -13,9 +13,10 @@ the port, into the node's discovery record, mode 0600), so another local user ca
 broker through it.
 
 Requests are whitelisted by name (:func:`operations`): the :class:`~amqp_broker.broker.admin.Admin`
-calls plus ``status``, ``await_startup``, ``stop`` and ``reset``. Arguments are checked against
-the call's signature and annotations before it runs, and whatever a call raises becomes an error
-response: a bad request never takes the broker down.
+calls plus ``status``, ``await_startup``, ``stop`` and ``reset``, and fault injection's
+``fault_arm``, ``fault_list`` and ``fault_release`` (:class:`~amqp_broker.server.faults.Faults`).
+Arguments are checked against the call's signature and annotations before it runs, and whatever
+a call raises becomes an error response: a bad request never takes the broker down.
 """
 
 from __future__ import annotations
@@ -85,7 +86,27 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
         admin.reset(settings.default_user, settings.default_pass, settings.default_vhost)
         return True
 
-    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset)
+    faults = server.faults
+
+    def fault_arm(spec: dict) -> dict:
+        """Arm a fault (``ctl fault KIND``): ``spec`` holds its kind under "fault" and the
+        options of :meth:`~amqp_broker.server.faults.Faults.arm`."""
+        options = dict(spec)
+        kind = options.pop("fault", None)
+        if not isinstance(kind, str):
+            raise BadRequest("spec needs the fault's kind under 'fault'")
+        return faults.arm(kind, **options)
+
+    def fault_list() -> list:
+        """Every fault not yet released (``ctl fault list``)."""
+        return faults.list()
+
+    def fault_release(fault: str | None = None) -> int:
+        """Release one fault (by id), or all (``ctl fault release [ID]``)."""
+        return faults.release(fault)
+
+    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset,
+               fault_arm=fault_arm, fault_list=fault_list, fault_release=fault_release)
     return ops
 
 

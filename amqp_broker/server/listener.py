@@ -26,6 +26,7 @@ from .flow import monitor as flow_monitor
 from .connection import ServerConnection
 from .control import new_token, serve_control
 from .descriptors import fd_limit, open_fd_count, serve_listeners
+from .faults import Faults
 from .timers import drive_timers
 
 log = logging.getLogger("amqp_broker.server")
@@ -80,6 +81,8 @@ class BrokerServer:
         self.disk_free_limit = settings.disk_free_limit_bytes
         # What the management API, the control CLI and the pytest plugin use: the only door in.
         self.admin = Admin(self.broker, self.node_info)
+        # Fault injection, the one door for tests, /api/faults and `ctl fault` (server/faults.py).
+        self.faults = Faults(self)
         self.started_at = time.time()
         # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
         self.listeners: list[tuple[str, str, int]] = []
@@ -222,7 +225,8 @@ class BrokerServer:
         # Imported only when used: a broker without HTTP listeners does not load h11.
         from ..management.server import open_http_services
 
-        return await open_http_services(self.http_ports, self.settings.bind_host, self.admin)
+        return await open_http_services(self.http_ports, self.settings.bind_host, self.admin,
+                                        faults=self.faults)
 
     async def _serve(
         self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
