@@ -124,7 +124,7 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 SECTIONS = ("Nodes", "Users", "Access Control", "Virtual hosts", "Monitoring, observability and health checks",
-            "Queues", "Operations", "Definitions", "Health checks", "Help")
+            "Queues", "Operations", "Definitions", "Health checks", "Fault injection", "Help")
 
 BOTH = ("rabbitmqctl", "rabbitmq-diagnostics")
 DIAGNOSTICS = ("rabbitmq-diagnostics",)
@@ -1173,3 +1173,6 @@ def execute(cmd: Command, ctx: Context, ns: argparse.Namespace, err: TextIO) -> 
         return EX_DATAERR if exc.kind == "bad_request" else EX_UNAVAILABLE
     finally:
         ctx.close()
+
+
+from . import faults as _faults  # noqa: E402,F401  (registers ``fault``; it needs the above)
