@@ -57,9 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("amqp_broker.faults")
 
-#: What RabbitMQ 3.10 says to every connection when it stops (rabbit_networking).
-RESTART_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
-
 # Each kind's parameters: name -> (type, default). None as a default means "derived".
 KINDS: dict[str, dict[str, tuple[type, Any]]] = {
     "close_connection": {"code": (int, CONNECTION_FORCED), "text": (str, None)},
@@ -372,9 +369,11 @@ class Faults:
     def _restart(self, keep_transient: bool) -> int:
         """What clients see of a RabbitMQ restart: 320 to every connection, then (unless kept)
         the non-durable queues are gone; the listener goes on accepting."""
+        from .listener import SHUTDOWN_TEXT  # RabbitMQ's words; a real shutdown's too
+
         connections = list(self.server.connections)
         for conn in connections:
-            conn.force_close(RESTART_TEXT)
+            conn.force_close(SHUTDOWN_TEXT)
         if not keep_transient:
             admin = self.server.admin
             for queue in [q for q in admin.queues() if not q["durable"]]:

@@ -16,7 +16,7 @@ from pika.exceptions import (
     StreamLostError,
 )
 
-from amqp_broker.server.faults import RESTART_TEXT
+from amqp_broker.server.listener import SHUTDOWN_TEXT
 
 # Seconds to watch for something that must NOT arrive (absence cannot be awaited).
 SETTLE = 0.3
@@ -218,7 +218,8 @@ def test_restart_closes_with_320_shutdown_and_keeps_durable_state(broker, faults
     faults.restart()
     error = raised_while_waiting(connection)
     assert isinstance(error, ConnectionClosedByBroker)
-    assert (error.reply_code, error.reply_text) == (320, RESTART_TEXT)
+    assert (error.reply_code, error.reply_text) == (320, SHUTDOWN_TEXT)
+    assert SHUTDOWN_TEXT == "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
     # The broker takes connections right away, with the durable queue and its message.
     again = connect(broker)
     channel = again.channel()
