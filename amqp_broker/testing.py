@@ -14,11 +14,6 @@ settings have no value for "any port" (0 there means off) and tests run side by 
 
     with BrokerThread(management=True) as broker:
         urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/api/overview")
-
-``broker.faults`` injects faults (README.md, "Fault injection"):
-
-    broker.faults.close_channel(code=406, on="basic.publish", after=3)
-    broker.faults.restart()
 """
 
 from __future__ import annotations

@@ -13,10 +13,9 @@ the port, into the node's discovery record, mode 0600), so another local user ca
 broker through it.
 
 Requests are whitelisted by name (:func:`operations`): the :class:`~amqp_broker.broker.admin.Admin`
-calls plus ``status``, ``await_startup``, ``stop`` and ``reset``, and fault injection's
-``fault_arm``, ``fault_list`` and ``fault_release`` (:class:`~amqp_broker.server.faults.Faults`).
-Arguments are checked against the call's signature and annotations before it runs, and whatever
-a call raises becomes an error response: a bad request never takes the broker down.
+calls plus ``status``, ``await_startup``, ``stop`` and ``reset``. Arguments are checked against
+the call's signature and annotations before it runs, and whatever a call raises becomes an error
+response: a bad request never takes the broker down.
 """
 
 from __future__ import annotations
@@ -63,6 +62,7 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
     """Every request name the control endpoint serves, with the call that serves it."""
     admin = server.admin
     ops: dict[str, Callable[..., Any]] = {name: getattr(admin, name) for name in _ADMIN_OPS}
+    ops.update(fault_operations(server))
 
     def status() -> dict:
         """The node's facts and object totals (``rabbitmqctl status``)."""
@@ -86,11 +86,18 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
         admin.reset(settings.default_user, settings.default_pass, settings.default_vhost)
         return True
 
+    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset)
+    return ops
+
+
+def fault_operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
+    """Fault injection's requests (``amqp-broker ctl fault``), over the server's
+    :class:`~amqp_broker.server.faults.Faults`."""
     faults = server.faults
 
     def fault_arm(spec: dict) -> dict:
-        """Arm a fault (``ctl fault KIND``): ``spec`` holds its kind under "fault" and the
-        options of :meth:`~amqp_broker.server.faults.Faults.arm`."""
+        """Arm a fault: ``spec`` holds its kind under "fault" and the options of
+        :meth:`~amqp_broker.server.faults.Faults.arm`."""
         options = dict(spec)
         kind = options.pop("fault", None)
         if not isinstance(kind, str):
@@ -98,16 +105,14 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
         return faults.arm(kind, **options)
 
     def fault_list() -> list:
-        """Every fault not yet released (``ctl fault list``)."""
+        """Every fault not yet released."""
         return faults.list()
 
     def fault_release(fault: str | None = None) -> int:
-        """Release one fault (by id), or all (``ctl fault release [ID]``)."""
+        """Release one fault (by id), or every one."""
         return faults.release(fault)
 
-    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset,
-               fault_arm=fault_arm, fault_list=fault_list, fault_release=fault_release)
-    return ops
+    return {"fault_arm": fault_arm, "fault_list": fault_list, "fault_release": fault_release}
 
 
 class BadRequest(Exception):

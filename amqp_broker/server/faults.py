@@ -249,7 +249,9 @@ class Faults:
                 hook = conn.fault_hook = ConnectionFaults(self, conn)
             if hook is not None:
                 hook.sync()
-                if not live and not hook.busy():
+                if not live:
+                    # Safe even in the middle of the hook's receive(): that one finishes, and
+                    # the protocol has all input once it returns.
                     conn.fault_hook = None
 
     def _fault(self, fault_id: str) -> Fault:
@@ -404,10 +406,6 @@ class ConnectionFaults:
         self.silent = False
         self.no_heartbeats = False
         self._unsilenced = trio.Event()
-
-    def busy(self) -> bool:
-        """Whether the hook still has work (a frame half scanned must be finished)."""
-        return self.fed < len(self.buf) or self.silent
 
     def sync(self) -> None:
         """Apply the states in force to this connection (called whenever faults change)."""
