@@ -260,8 +260,9 @@ class Faults:
             raise FaultError("not_found", f"fault {fault_id!r} not found")
         return fault
 
-    def covers(self, fault: Fault, conn: "ServerConnection") -> bool:
-        """Whether ``fault`` (armed or active) concerns ``conn``."""
+    def covers(self, fault: Fault, conn: "ServerConnection", event: Event | None = None) -> bool:
+        """Whether ``fault`` (armed or active) concerns ``conn`` (``event``: the method about to
+        be handled, whose connection.open names the vhost before the connection has one)."""
         if fault.only is not None and fault.only is not conn:
             return False
         protocol = conn.protocol
@@ -277,8 +278,9 @@ class Faults:
         vhost = fault.target["vhost"]
         if vhost is not None:
             session = protocol.session
-            if session is None or session.vhost.name != vhost:
-                return False
+            if session is not None:
+                return session.vhost.name == vhost
+            return event is not None and event.fields.get("virtual_host") == vhost
         return True
 
     def active(self, conn: "ServerConnection", kinds: frozenset | set) -> list[Fault]:
@@ -288,15 +290,17 @@ class Faults:
     # -- triggers --------------------------------------------------------------------------------
 
     def watched(self, conn: "ServerConnection") -> set[str]:
-        """The methods armed triggers wait for on ``conn``."""
+        """The methods armed triggers wait for on ``conn`` (before connection.open, whatever
+        vhost they name: the connection has none yet)."""
+        opening = conn.protocol.session is None
         return {f.on for f in self.faults.values()
-                if f.state == "armed" and f.on and self.covers(f, conn)}
+                if f.state == "armed" and f.on and (opening or self.covers(f, conn))}
 
     def observe(self, conn: "ServerConnection", event: Event) -> list[Fault]:
         """Count ``event`` for the triggers it matches; the faults that fire now."""
         firing = []
         for fault in list(self.faults.values()):
-            if fault.state != "armed" or fault.on != event.method or not self.covers(fault, conn):
+            if fault.state != "armed" or fault.on != event.method or not self.covers(fault, conn, event):
                 continue
             target = fault.target
             if target["channel"] is not None and event.channel != target["channel"]:
@@ -434,8 +438,11 @@ class ConnectionFaults:
     async def quiet(self) -> None:
         """The writer's wait while the connection is silenced, until released or the client
         hangs up (then there is nothing to keep quiet for)."""
+        from .connection import peer_hung_up
+
         conn = self.conn
-        while self.silent and not conn._input_closed.is_set():
+        # The reader may be parked too (waiting for output to drain) and miss the hang-up.
+        while self.silent and not conn._input_closed.is_set() and not peer_hung_up(conn.stream.socket):
             with trio.move_on_after(0.5):
                 await self._unsilenced.wait()
 
@@ -513,7 +520,8 @@ class ConnectionFaults:
                 method.unmarshal(bytes(buf[start + 4:end]))
             except Exception:  # malformed: the protocol will say so; no trigger
                 return None
-            fields = {key: getattr(method, key) for key in ("queue", "exchange", "routing_key", "consumer_tag")
+            fields = {key: getattr(method, key)
+                      for key in ("queue", "exchange", "routing_key", "consumer_tag", "virtual_host")
                       if hasattr(method, key)}
             return Event(name, channel, fields)
         publishing = self.publishing.get(channel)

@@ -3,11 +3,12 @@ trigger, and the hook that only exists while a fault does."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pika
 import pytest
-from pika.exceptions import ChannelClosedByBroker, NackError
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, NackError
 
 
 def connect(broker):
@@ -94,3 +95,32 @@ def test_connections_read_through_the_hook_only_while_a_fault_is_live(broker, fa
                                  for ch in c.protocol.channels.values() if not ch.closing])
     assert sinks == ["ChannelState"] and hooks(broker) == {None}
     connection.close()
+
+
+def test_a_trigger_on_connection_open_narrowed_to_a_vhost(broker, faults):
+    """Every new connection to one vhost is refused right after it opened; others are not."""
+    vhost = f"refused-{uuid.uuid4().hex[:8]}"
+    admin = broker.server.admin
+    broker.call(lambda: (admin.add_vhost(vhost), admin.set_permissions("guest", vhost)))
+    try:
+        fault = faults.close_connection(code=320, text="CONNECTION_FORCED - not now",
+                                        on="connection.open", vhost=vhost, times=2)
+        fine = connect(broker)  # vhost /: not a match
+        for _ in range(2):
+            # open-ok, then the close: pika's constructor returns, and the close is read with it
+            # or on the next call; either way the connection is closed and says so no more.
+            connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port, vhost))
+            deadline = time.monotonic() + 5
+            while connection.is_open and time.monotonic() < deadline:
+                try:
+                    connection.process_data_events(time_limit=0.02)
+                except ConnectionClosedByBroker as exc:
+                    assert (exc.reply_code, exc.reply_text) == (320, "CONNECTION_FORCED - not now")
+            assert connection.is_closed
+            with pytest.raises(pika.exceptions.ConnectionWrongStateError):
+                connection.channel()
+        assert faults.get(fault["id"])["fired"] == 2
+        pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port, vhost)).close()
+        fine.close()
+    finally:
+        broker.call(lambda: admin.delete_vhost(vhost))
