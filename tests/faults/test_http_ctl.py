@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 import uuid

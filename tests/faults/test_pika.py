@@ -229,3 +229,23 @@ def test_restart_closes_with_320_shutdown_and_keeps_durable_state(broker, faults
     assert info.value.reply_code == 404
     again.channel().queue_delete(queue)
     again.close()
+
+
+def test_holding_one_consumer_leaves_the_others_alone(broker, faults, queue):
+    connection = connect(broker)
+    channel = connection.channel()
+    channel.queue_declare(queue, auto_delete=True)
+    channel.queue_declare(queue + "-b", auto_delete=True)
+    received = []
+    held_tag = channel.basic_consume(queue, lambda ch, m, p, body: received.append(body), auto_ack=True)
+    channel.basic_consume(queue + "-b", lambda ch, m, p, body: received.append(body), auto_ack=True)
+    fault = faults.hold_deliveries(consumer_tag=held_tag)
+    channel.basic_publish("", queue, b"held")
+    channel.basic_publish("", queue + "-b", b"free")
+    until(connection, lambda: received)
+    settle(connection)
+    assert received == [b"free"]
+    faults.release(fault)
+    until(connection, lambda: len(received) == 2)
+    assert received == [b"free", b"held"]
+    connection.close()
