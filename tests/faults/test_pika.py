@@ -132,10 +132,13 @@ def test_held_deliveries_arrive_when_released(broker, faults, queue):
     channel.basic_consume(queue, lambda ch, method, props, body: received.append(body))
     for n in range(3):
         channel.basic_publish("", queue, str(n).encode())
+    # Taken from the queue, waiting on the way: unacked, as a slow network would leave them.
+    deadline = time.monotonic() + 10
+    while broker.call(lambda: broker.server.admin.queue("/", queue)["messages_unacknowledged"]) != 3:
+        assert time.monotonic() < deadline, "the publishes never reached the consumer"
+        connection.process_data_events(time_limit=0.02)
     settle(connection)
     assert received == []
-    # Taken from the queue, waiting on the way: unacked, as a slow network would leave them.
-    assert broker.call(lambda: broker.server.admin.queue("/", queue)["messages_unacknowledged"]) == 3
     faults.release(fault)
     until(connection, lambda: len(received) == 3)
     assert received == [b"0", b"1", b"2"]
@@ -214,6 +217,7 @@ def test_restart_closes_with_320_shutdown_and_keeps_durable_state(broker, faults
     channel = connection.channel()
     channel.queue_declare(queue, durable=True)
     channel.queue_declare(queue + "-transient")
+    channel.confirm_delivery()  # the publish is in (and on disk) before the restart, not racing it
     channel.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2))
     faults.restart()
     error = raised_while_waiting(connection)
