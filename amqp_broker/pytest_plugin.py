@@ -16,6 +16,9 @@ is imported and started the first time a fixture needs it.
     default way to isolate tests: making and dropping a vhost costs under a millisecond whatever
     the rest of the broker holds, and leaves that rest alone, where a reset closes every
     connection and drops every vhost and user, session-scoped ones included.
+``amqp_faults`` (function)
+    The session broker's fault injection (:class:`amqp_broker.testing.FaultsProxy`), every fault
+    released after the test, passed or failed (README.md, "Fault injection").
 ``amqp_broker_clean`` (function)
     The sweeping alternative, for tests of the default vhost ``/`` or of broker-wide state: the
     broker reset to a fresh one's state before the test (``@pytest.mark.usefixtures(
@@ -203,6 +206,13 @@ def amqp_vhost(amqp_broker: BrokerHandle, request: pytest.FixtureRequest):
 def amqp_url(amqp_vhost: VhostHandle) -> str:
     """The amqp:// URL of this test's own vhost."""
     return amqp_vhost.url
+
+
+@pytest.fixture
+def amqp_faults(amqp_broker: BrokerHandle):
+    """Fault injection on the session broker; every fault released after the test."""
+    yield amqp_broker.faults
+    amqp_broker.faults.release()
 
 
 @pytest.fixture
