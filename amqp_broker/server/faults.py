@@ -441,8 +441,9 @@ class ConnectionFaults:
         from .connection import peer_hung_up
 
         conn = self.conn
+        sock = getattr(conn.stream, "socket", None)  # None: a stream without one (unit tests)
         # The reader may be parked too (waiting for output to drain) and miss the hang-up.
-        while self.silent and not conn._input_closed.is_set() and not peer_hung_up(conn.stream.socket):
+        while self.silent and not conn._input_closed.is_set() and not (sock and peer_hung_up(sock)):
             with trio.move_on_after(0.5):
                 await self._unsilenced.wait()
 
@@ -704,9 +705,10 @@ def _reset(conn: "ServerConnection") -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
-        pass
+        pass  # closed already: nothing left to reset
     conn.protocol.connection_lost("connection reset (fault injection)")
-    sock.close()  # wakes the reader and writer with ClosedResourceError
+    # trio's close wakes the reader and the writer (ClosedResourceError); the kernel sends RST.
+    sock.close()
     conn._wake()
 
 
