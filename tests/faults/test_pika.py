@@ -253,3 +253,15 @@ def test_holding_one_consumer_leaves_the_others_alone(broker, faults, queue):
     until(connection, lambda: len(received) == 2)
     assert received == [b"free", b"held"]
     connection.close()
+
+
+def test_restart_can_keep_transient_queues(broker, faults, queue):
+    connection = connect(broker)
+    connection.channel().queue_declare(queue)
+    faults.restart(keep_transient=True)
+    assert isinstance(raised_while_waiting(connection), ConnectionClosedByBroker)
+    again = connect(broker)
+    channel = again.channel()
+    channel.queue_declare(queue, passive=True)  # still there
+    channel.queue_delete(queue)
+    again.close()
