@@ -1,7 +1,7 @@
 """Command-line entry point: ``amqp-broker [serve] [--port N ...]`` or ``python -m amqp_broker``;
 ``amqp-broker definitions export|import FILE`` exports or imports definitions in the data directory;
 ``amqp-broker ctl COMMAND`` controls a running broker with rabbitmqctl's commands (exit codes as
-rabbitmqctl's); ``amqp-broker shims DIR`` writes RabbitMQ-named wrapper scripts into DIR.
+rabbitmqctl's); ``amqp-broker trace show|pcap FILE`` reads a frame trace; ``amqp-broker shims DIR`` writes RabbitMQ-named wrapper scripts into DIR.
 
 Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a configuration error or when the
 broker cannot start because of an OS error (port in use, data directory not writable), 2 on a
@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from amqp_broker.ctl.cli import main as ctl_main
 
         return ctl_main(argv[1:])
+    if argv[:1] == ["trace"]:
+        from amqp_broker.tracetools.cli import main as trace_main
+
+        return trace_main(argv[1:])
     if argv[:1] == ["shims"]:
         from amqp_broker.ctl.shims import main as shims_main
 

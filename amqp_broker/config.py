@@ -132,6 +132,16 @@ class Settings:
     #: TCP port of the Prometheus metrics endpoint ``/metrics`` (RabbitMQ's 15692), on ``host``;
     #: 0 = off.
     prometheus_port: int = 15692
+    #: A file every connection's frames are traced into (JSON lines, see server/trace.py); "" =
+    #: no trace.
+    trace_file: str = ""
+    #: connection.start's server_properties ``product``, ``version``, ``platform`` and
+    #: ``cluster_name`` (RabbitMQ's ``server_properties`` and ``cluster_name``); "" = our own:
+    #: amqp_broker, its version, the Python version, ``amqp_broker@<host name>``.
+    server_product: str = ""
+    server_version: str = ""
+    server_platform: str = ""
+    cluster_name: str = ""
     #: The node's name, as RabbitMQ's ``RABBITMQ_NODENAME``: a name without ``@`` gets
     #: ``@<short host name>`` appended, so the default is ``rabbit@<short host name>``. Tools
     #: find a running broker by it (see :mod:`amqp_broker.server.discovery`).
@@ -275,9 +285,22 @@ _FLAG_HELP = {
     "paged to disk (default: 134217728)",
     "management_port": "port of the management HTTP API and web page, 0 = off (default: 15672)",
     "prometheus_port": "port of the Prometheus /metrics endpoint, 0 = off (default: 15692)",
+    "trace_file": "trace every connection's frames into this file, as JSON lines "
+    "(read it with `amqp-broker trace show|pcap`; default: none)",
+    "server_product": 'product announced to clients in connection.start, e.g. "RabbitMQ" for '
+    "clients that gate features on it (default: amqp_broker)",
+    "server_version": "version announced to clients in connection.start, e.g. 3.10.8 "
+    "(default: this broker's version)",
+    "server_platform": "platform announced to clients in connection.start "
+    "(default: Python <version>)",
+    "cluster_name": "cluster name announced to clients, also the node's name in the management "
+    "API and metrics (default: amqp_broker@<host name>)",
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
 }
+
+#: Further flags of a setting, beside --<name-with-dashes>.
+_FLAG_ALIASES = {"trace_file": ("--trace",)}
 
 #: The settings that ``definitions export|import`` uses: the others only matter to a running
 #: broker, so their flags would only clutter that command's help.
@@ -298,7 +321,8 @@ def _settings_parent(names: Sequence[str]) -> argparse.ArgumentParser:
         help=f"read settings from this TOML file (also ${CONFIG_ENV_VAR}; default: none)",
     )
     for name in names:
-        group.add_argument(_flag(name), dest=name, metavar=name.upper(), help=_FLAG_HELP[name])
+        group.add_argument(_flag(name), *_FLAG_ALIASES.get(name, ()), dest=name, metavar=name.upper(),
+                           help=_FLAG_HELP[name])
     return parent
 
 
@@ -344,6 +368,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     # Listed here for --help only: __main__ hands these to their own parsers (amqp_broker/ctl).
     commands.add_parser("ctl", add_help=False,
                         help="control a running broker with rabbitmqctl's commands (ctl --help lists them)")
+    commands.add_parser("trace", add_help=False,
+                        help="print a frame trace (trace show FILE) or turn it into a pcap "
+                        "(trace pcap FILE -o OUT.pcap)")
     commands.add_parser("shims", add_help=False,
                         help="write rabbitmq-server/rabbitmqctl/rabbitmq-diagnostics/rabbitmq-plugins "
                         "wrappers into a directory (shims --help)")

@@ -65,6 +65,7 @@ CONF_KEYS = {
     "default_user": "default_user",
     "default_pass": "default_pass",
     "default_vhost": "default_vhost",
+    "cluster_name": "cluster_name",
     "loopback_users": "loopback_users (none)",
     "loopback_users.$user": "loopback_users (the users set to true)",
     "heartbeat": "heartbeat",
@@ -374,7 +375,7 @@ def _conf_settings(
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
         parts = _split_key(key)
-        if key in ("default_user", "default_pass", "default_vhost"):
+        if key in ("default_user", "default_pass", "default_vhost", "cluster_name"):
             layer.append((where, key, value))
         elif key in ("heartbeat", "channel_max", "max_message_size"):
             layer.append((where, key, _conf_int(value, where)))

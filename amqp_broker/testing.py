@@ -6,6 +6,11 @@
 The broker listens on 127.0.0.1 and a free port unless told otherwise, and shuts down the way
 SIGTERM does (clients get 320 CONNECTION_FORCED).
 
+Frame traces (one JSON line per frame; ``amqp-broker trace show FILE`` prints them): all
+connections with ``BrokerThread(trace_file=path)`` or ``broker.trace_all(path)``, one with
+``broker.trace(name, path)`` (its name from ``BrokerThread.connection_name(client_socket)``),
+``broker.trace_off(name)`` to stop.
+
 Its HTTP listeners are off by default (``management_port`` and ``prometheus_port`` 0), so test
 brokers never compete for 15672/15692. ``BrokerThread(management=True)`` serves the management API
 on a free port, found in ``broker.management_port`` once started; ``prometheus=True`` does the
@@ -94,6 +99,36 @@ class BrokerThread:
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the broker's loop (safe access to broker state) and return it."""
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def trace(self, connection: str, path: str) -> None:
+        """Trace the frames of the connection named ``connection`` (``"127.0.0.1:PORT ->
+        127.0.0.1:BROKER_PORT"``, as ``connection_name`` gives it) into ``path``, from now on."""
+        self.call(self._server().tracing.trace, connection, path)
+
+    def trace_off(self, connection: str) -> None:
+        """Stop tracing one connection."""
+        self.call(self._server().tracing.untrace, connection)
+
+    def trace_all(self, path: str | None) -> None:
+        """Trace every connection, open and to come, into ``path``; None stops every trace."""
+        self.call(self._server().tracing.trace_all, path)
+
+    @staticmethod
+    def connection_name(sock_or_address: Any, port: int | None = None) -> str:
+        """A client connection's name as the broker knows it, from the client's socket (or its
+        local ``(host, port)`` address and the broker's port)."""
+        if hasattr(sock_or_address, "getsockname"):
+            host, client_port = sock_or_address.getsockname()[:2]
+            broker_host, port = sock_or_address.getpeername()[:2]
+        else:
+            host, client_port = sock_or_address[:2]
+            broker_host = host
+        return f"{host}:{client_port} -> {broker_host}:{port}"
+
+    def _server(self) -> BrokerServer:
+        if self.server is None:
+            raise RuntimeError("the broker is not running")
+        return self.server
 
     def stop(self) -> None:
         """Shut down like SIGTERM does and wait for the thread."""

@@ -421,7 +421,7 @@ class Channel:
         vhost = self.vhost
         destinations = exchange.route(message)
         if vhost.exchange_bindings or (not destinations and exchange.alternate is not None):
-            destinations = vhost.route(exchange, message)  # the graph walk; rare
+            destinations = vhost.walk(exchange, message, destinations)  # rare
         for queue in destinations:
             routed += 1
             if queue.publish(message) is False and self.confirm_mode:

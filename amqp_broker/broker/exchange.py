@@ -112,6 +112,25 @@ class Exchange:
     def validate_binding(self, routing_key: str, arguments: dict) -> None:
         """Raise ValueError for binding arguments this type rejects (headers' x-match)."""
 
+    # Hooks for the plugin exchange types (consistent_hash.py, delayed.py); none is on the
+    # routing path.
+
+    @classmethod
+    def validate_declare(cls, arguments: dict) -> None:
+        """Raise the AMQP error RabbitMQ's type module gives for a new exchange's arguments
+        (rabbit_exchange_type:validate/1)."""
+
+    def recovered(self) -> None:
+        """Called once the exchange and its bindings were rebuilt from the store."""
+
+    def deleted(self) -> None:
+        """Called when the exchange is deleted (after its bindings are gone)."""
+
+    def info(self) -> dict:
+        """Type-specific items of the management API's exchange object (rabbit_exchange:info/1
+        appends the type module's info/1)."""
+        return _EMPTY
+
     def route(self, message: Message) -> Iterable[Any]:
         """Destinations (queues or exchanges) for ``message``; callers must not mutate the result."""
         raise NotImplementedError
@@ -245,3 +264,15 @@ class DefaultExchange(DirectExchange):
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     cls.type_name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
 }
+
+
+def _register_plugin_types() -> None:
+    # The types RabbitMQ's plugins add, always on here; imported late as they build on the above.
+    from .consistent_hash import ConsistentHashExchange
+    from .delayed import DelayedExchange
+
+    for cls in (ConsistentHashExchange, DelayedExchange):
+        EXCHANGE_TYPES[cls.type_name] = cls
+
+
+_register_plugin_types()

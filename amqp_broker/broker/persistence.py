@@ -59,18 +59,27 @@ class Persistence:
         """Write a durable exchange's record (with the durable bindings it is destination of)."""
         if not exchange.durable or not exchange.name or exchange.name.startswith("amq."):
             return
-        self.store.put("exchange", (exchange.vhost.name, exchange.name), {
+        record = {
             "type": exchange.type_name,
             "auto_delete": exchange.auto_delete,
             "internal": exchange.internal,
             "arguments": exchange.arguments,
             "bindings": self._bindings_to(exchange),
-        })
+        }
+        if hasattr(exchange, "restore_held"):
+            # An x-delayed-message exchange stores the messages it holds like a queue, by id.
+            if exchange.store_id is None:
+                exchange.store_id = self.store.new_queue_id()
+            exchange.persistence = self
+            record["id"] = exchange.store_id
+        self.store.put("exchange", (exchange.vhost.name, exchange.name), record)
 
     def delete_exchange(self, exchange: "Exchange", former_destinations: list[Any]) -> None:
         """Forget a deleted exchange; re-save what it was bound to (their bindings changed)."""
         if exchange.durable:
             self.store.delete("exchange", (exchange.vhost.name, exchange.name))
+        if getattr(exchange, "store_id", None) is not None:
+            self.store.drop_queue(exchange.store_id)
         for destination in former_destinations:
             self.save_destination(destination)
 
@@ -159,6 +168,10 @@ class Persistence:
             )
             pending_bindings.append((vhost, exchange, record.get("bindings", [])))
             counts["exchanges"] += 1
+            if "id" in record and hasattr(exchange, "restore_held"):
+                exchange.store_id = record["id"]
+                exchange.persistence = self
+                counts["messages"] += exchange.restore_held(self.store.read_messages(record["id"]))
         for (vhost_name, name), record in snapshot.definitions.get("queue", []):
             vhost = broker.add_vhost(vhost_name)
             queue = vhost.declare_queue(
@@ -191,4 +204,7 @@ class Persistence:
                 else:
                     vhost.bind_exchange(destination, source, routing_key, arguments)
                 counts["bindings"] += 1
+        for vhost in broker.vhosts.values():
+            for exchange in vhost.exchanges.values():
+                exchange.recovered()
         return counts

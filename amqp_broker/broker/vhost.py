@@ -155,6 +155,7 @@ class VHost:
             )
         if alternate is not None and access is not None:
             access.new_with_link("exchange", name, _text(alternate))
+        cls.validate_declare(arguments)
         exchange = cls(self, name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
         if durable and self.persistence is not None:
@@ -197,6 +198,7 @@ class VHost:
             else:
                 dest.bound_from.pop(exchange, None)
         exchange.clear_bindings()
+        exchange.deleted()
         for source in list(self.exchanges.values()):
             before = len(source.bindings)
             source.unbind_destination(exchange)
@@ -391,6 +393,13 @@ class VHost:
         destinations = exchange.route(message)
         if not self.exchange_bindings and (destinations or exchange.alternate is None):
             return destinations
+        return self.walk(exchange, message, destinations)
+
+    def walk(self, exchange: Exchange, message: Message, destinations: Iterable[Any]) -> Iterable[Queue]:
+        """The queues reached from ``exchange``'s own ``destinations`` (already asked of it: an
+        exchange is asked once per publish, which a stateful one such as x-delayed-message relies
+        on) through exchange-to-exchange bindings and alternate exchanges.
+        """
         # The graph walk (rabbit_exchange:route1/3): exchange-to-exchange bindings, and alternate
         # exchanges: every exchange reached that routes nowhere itself passes the message to its
         # alternate-exchange (process_alternate/2), if that exists; ``seen`` stops cycles.

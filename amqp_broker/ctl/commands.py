@@ -514,6 +514,40 @@ def close_all_connections(ctx: Context, ns: argparse.Namespace) -> None:
         ctx.result(message)
 
 
+# Not rabbitmqctl's trace_on/trace_off (the firehose, per vhost): these trace one connection's
+# frames into a file (server/trace.py). Offered by ``amqp-broker ctl`` only, not by the
+# rabbitmqctl shim, where a script's `trace_on -p /` means the firehose.
+@command("trace_on", "Traces a connection's frames into a file (amqp_broker's frame trace, not the firehose)",
+         "Operations", "trace_on <connection pid or name> <file>", tools=())
+@arguments(lambda p: (p.add_argument("connection",
+                                     help="a pid as list_connections prints it, or the connection's name"),
+                      p.add_argument("file", help="trace file to append JSON lines to (read it with "
+                                                  "`amqp-broker trace show FILE`)")))
+def trace_on(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Tracing connection {ns.connection} into {ns.file}...")
+    conn = _traced_connection(ctx, ns.connection)
+    # The broker's working directory is not ours: it gets the path as we mean it.
+    ctx.call("trace_on", connection=conn["name"], file=os.path.abspath(ns.file))
+    ctx.done()
+
+
+@command("trace_off", "Stops tracing a connection's frames", "Operations",
+         "trace_off <connection pid or name>", tools=())
+@arguments(lambda p: p.add_argument("connection",
+                                    help="a pid as list_connections prints it, or the connection's name"))
+def trace_off(ctx: Context, ns: argparse.Namespace) -> None:
+    ctx.banner(f"Stopping the trace of connection {ns.connection}...")
+    ctx.call("trace_off", connection=_traced_connection(ctx, ns.connection)["name"])
+    ctx.done()
+
+
+def _traced_connection(ctx: Context, ref: str) -> dict:
+    conn = _find_connection(ctx, ref)
+    if conn is None:
+        raise CtlError(EX_DATAERR, f"no connection named {ref!r} (list_connections name lists them)")
+    return conn
+
+
 # -- users -----------------------------------------------------------------------------------------
 
 def _password(ns: argparse.Namespace) -> str:

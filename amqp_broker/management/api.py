@@ -60,6 +60,9 @@ EXCHANGE_TYPES = [
     {"name": name, "description": f"AMQP {name} exchange, as per the AMQP specification",
      "enabled": True}
     for name in ("direct", "fanout", "headers", "topic")
+] + [
+    {"name": "x-consistent-hash", "description": "Consistent Hashing Exchange", "enabled": True},
+    {"name": "x-delayed-message", "description": "Delayed Message Exchange.", "enabled": True},
 ]
 PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
                   "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
@@ -381,6 +384,10 @@ class ManagementApi:
         add("/api/connections/{connection}", GET=(ANY, self.connection),
             DELETE=(ANY, self.close_connection))
         add("/api/connections/{connection}/channels", GET=(ANY, self.connection_channels))
+        # Not RabbitMQ's: a connection's frame trace (server/trace.py). Under a prefix of our own,
+        # clear of RabbitMQ's paths (its tracing plugin has /api/traces and /api/trace-files).
+        add("/api/amqp-broker/connections/{connection}/trace", GET=(ADMIN, self.connection_trace),
+            PUT=(ADMIN, self.put_connection_trace), DELETE=(ADMIN, self.delete_connection_trace))
         add("/api/channels", GET=(ANY, self.channels))
         add("/api/channels/{channel}", GET=(ANY, self.channel))
         add("/api/consumers", GET=(ANY, self.consumers))
@@ -930,6 +937,31 @@ class ManagementApi:
         self._user_item(call, info, write=True)
         reason = call.request.headers.get("x-reason") or DEFAULT_CLOSE_REASON
         self.admin.close_connection(connection, reason)
+        return self._no_content()
+
+    def _tracing(self) -> Any:
+        if self.admin.tracing is None:
+            raise not_found()
+        return self.admin.tracing
+
+    def connection_trace(self, call: Call, connection: str) -> Any:
+        self.admin.connection(connection)
+        for row in self._tracing().traces():
+            if row["connection"] == connection:
+                return row
+        raise not_found()
+
+    def put_connection_trace(self, call: Call, connection: str) -> Any:
+        """Body ``{"file": "/absolute/path.jsonl"}``: the file the broker appends the trace to."""
+        self.admin.connection(connection)
+        path = self._body(call).get("file")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise bad_request("file must be the trace file's absolute path")
+        return self._tracing().trace(connection, path)
+
+    def delete_connection_trace(self, call: Call, connection: str) -> Response:
+        self.admin.connection(connection)
+        self._tracing().untrace(connection)
         return self._no_content()
 
     def connection_channels(self, call: Call, connection: str) -> Any:

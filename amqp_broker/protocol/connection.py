@@ -101,9 +101,11 @@ SERVER_CAPABILITIES = {
     "direct_reply_to": True,
 }
 
-def server_properties(cluster_name: str) -> dict:
-    """connection.start server-properties, with RabbitMQ's keys and capabilities."""
-    return {
+def server_properties(cluster_name: str, identity: dict[str, str] | None = None) -> dict:
+    """connection.start server-properties, with RabbitMQ's keys and capabilities; ``identity``
+    replaces ``product``, ``version`` and ``platform`` where it has a non-empty value (the
+    settings server_product... for clients that check for RabbitMQ)."""
+    properties = {
         "capabilities": dict(SERVER_CAPABILITIES),
         "cluster_name": cluster_name,
         "copyright": "Copyright (c) the amqp_broker authors",
@@ -112,6 +114,10 @@ def server_properties(cluster_name: str) -> dict:
         "product": "amqp_broker",
         "version": __version__,
     }
+    for key, value in (identity or {}).items():
+        if value:
+            properties[key] = value
+    return properties
 
 
 def _method_ids(method: Any) -> tuple[int, int]:
@@ -131,6 +137,7 @@ class Connection(FrameReader):
         frame_max: int = 131072,
         channel_max: int = 2047,
         cluster_name: str = "amqp_broker",
+        identity: dict[str, str] | None = None,
         max_message_size: int = 134217728,
         local: str = "",
     ):
@@ -148,6 +155,7 @@ class Connection(FrameReader):
         self.server_frame_max = frame_max
         self.server_channel_max = channel_max
         self.cluster_name = cluster_name
+        self.identity = identity
         self.max_message_size = max_message_size
         self.heartbeat = 0
         self.frame_max = PRE_TUNE_FRAME_MAX
@@ -266,7 +274,7 @@ class Connection(FrameReader):
             commands.Connection.Start(
                 version_major=0,
                 version_minor=9,
-                server_properties=server_properties(self.cluster_name),
+                server_properties=server_properties(self.cluster_name, self.identity),
                 mechanisms=MECHANISMS,
                 locales="en_US",
             ),

@@ -165,6 +165,11 @@ class FrameReader:
         self.held_input = b""  # receive_data fills in the rest of its input
         return True
 
+    def unhandled_input(self) -> bytes:
+        """What was received but not handled yet: input held back, or the start of a frame split
+        across reads (a trace switched on now starts after it)."""
+        return (self.held_input or b"") + bytes(self._tail)
+
     def partial_frame_size(self) -> int:
         """Payload size of the frame the last read ended inside; 0 when it ended between frames
         or inside a frame header (the I/O layer sizes its next read by it)."""

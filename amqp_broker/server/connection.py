@@ -66,6 +66,12 @@ class ServerConnection:
         self.server = server
         self.stream = stream
         self.peer = peer
+        self.local = local
+        # RabbitMQ's connection name, as the management API and the control CLI show it.
+        self.name = f"{peer} -> {local}" if local else peer
+        # Set while this connection's frames are traced (server/trace.py); the reader and the
+        # writer test it once per batch.
+        self.tracer = None
         settings = server.settings
         self.protocol = Connection(
             server.broker,
@@ -75,6 +81,7 @@ class ServerConnection:
             channel_max=settings.channel_max,
             max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
+            identity=server.identity,
             local=local,
         )
         self.protocol.output.on_output = self._wake
@@ -105,6 +112,7 @@ class ServerConnection:
     async def run(self) -> None:
         """Serve the connection; returns once the socket is closed."""
         log.info("accepting AMQP connection (%s)", self.peer)
+        self.server.tracing.accepted(self)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._timer, nursery.cancel_scope)
@@ -118,6 +126,8 @@ class ServerConnection:
                 await self.stream.aclose()
             reason = self.protocol.close_reason or "connection closed by client"
             log.info("closing AMQP connection (%s): %s", self.peer, reason)
+            if self.tracer is not None:
+                self.server.tracing.closed(self, reason)
             self.done.set()
 
     async def _reader(self) -> None:
@@ -137,6 +147,8 @@ class ServerConnection:
                 data = await receive(size)
                 if not data:
                     break
+                if self.tracer is not None:
+                    self.tracer.received(data)
                 self.last_receive = trio.current_time()
                 if protocol.publishing:
                     server.check_store_backlog()
@@ -165,8 +177,9 @@ class ServerConnection:
             else:
                 # Finished: whatever the client still sends (frames it wrote before seeing our
                 # close or close-ok) is read and dropped until it closes its side.
-                while await receive(DISCARD_SIZE):
-                    pass
+                while data := await receive(DISCARD_SIZE):
+                    if self.tracer is not None:
+                        self.tracer.received(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         self._input_closed.set()
@@ -228,9 +241,14 @@ class ServerConnection:
                         await committer.wait_committed(barrier)
                     output.barrier_passed(barrier)
                 if output.pieces:
-                    await self._send_pieces(output.take())
+                    pieces = output.take()
+                    if self.tracer is not None:
+                        self.tracer.sent(pieces)
+                    await self._send_pieces(pieces)
                 else:
                     buf = output.swap(spare)
+                    if self.tracer is not None:
+                        self.tracer.sent((buf,))
                     await send_all(buf)
                     buf.clear()
                     spare = buf

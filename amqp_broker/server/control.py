@@ -13,7 +13,8 @@ the port, into the node's discovery record, mode 0600), so another local user ca
 broker through it.
 
 Requests are whitelisted by name (:func:`operations`): the :class:`~amqp_broker.broker.admin.Admin`
-calls plus ``status``, ``await_startup``, ``stop`` and ``reset``. Arguments are checked against
+calls plus ``status``, ``await_startup``, ``stop``, ``reset`` and the frame traces' ``trace_on``,
+``trace_off`` and ``traces`` (server/trace.py). Arguments are checked against
 the call's signature and annotations before it runs, and whatever a call raises becomes an error
 response: a bad request never takes the broker down.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import secrets
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -86,7 +88,23 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
         admin.reset(settings.default_user, settings.default_pass, settings.default_vhost)
         return True
 
-    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset)
+    def trace_on(connection: str, file: str) -> dict:
+        """Trace a connection's frames into ``file`` (an absolute path: the caller's working
+        directory is not ours)."""
+        if not os.path.isabs(file):
+            raise AdminError("bad_request", f"the trace file must be an absolute path, got {file!r}")
+        return server.tracing.trace(connection, file)
+
+    def trace_off(connection: str) -> dict:
+        """Stop tracing a connection."""
+        return server.tracing.untrace(connection)
+
+    def traces() -> list:
+        """Every connection and the file it is traced into (None: not traced)."""
+        return server.tracing.traces()
+
+    ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset,
+               trace_on=trace_on, trace_off=trace_off, traces=traces)
     return ops
 
 

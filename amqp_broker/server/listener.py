@@ -28,6 +28,7 @@ from .control import new_token, serve_control
 from .descriptors import fd_limit, open_fd_count, serve_listeners
 from .faults import Faults
 from .timers import drive_timers
+from .trace import Tracing
 
 log = logging.getLogger("amqp_broker.server")
 
@@ -65,7 +66,11 @@ class BrokerServer:
             settings.default_user, settings.default_pass, settings.default_vhost,
             consumer_timeout_ms=settings.consumer_timeout_ms, loopback_users=settings.loopback_users,
         )
-        self.cluster_name = f"amqp_broker@{socket.gethostname()}"
+        # The management API shows it as the node's name too, as a one-node RabbitMQ's are alike.
+        self.cluster_name = settings.cluster_name or f"amqp_broker@{socket.gethostname()}"
+        # What connection.start announces instead of our own product, version and platform.
+        self.identity = {"product": settings.server_product, "version": settings.server_version,
+                         "platform": settings.server_platform}
         self.connections: set[ServerConnection] = set()
         self.port = 0
         # Ports the management API and the metrics endpoint are bound to, once they listen; None
@@ -81,6 +86,9 @@ class BrokerServer:
         self.disk_free_limit = settings.disk_free_limit_bytes
         # What the management API, the control CLI and the pytest plugin use: the only door in.
         self.admin = Admin(self.broker, self.node_info)
+        # Frame traces (server/trace.py); the admin API reaches them for the management API.
+        self.tracing = Tracing(lambda: list(self.connections))
+        self.admin.tracing = self.tracing
         # Fault injection, the one door for tests, /api/faults and `ctl fault` (server/faults.py).
         self.faults = Faults(self)
         self.started_at = time.time()
@@ -184,6 +192,8 @@ class BrokerServer:
         busy one fails before the store is touched), then the store. The store is marked cleanly
         shut down only when serving ended by a shutdown, not by an error. ``on_ready`` is called
         once all that succeeded, just before "Server startup complete" is logged."""
+        if self.settings.trace_file:
+            self.tracing.trace_all(self.settings.trace_file)  # a bad path fails the start
         lock = DataDirLock(self.settings.data_dir).acquire() if self.settings.data_dir else None
         listeners: list = []
         http: list = []
@@ -294,6 +304,7 @@ class BrokerServer:
                 for conn in list(self.connections):
                     await conn.done.wait()
             nursery.cancel_scope.cancel()
+        self.tracing.close()
         log.info("stopped")
 
     async def _watch_signals(self, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -187,7 +187,9 @@ class SQLiteStore:
         """Read every definition; drop transient messages and those of queues that are gone."""
         try:
             definitions = _read_definitions(self._db)
-            queue_ids = [record["id"] for _key, record in definitions.get("queue", [])]
+            # Queues' messages, and those an x-delayed-message exchange holds under its own id.
+            queue_ids = [record["id"] for kind in ("queue", "exchange")
+                         for _key, record in definitions.get(kind, []) if "id" in record]
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM messages WHERE persistent = 0")
             if not self.opened_clean:

@@ -260,3 +260,77 @@ def measure_startup(cmd: list[str], env: dict | None, port: int, settle: float =
                exit_code=0 if waited is not None else 1)
     logf.close()
     return res
+
+
+GARAGEMQ_CONFIG = "/etc/garagemq/config.yaml"
+
+
+class GarageMQ:
+    """a throw-away garagemq (Go, Debian package `garagemq`) on a free port: the package's example
+    config with TCP_NODELAY on (as RabbitMQ and we set it; the package leaves Nagle on) and its db in
+    a temp dir. It has no flow control, so the generator's backlog cap (auto) must stay on."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-garagemq-")
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return bool(shutil.which("garagemq")) and os.path.exists(GARAGEMQ_CONFIG)
+
+    def config(self) -> str:
+        with open(GARAGEMQ_CONFIG) as f:
+            text = f.read()
+        admin = free_port()
+        text = (text.replace("port: 5672", f"port: {self.port}").replace("port: 15672", f"port: {admin}")
+                .replace("nodelay: false", "nodelay: true")
+                .replace("defaultPath: /var/lib/garagemq/db", f"defaultPath: {self.dir}/db"))
+        path = os.path.join(self.dir, "config.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start(self) -> Broker:
+        log = open(os.path.join(self.dir, "garagemq.log"), "wb")
+        self.proc = subprocess.Popen(["garagemq", "--config", self.config(), "--log-level", "warning"],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait_ready("127.0.0.1", self.port, 30) is None:
+            self.stop()
+            raise RuntimeError(f"garagemq did not answer on port {self.port}")
+        return Broker("garagemq", "127.0.0.1", self.port, pid=self.proc.pid, proc=self.proc)
+
+    def version(self) -> str:
+        try:
+            out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "garagemq"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        return out or "unknown version"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_pids(self.proc, [], 30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def find_garagemq(spec: str | None) -> tuple[Broker | None, GarageMQ | None, str]:
+    """--garagemq HOST:PORT uses a running one; 'auto' starts a throw-away one when installed;
+    'off' skips it; (broker, instance to stop later, how it was found)"""
+    if spec == "off":
+        return None, None, "disabled (--garagemq off)"
+    if spec and spec != "auto":
+        host, _, port = spec.rpartition(":")
+        host = host or "127.0.0.1"
+        if wait_ready(host, int(port), 10) is None:
+            raise RuntimeError(f"garagemq at {spec} does not answer an AMQP handshake")
+        b = Broker("garagemq", host, int(port))
+        if host in ("127.0.0.1", "localhost", "::1"):
+            b.pid = procstat.listener_pid(int(port))
+        return b, None, f"given {spec}"
+    if not GarageMQ.available():
+        return None, None, "not installed (apt-get install garagemq)"
+    g = GarageMQ()
+    b = g.start()
+    return b, g, f"garagemq {g.version()} started on 127.0.0.1:{g.port}"

@@ -509,8 +509,8 @@ def test_live_round_trip_export_import_export():
 BAD_FILES = [
     ({"queues": [{"name": "q", "vhost": "nope", "durable": True}]},
      "queues[0] (queue 'q' in vhost 'nope'): vhost 'nope' does not exist"),
-    ({"exchanges": [{"name": "x", "vhost": "/", "type": "x-delayed-message"}]},
-     "exchanges[0] (exchange 'x' in vhost '/'): unknown exchange type 'x-delayed-message'"),
+    ({"exchanges": [{"name": "x", "vhost": "/", "type": "x-modulus-hash"}]},
+     "exchanges[0] (exchange 'x' in vhost '/'): unknown exchange type 'x-modulus-hash'"),
     ({"users": [{"name": "u", "password_hash": "abc",
                  "hashing_algorithm": "rabbit_password_hashing_bcrypt"}]},
      "users[0] ('u'): hashing_algorithm 'rabbit_password_hashing_bcrypt' is not supported"),

@@ -126,3 +126,8 @@ def test_bad_enabled_plugins_file(tmp_path: Path) -> None:
     plugins.write_text("rabbitmq_management")
     result = run(["--data-dir", str(tmp_path / "d")], tmp_path, {"RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins)})
     assert_one_line_failure(result, "not a list of plugin names")
+
+
+def test_trace_file_that_cannot_be_opened(tmp_path):
+    result = run(["--port", "0", "--trace", str(tmp_path / "missing" / "t.jsonl")], tmp_path)
+    assert_one_line_failure(result, f"cannot open trace file {tmp_path / 'missing' / 't.jsonl'}: No such file")

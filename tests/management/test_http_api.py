@@ -139,7 +139,8 @@ def test_listeners_overview_whoami_nodes(broker, api):
     assert {"messages", "messages_ready", "messages_unacknowledged"} <= set(overview["queue_totals"])
     listeners = {(entry["protocol"], entry["port"]) for entry in overview["listeners"]}
     assert {("amqp", broker.port), ("http", broker.management_port)} <= listeners
-    assert [t["name"] for t in overview["exchange_types"]] == ["direct", "fanout", "headers", "topic"]
+    assert [t["name"] for t in overview["exchange_types"]] == [
+        "direct", "fanout", "headers", "topic", "x-consistent-hash", "x-delayed-message"]
     assert api.ok("/api/whoami") == {"name": "guest", "tags": ["administrator"]}
     nodes = api.ok("/api/nodes")
     assert [n["name"] for n in nodes] == [overview["node"]]

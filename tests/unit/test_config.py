@@ -228,8 +228,8 @@ def test_definitions_commands_show_only_the_flags_they_use() -> None:
     assert set(parsers) == {
         "amqp-broker", "amqp-broker serve", "amqp-broker definitions",
         "amqp-broker definitions export", "amqp-broker definitions import",
-        # Listed for --help only; their own parsers are amqp_broker/ctl's.
-        "amqp-broker ctl", "amqp-broker shims",
+        # Listed for --help only; their own parsers are amqp_broker/ctl's and tracetools'.
+        "amqp-broker ctl", "amqp-broker shims", "amqp-broker trace",
     }  # fmt: skip
 
     def flags(prog: str) -> set[str]:

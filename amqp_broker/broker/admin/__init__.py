@@ -55,6 +55,9 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
     def __init__(self, broker: "Broker", node: Callable[[], dict] | None = None):
         self.broker = broker
         self.node = node or (lambda: {})
+        # The server's frame traces (server/trace.py: trace, untrace, traces), set by the server
+        # that runs this broker: frames are not the core's, but the management API only has us.
+        self.tracing: Any = None
         # (monotonic time, totals) samples for the rates of message_stats (see :meth:`_with_rates`).
         self._samples: dict[Any, list[tuple[float, dict[str, int]]]] = {}
         self._pruned_at = time.monotonic()
@@ -323,6 +326,7 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
             "auto_delete": exchange.auto_delete,
             "internal": exchange.internal,
             "arguments": _json(exchange.arguments),
+            **exchange.info(),
         }
 
     def declare_exchange(self, vhost: str, name: str, type_name: str = "direct", *, durable: bool = True,
