@@ -91,6 +91,9 @@ class ServerConnection:
         self.last_receive = now
         self.last_send = now
         self.done = trio.Event()
+        # Fault injection (server/faults.py): None unless a fault is armed, so that the reader,
+        # writer and timer pay one attribute test per batch for it.
+        self.fault_hook = server.faults.hook_for(self)
         # Set once the client's side is closed (EOF) or broken: nothing more will be read.
         self._input_closed = trio.Event()
         # True once a send failed: the peer is gone, there is nothing to linger for.
@@ -102,9 +105,6 @@ class ServerConnection:
         self._held: trio.CancelScope | None = None
         # Set while the reader waits for the output to drain (see _reader).
         self._drained: trio.Event | None = None
-        # Fault injection (server/faults.py): None unless a fault is armed, so that the reader,
-        # writer and timer pay one attribute test per batch for it.
-        self.fault_hook = server.faults.hook_for(self)
 
     def _wake(self) -> None:
         self._wakeup.set()

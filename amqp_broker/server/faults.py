@@ -441,7 +441,7 @@ class ConnectionFaults:
         from .connection import peer_hung_up
 
         conn = self.conn
-        sock = getattr(conn.stream, "socket", None)  # None: a stream without one (unit tests)
+        sock = _socket_of(conn)
         # The reader may be parked too (waiting for output to drain) and miss the hang-up.
         while self.silent and not conn._input_closed.is_set() and not (sock and peer_hung_up(sock)):
             with trio.move_on_after(0.5):
@@ -701,7 +701,9 @@ def _cancel_consumers(conn: "ServerConnection", target: dict, event: Event | Non
 
 def _reset(conn: "ServerConnection") -> None:
     """Drop the connection as a crashed host or a middlebox would: RST, no close frame."""
-    sock = conn.stream.socket
+    sock = _socket_of(conn)
+    if sock is None:
+        raise FaultError("bad_request", f"connection {conn.peer} has no TCP socket to reset")
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
@@ -710,6 +712,15 @@ def _reset(conn: "ServerConnection") -> None:
     # trio's close wakes the reader and the writer (ClosedResourceError); the kernel sends RST.
     sock.close()
     conn._wake()
+
+
+def _socket_of(conn: "ServerConnection") -> Any:
+    """The TCP socket under the connection's stream (under TLS too); None for a stream without
+    one (a memory stream in unit tests)."""
+    try:
+        return conn.raw_socket  # type: ignore[attr-defined]  # where the transport names it
+    except AttributeError:
+        return getattr(conn.stream, "socket", None)
 
 
 def _typed(key: str, value: Any, kind: type) -> Any:
