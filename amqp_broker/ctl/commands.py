@@ -154,6 +154,11 @@ def arguments(setup: Callable[[argparse.ArgumentParser], None]):
     return attach
 
 
+# ``amqp-broker ctl fault`` lives in its own module (it needs command() and arguments() above);
+# importing it registers it.
+from . import faults as _faults  # noqa: E402,F401
+
+
 def _columns(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("columns", nargs="*", metavar="column",
                         help="columns to show (names as rabbitmqctl's; comma- or space-separated)")
@@ -1207,6 +1212,3 @@ def execute(cmd: Command, ctx: Context, ns: argparse.Namespace, err: TextIO) -> 
         return EX_DATAERR if exc.kind == "bad_request" else EX_UNAVAILABLE
     finally:
         ctx.close()
-
-
-from . import faults as _faults  # noqa: E402,F401  (registers ``fault``; it needs the above)
