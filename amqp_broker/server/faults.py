@@ -195,11 +195,12 @@ class Faults:
         if fault == "delay_deliveries" and params["seconds"] < 0:
             raise FaultError("bad_request", "seconds must not be negative")
         record = Fault(str(next(self._ids)), fault, params, target, on, after, times)
-        if on is None and fault not in STATES:
-            hit = self._inject(record, None, None)
-            if not hit and fault != "restart":
-                raise FaultError("not_found", f"{fault}: no connection matches {_describe(target)}")
-            record.fired = 1
+        if on is None:
+            if fault not in STATES:
+                hit = self._inject(record, None, None)
+                if not hit and fault != "restart":
+                    raise FaultError("not_found", f"{fault}: no connection matches {_describe(target)}")
+            record.fired = 1  # at once: a one-shot is done, a state in force
         self.faults[record.id] = record
         log.info("fault %s armed: %s", record.id, record.record())
         self._sync_all()
