@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from pamqp import commands
 
 from ..broker.admin import AdminError
 from ..errors import CONNECTION_FORCED, REPLY_NAMES
+from ..protocol.channel import CHANNEL_HANDLERS
 from ..protocol.codec import (
     BASIC_PUBLISH,
     FRAME_BODY,
@@ -95,13 +97,26 @@ class FaultError(AdminError):
     """A fault that cannot be armed (``bad_request``) or found (``not_found``)."""
 
 
+def _spec_name(method: type) -> str:
+    """The spec's name of a pamqp method class: "basic.publish", "channel.close-ok"."""
+    class_name, _, method_name = method.name.partition(".")
+    return f"{class_name.lower()}.{re.sub(r'(?<!^)(?=[A-Z])', '-', method_name).lower()}"
+
+
+#: The methods a client sends, by their spec names: what a trigger may wait for.
+CLIENT_METHODS: dict[int, str] = {
+    method.index: _spec_name(method)
+    for method in (*CHANNEL_HANDLERS, commands.Connection.StartOk, commands.Connection.TuneOk,
+                   commands.Connection.Open, commands.Connection.Close,
+                   commands.Connection.CloseOk, commands.Connection.UpdateSecret)
+}
+METHOD_NAMES = frozenset(CLIENT_METHODS.values())
+
+
 def method_name(index: int) -> str | None:
-    """"basic.publish" for basic.publish's class and method id."""
-    method = commands.INDEX_MAPPING.get(index)
-    return method.name.lower() if method is not None else None
-
-
-METHOD_NAMES = frozenset(m.name.lower() for m in commands.INDEX_MAPPING.values())
+    """"basic.publish" for basic.publish's class and method id; None for a method clients do
+    not send."""
+    return CLIENT_METHODS.get(index)
 
 
 class Event:
@@ -183,9 +198,10 @@ class Faults:
             name = REPLY_NAMES.get(params["code"], "ERROR")
             params["text"] = f"{name} - closed by fault injection"
         if on is not None:
-            on = on.lower()
+            on = on.lower().replace("_", "-")
             if on not in METHOD_NAMES:
-                raise FaultError("bad_request", f"unknown method {on!r} (e.g. basic.publish)")
+                raise FaultError("bad_request", f"{on!r} is no method a client sends (e.g. basic.publish, "
+                                                "basic.consume, queue.declare, connection.open)")
         after = _typed("after", after, int)
         times = _typed("times", times, int)
         if after < 1 or times < 1:
@@ -517,7 +533,7 @@ class ConnectionFaults:
             name = method_name(index)
             if name not in watched:
                 return None
-            method = commands.INDEX_MAPPING[index]()
+            method = commands.INDEX_MAPPING[index]()  # a client method: pamqp knows it
             try:
                 method.unmarshal(bytes(buf[start + 4:end]))
             except Exception:  # malformed: the protocol will say so; no trigger

@@ -66,6 +66,8 @@ def test_http_arm_fire_inspect_and_release(broker, faults):
 
 def test_http_refuses_bad_faults_and_non_administrators(broker, faults):
     assert http(broker, "POST", "/api/faults", {"fault": "explode"})[0] == 400
+    status, error = http(broker, "POST", "/api/faults", {"fault": "reset", "on": "basic.deliver"})
+    assert status == 400 and "no method a client sends" in error["reason"]
     status, error = http(broker, "POST", "/api/faults", {"fault": "close_channel", "code": "loud"})
     assert status == 400 and "code" in error["reason"]
     status, error = http(broker, "POST", "/api/faults", {"fault": "close_channel", "channel": 1,

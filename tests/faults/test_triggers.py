@@ -80,7 +80,7 @@ def test_connections_read_through_the_hook_only_while_a_fault_is_live(broker, fa
     faults.release(fault)
     assert hooks(broker) == {None}
     # A one-shot that fired is no longer live: its hook goes too.
-    faults.close_channel(on="exchange.declare")
+    faults.close_channel(on="Exchange.Declare")  # any case; "-" or "_" in the -ok methods
     with pytest.raises(ChannelClosedByBroker):
         channel.exchange_declare("amq.direct", passive=True)
     assert hooks(broker) == {None}
