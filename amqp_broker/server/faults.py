@@ -708,7 +708,9 @@ def _cancel_consumers(conn: "ServerConnection", target: dict, event: Event | Non
         if core is None or channel.closing or (number is not None and channel.number != number):
             continue
         for consumer in list(core.consumers.values()):
-            if (tag is not None and consumer.tag != tag) or (queue is not None and consumer.queue.name != queue):
+            if tag is not None and consumer.tag != tag:
+                continue
+            if queue is not None and consumer.queue.name != queue:
                 continue
             consumer.queue.remove_consumer(consumer)
             core.consumer_cancelled_by_server(consumer)
