@@ -8,14 +8,17 @@ is imported and started the first time a fixture needs it.
 ``amqp_broker`` (session)
     One broker on 127.0.0.1 and a free port, on its own thread, with a temporary data directory.
     ``.url``, ``.host``, ``.port``, ``.admin`` (the broker's :class:`~amqp_broker.broker.admin.Admin`,
-    each call run on the broker's loop), ``queues()``, ``purge_all()``, ``wait_for_messages()``,
-    ``reset()``.
+    each call run on the broker's loop), ``.faults`` (fault injection, README "Fault injection"),
+    ``queues()``, ``purge_all()``, ``wait_for_messages()``, ``reset()``.
 ``amqp_vhost`` / ``amqp_url`` (function)
     A virtual host of the test's own, created before it and deleted after it (with everything in
     it and every connection to it), guest granted on it; ``amqp_url`` is its URL. This is the
     default way to isolate tests: making and dropping a vhost costs under a millisecond whatever
     the rest of the broker holds, and leaves that rest alone, where a reset closes every
     connection and drops every vhost and user, session-scoped ones included.
+``amqp_faults`` (function)
+    The session broker's fault injection (:class:`amqp_broker.testing.FaultsProxy`), every fault
+    released after the test, passed or failed (README.md, "Fault injection").
 ``amqp_broker_clean`` (function)
     The sweeping alternative, for tests of the default vhost ``/`` or of broker-wide state: the
     broker reset to a fresh one's state before the test (``@pytest.mark.usefixtures(
@@ -83,6 +86,8 @@ class BrokerHandle:
         self.user: str = thread.settings.default_user
         self.password: str = thread.settings.default_pass
         self.admin = AdminProxy(thread)
+        #: Fault injection (:class:`amqp_broker.testing.FaultsProxy`; README "Fault injection").
+        self.faults = thread.faults
 
     def url_for(self, vhost: str) -> str:
         """The amqp:// URL of ``vhost`` on this broker, as guest."""
@@ -201,6 +206,13 @@ def amqp_vhost(amqp_broker: BrokerHandle, request: pytest.FixtureRequest):
 def amqp_url(amqp_vhost: VhostHandle) -> str:
     """The amqp:// URL of this test's own vhost."""
     return amqp_vhost.url
+
+
+@pytest.fixture
+def amqp_faults(amqp_broker: BrokerHandle):
+    """Fault injection on the session broker; every fault released after the test."""
+    yield amqp_broker.faults
+    amqp_broker.faults.release()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import threading
+import time
 from typing import Any, Callable, TypeVar
 
 import trio
@@ -90,6 +91,11 @@ class BrokerThread:
             self.prometheus_port = ports.get("http/prometheus", 0)
             self._ready.set()
 
+    @property
+    def faults(self) -> "FaultsProxy":
+        """Fault injection on this broker (:class:`FaultsProxy`)."""
+        return FaultsProxy(self)
+
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the broker's loop (safe access to broker state) and return it."""
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
@@ -144,3 +150,105 @@ class BrokerThread:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class FaultsProxy:
+    """The broker's :class:`~amqp_broker.server.faults.Faults`, from the test's thread: one call
+    per fault, run on the broker's loop. Each returns the fault's record (a dict: ``id``,
+    ``state``, ``seen``, ``fired``...).
+
+    Every call takes the target's narrowing (``connection``: a name, peer address or the client's
+    connection_name; ``vhost``, ``channel``, ``queue``, ``exchange``, ``routing_key``,
+    ``consumer_tag``) and a trigger (``on="basic.publish", after=3, times=1``); without ``on``
+    the fault acts at once. States (silence, held deliveries, withheld confirms...) last until
+    :meth:`release`."""
+
+    def __init__(self, thread: BrokerThread):
+        self._thread = thread
+
+    def _faults(self) -> Any:
+        return self._thread.server.faults
+
+    def arm(self, fault: str, **options: Any) -> dict:
+        """Arm a fault of any kind (see :data:`~amqp_broker.server.faults.KINDS`)."""
+        return self._thread.call(lambda: self._faults().arm(fault, **options))
+
+    def list(self) -> list[dict]:
+        return self._thread.call(lambda: self._faults().list())
+
+    def get(self, fault_id: str) -> dict:
+        return self._thread.call(lambda: self._faults().get(fault_id))
+
+    def release(self, fault: "dict | str | None" = None) -> int:
+        """Lift one fault (its record or id), or every one."""
+        fault_id = fault["id"] if isinstance(fault, dict) else fault
+        return self._thread.call(lambda: self._faults().release(fault_id))
+
+    def wait_fired(self, fault: "dict | str", timeout: float = 10.0) -> dict:
+        """Wait until a triggered fault has fired; its record."""
+        fault_id = fault["id"] if isinstance(fault, dict) else fault
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get(fault_id)
+            if record["fired"]:
+                return record
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"fault {fault_id} did not fire within {timeout} s: {record}")
+            time.sleep(0.01)
+
+    # One method per kind: what a test reads.
+
+    def close_connection(self, code: int = 320, text: str | None = None, **options: Any) -> dict:
+        """Server-sent connection.close (default 320 CONNECTION_FORCED)."""
+        return self.arm("close_connection", code=code, text=text, **options)
+
+    def close_channel(self, channel: int | None = None, code: int = 406, text: str | None = None,
+                      **options: Any) -> dict:
+        """Server-sent channel.close (default 406); triggered, the channel the trigger came on."""
+        return self.arm("close_channel", channel=channel, code=code, text=text, **options)
+
+    def silence(self, **options: Any) -> dict:
+        """Send nothing more, heartbeats included, but keep the socket open (until released)."""
+        return self.arm("silence", **options)
+
+    def stop_heartbeats(self, **options: Any) -> dict:
+        """Send no heartbeats (until released); everything else goes out."""
+        return self.arm("stop_heartbeats", **options)
+
+    def hold_deliveries(self, **options: Any) -> dict:
+        """Keep deliveries (of a ``queue``, a ``consumer_tag``...) back until released."""
+        return self.arm("hold_deliveries", **options)
+
+    def delay_deliveries(self, seconds: float, **options: Any) -> dict:
+        """Deliver ``seconds`` late (until released)."""
+        return self.arm("delay_deliveries", seconds=seconds, **options)
+
+    def block(self, reason: str = "low on memory", **options: Any) -> dict:
+        """connection.blocked (to clients that announced the capability)."""
+        return self.arm("block", reason=reason, **options)
+
+    def unblock(self, **options: Any) -> dict:
+        """connection.unblocked."""
+        return self.arm("unblock", **options)
+
+    def cancel_consumer(self, **options: Any) -> dict:
+        """Server-sent basic.cancel, as for a deleted queue (consumer_cancel_notify clients)."""
+        return self.arm("cancel_consumer", **options)
+
+    def nack_confirms(self, count: int = 0, **options: Any) -> dict:
+        """Publisher confirms become basic.nack (the next ``count``, or all until released)."""
+        return self.arm("nack_confirms", count=count, **options)
+
+    def withhold_confirms(self, **options: Any) -> dict:
+        """Publisher confirms wait until released."""
+        return self.arm("withhold_confirms", **options)
+
+    def reset(self, **options: Any) -> dict:
+        """Drop the TCP connection with a reset (RST), no close frame."""
+        return self.arm("reset", **options)
+
+    def restart(self, keep_transient: bool = False, **options: Any) -> dict:
+        """What a RabbitMQ restart looks like to clients: 320 CONNECTION_FORCED "...reason
+        'shutdown'" to every connection, non-durable queues gone (unless kept), durable state
+        kept; new connections are accepted right away."""
+        return self.arm("restart", keep_transient=keep_transient, **options)

@@ -124,7 +124,7 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 SECTIONS = ("Nodes", "Users", "Access Control", "Virtual hosts", "Monitoring, observability and health checks",
-            "Queues", "Operations", "Definitions", "Health checks", "Help")
+            "Queues", "Operations", "Definitions", "Health checks", "Fault injection", "Help")
 
 BOTH = ("rabbitmqctl", "rabbitmq-diagnostics")
 DIAGNOSTICS = ("rabbitmq-diagnostics",)
@@ -152,6 +152,11 @@ def arguments(setup: Callable[[argparse.ArgumentParser], None]):
         return fn
 
     return attach
+
+
+# ``amqp-broker ctl fault`` lives in its own module (it needs command() and arguments() above);
+# importing it registers it.
+from . import faults as _faults  # noqa: E402,F401
 
 
 def _columns(parser: argparse.ArgumentParser) -> None:

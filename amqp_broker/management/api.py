@@ -151,11 +151,15 @@ Handler = Callable[..., Any]
 class ManagementApi:
     """The ``/api`` part of the management server: ``api(request) -> Response``."""
 
-    def __init__(self, admin: Admin):
+    def __init__(self, admin: Admin, faults: Any = None):
         self.admin = admin
         self._node_name: str | None = None
         self.router = Router()
         self._add_routes()
+        if faults is not None:  # the broker's fault injection (not RabbitMQ's API)
+            from .faults_api import add_fault_routes
+
+            add_fault_routes(self, faults)
 
     # -- dispatch -------------------------------------------------------------------------------
 

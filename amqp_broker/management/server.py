@@ -20,6 +20,7 @@ from .static import StaticFiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..broker.admin import Admin
+    from ..server.faults import Faults
 
 log = logging.getLogger("amqp_broker.management")
 
@@ -40,9 +41,10 @@ class ListenError(OSError):
         return f"{self.strerror}"
 
 
-def management_app(admin: "Admin") -> App:
-    """The management port: ``/api/...`` and the web page."""
-    api = ManagementApi(admin)
+def management_app(admin: "Admin", faults: "Faults | None" = None) -> App:
+    """The management port: ``/api/...`` (with ``/api/amqp-broker/faults`` when given ``faults``) and the web
+    page."""
+    api = ManagementApi(admin, faults)
     files = StaticFiles()
 
     def app(request: Request) -> Response:
@@ -94,8 +96,8 @@ class HttpService:
             listener.socket.close()
 
 
-async def open_http_services(ports: dict[str, int | None], host: str | None, admin: "Admin"
-                             ) -> list[HttpService]:
+async def open_http_services(ports: dict[str, int | None], host: str | None, admin: "Admin",
+                             faults: "Faults | None" = None) -> list[HttpService]:
     """Bind each protocol's port (None: that listener is off; 0: any free port) on ``host``.
     A port that cannot be bound closes what was bound and raises :class:`ListenError`."""
     services: list[HttpService] = []
@@ -108,7 +110,8 @@ async def open_http_services(ports: dict[str, int | None], host: str | None, adm
             except OSError as exc:
                 where = f"{DESCRIPTIONS.get(protocol, protocol)} on {host or '*'}:{port}"
                 raise ListenError(where, exc) from exc
-            services.append(HttpService(protocol, listeners, APPS[protocol](admin)))
+            app = management_app(admin, faults) if protocol == MANAGEMENT else APPS[protocol](admin)
+            services.append(HttpService(protocol, listeners, app))
     except BaseException:
         for service in services:
             service.close()

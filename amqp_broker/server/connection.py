@@ -94,6 +94,9 @@ class ServerConnection:
         self.last_receive = now
         self.last_send = now
         self.done = trio.Event()
+        # Fault injection (server/faults.py): None unless a fault is armed, so that the reader,
+        # writer and timer pay one attribute test per batch for it.
+        self.fault_hook = server.faults.hook_for(self)
         # Set once the client's side is closed (EOF) or broken: nothing more will be read.
         self._input_closed = trio.Event()
         # True once a send failed: the peer is gone, there is nothing to linger for.
@@ -155,7 +158,8 @@ class ServerConnection:
                 if flow.hold != hold:
                     hold = flow.hold
                     protocol.set_publish_hold(hold)
-                if not self._handle(protocol.receive_data, data):
+                hook = self.fault_hook
+                if not self._handle(protocol.receive_data if hook is None else hook.receive, data):
                     continue
                 while protocol.held_input is not None:
                     # Input waits at a method while the output is full, or at a publish while
@@ -226,6 +230,12 @@ class ServerConnection:
                         return
                     await self._wakeup.wait()
                     self._wakeup = trio.Event()
+                    continue
+                hook = self.fault_hook
+                if hook is not None and hook.silent:
+                    await hook.quiet()
+                    if hook.silent:
+                        return  # silenced to the end: the client hung up
                     continue
                 barrier = output.barrier
                 if barrier:
@@ -316,7 +326,9 @@ class ServerConnection:
                     return
             if self._held is not None or self._drained is not None:
                 self.last_receive = now  # we are not reading: the client's heartbeats wait unread
-            if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send):
+            hook = self.fault_hook
+            idle_send = 0.0 if hook is not None and hook.no_heartbeats else now - self.last_send
+            if not protocol.heartbeat_tick(now - self.last_receive, idle_send):
                 cancel_scope.cancel()
                 return
 

@@ -64,6 +64,7 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
     """Every request name the control endpoint serves, with the call that serves it."""
     admin = server.admin
     ops: dict[str, Callable[..., Any]] = {name: getattr(admin, name) for name in _ADMIN_OPS}
+    ops.update(fault_operations(server))
 
     def status() -> dict:
         """The node's facts and object totals (``rabbitmqctl status``)."""
@@ -105,6 +106,31 @@ def operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
     ops.update(status=status, await_startup=await_startup, stop=stop, reset=reset,
                trace_on=trace_on, trace_off=trace_off, traces=traces)
     return ops
+
+
+def fault_operations(server: "BrokerServer") -> dict[str, Callable[..., Any]]:
+    """Fault injection's requests (``amqp-broker ctl fault``), over the server's
+    :class:`~amqp_broker.server.faults.Faults`."""
+    faults = server.faults
+
+    def fault_arm(spec: dict) -> dict:
+        """Arm a fault: ``spec`` holds its kind under "fault" and the options of
+        :meth:`~amqp_broker.server.faults.Faults.arm`."""
+        options = dict(spec)
+        kind = options.pop("fault", None)
+        if not isinstance(kind, str):
+            raise BadRequest("spec needs the fault's kind under 'fault'")
+        return faults.arm(kind, **options)
+
+    def fault_list() -> list:
+        """Every fault not yet released."""
+        return faults.list()
+
+    def fault_release(fault: str | None = None) -> int:
+        """Release one fault (by id), or every one."""
+        return faults.release(fault)
+
+    return {"fault_arm": fault_arm, "fault_list": fault_list, "fault_release": fault_release}
 
 
 class BadRequest(Exception):

@@ -26,6 +26,7 @@ from .flow import monitor as flow_monitor
 from .connection import ServerConnection
 from .control import new_token, serve_control
 from .descriptors import fd_limit, open_fd_count, serve_listeners
+from .faults import Faults
 from .timers import drive_timers
 from .trace import Tracing
 
@@ -89,6 +90,8 @@ class BrokerServer:
         # Frame traces (server/trace.py); the admin API reaches them for the management API.
         self.tracing = Tracing(lambda: list(self.connections))
         self.admin.tracing = self.tracing
+        # Fault injection, the one door for tests, /api/amqp-broker/faults and `ctl fault` (server/faults.py).
+        self.faults = Faults(self)
         self.started_at = time.time()
         # (protocol, address, port) of every listening socket, AMQP's and the HTTP ones.
         self.listeners: list[tuple[str, str, int]] = []
@@ -234,7 +237,8 @@ class BrokerServer:
         # Imported only when used: a broker without HTTP listeners does not load h11.
         from ..management.server import open_http_services
 
-        return await open_http_services(self.http_ports, self.settings.bind_host, self.admin)
+        return await open_http_services(self.http_ports, self.settings.bind_host, self.admin,
+                                        faults=self.faults)
 
     async def _serve(
         self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
