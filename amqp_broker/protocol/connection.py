@@ -423,7 +423,11 @@ class Connection(FrameReader):
                     return
                 channel = ChannelState(self, number)
                 assert self.session is not None
-                channel.core = self.session.open_channel(number, channel)
+                try:
+                    channel.core = self.session.open_channel(number, channel)
+                except AMQPError as exc:  # the user's max-channels: names no method either
+                    self._fail(exc, 0, 0, 0)
+                    return
                 self.channels[number] = channel
                 # RabbitMQ's open-ok carries an empty channel-id; pamqp insists on "0".
                 output = self.output
