@@ -11,6 +11,7 @@ from .auth import FULL_ACCESS, User, UserStore
 from .consumer_timeout import ConsumerTimeouts
 from .counters import NodeCounters
 from .limits import check_connection
+from .login_log import FailedLogins
 from .persistence import Persistence
 from .replyto import DirectReplyTo
 from .session import Session
@@ -22,7 +23,8 @@ class Broker:
     """All broker state of one process. Knows nothing of sockets or frames."""
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/",
-                 *, consumer_timeout_ms: int = 1800000, loopback_users: tuple[str, ...] = ("guest",)):
+                 *, consumer_timeout_ms: int = 1800000, loopback_users: tuple[str, ...] = ("guest",),
+                 failed_login_log_interval: float = 60.0):
         self.users = UserStore()
         # Users who may log in only over a loopback connection (RabbitMQ's loopback_users).
         self.loopback_users = frozenset(loopback_users)
@@ -33,6 +35,8 @@ class Broker:
         self.persistence: Persistence | None = None
         # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
         self.timers = Timers()
+        # Refused logins, logged once per peer address and interval (login_log.py).
+        self.failed_logins = FailedLogins(self.timers, failed_login_log_interval)
         # Connection/channel churn and the message counts of deleted queues and vhosts (broker/admin/).
         self.counters = NodeCounters()
         # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).

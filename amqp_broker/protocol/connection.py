@@ -367,11 +367,15 @@ class Connection(FrameReader):
         user = self.broker.authenticate(username, password)
         refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
         if user is None or refusal is not None:
+            # RabbitMQ's words (then, for loopback_users, the setting that lifts it); logged once
+            # per peer address and interval, later ones counted (broker/login_log.py).
             if refusal is not None:
-                # RabbitMQ's words, then the setting that lifts it.
-                log.warning("%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
+                self.broker.failed_logins.refused(
+                    self.peer, "%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
             else:
-                log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
+                self.broker.failed_logins.refused(
+                    self.peer, "%s: %s login refused: user '%s' - invalid credentials",
+                    self.peer, mechanism, username)
             reply_text = ConnectionLevelError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "
