@@ -79,10 +79,11 @@ def list_vhost_limits(ctx: Context, ns: argparse.Namespace) -> None:
         if exc.kind == "not_found":
             raise _no_vhost(ctx.vhost) from None
         raise
-    if ctx.json:
-        fmt.write_json(ctx.out, rows[0]["value"] if rows else [])
+    text = _limits_json(rows[0]["value"]) if rows else ""
+    if ctx.json:  # rabbitmqctl's JSON formatter wraps the limits' JSON text
+        fmt.write_json(ctx.out, {"node": ctx.node, "result": "ok", "value": text})
     else:
-        ctx.result(_limits_json(rows[0]["value"]) if rows else "")
+        ctx.result(text)
 
 
 @command("set_user_limits", "Sets user limits", "Users", "set_user_limits <username> <definition>")
@@ -135,8 +136,8 @@ def list_user_limits(ctx: Context, ns: argparse.Namespace) -> None:
         if exc.kind == "not_found":
             raise _no_user(ns.user) from None
         raise
-    value = rows[0]["value"] if rows else {}
-    if ctx.json:
-        fmt.write_json(ctx.out, value)
+    text = _limits_json(rows[0]["value"] if rows else {})
+    if ctx.json:  # unlike list_vhost_limits, a "message" (rabbitmqctl's formatting)
+        fmt.write_json(ctx.out, {"message": text})
     else:
-        ctx.result(_limits_json(value))
+        ctx.result(text)
