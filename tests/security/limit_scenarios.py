@@ -112,23 +112,35 @@ class Probe:
         self.ctx = ctx
         self.world = world
 
-    def _params(self, user: str, vhost: str) -> pika.ConnectionParameters:
+    def _params(self, user: str, vhost: str, **kw: Any) -> pika.ConnectionParameters:
         password = "guest" if user == "guest" else PASSWORD
-        return self.ctx.params(virtual_host=vhost, credentials=pika.PlainCredentials(user, password))
+        return self.ctx.params(virtual_host=vhost, credentials=pika.PlainCredentials(user, password), **kw)
 
-    def _try_open(self, user: str, vhost: str) -> tuple[pika.BlockingConnection | None, Any]:
+    def raw(self, user: str, vhost: str, channel_max: int) -> Any:
+        """A raw-frame connection (interop.probe_rabbitmq.Raw) that asked for ``channel_max``."""
+        from interop.probe_rabbitmq import Raw
+
+        raw = Raw(self.ctx.host, self.ctx.port)
+        self.ctx._raws.append(raw)   # closed when the scenario ends
+        done = raw.handshake(user=user, password="guest" if user == "guest" else PASSWORD, vhost=vhost,
+                             tune={"channel_max": channel_max})
+        assert done.get("ok"), done
+        return raw
+
+    def _try_open(self, user: str, vhost: str, **kw: Any) -> tuple[pika.BlockingConnection | None, Any]:
         before = len(self.ctx.closes)
         try:
-            conn = pika.BlockingConnection(self._params(user, vhost))
+            conn = pika.BlockingConnection(self._params(user, vhost, **kw))
         except pika.exceptions.AMQPError as exc:
             closes = self.ctx.closes[before:]
             return None, closes[-1].as_obs() if closes else {"error": type(exc).__name__}
         self.ctx._conns.append(conn)   # closed when the scenario ends
         return conn, "open"
 
-    def open(self, key: str, user: str, vhost: str) -> pika.BlockingConnection | None:
-        """Observe opening a connection: "open" or the broker's connection.close."""
-        conn, seen = self._try_open(user, vhost)
+    def open(self, key: str, user: str, vhost: str, **kw: Any) -> pika.BlockingConnection | None:
+        """Observe opening a connection (``kw``: pika's connection parameters): "open" or the
+        broker's connection.close."""
+        conn, seen = self._try_open(user, vhost, **kw)
         self.ctx.observe(key, seen)
         return conn
 
@@ -297,6 +309,21 @@ def _(p: Probe) -> None:
     p.channel("channel", conn)
 
 
+@scenario("negotiated channel_max 2", "channel_max (connection.tune)")
+def _(p: Probe) -> None:
+    raw = p.raw("guest", p.world.vhost, channel_max=2)   # pika would not ask for a third channel
+    for number in (1, 2, 3):
+        p.ctx.observe(f"channel.open {number}", raw.open_channel(number))
+
+
+@scenario("channel_max before the user's max-channels", "channel_max (connection.tune)",
+          user_limits={"max-channels": 2})
+def _(p: Probe) -> None:
+    raw = p.raw(p.world.user, p.world.vhost, channel_max=2)
+    for number in (1, 5, 9):
+        p.ctx.observe(f"channel.open {number}", raw.open_channel(number))
+
+
 ALL = list(SCENARIOS)
 
 
@@ -440,7 +467,12 @@ def _record() -> None:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, dict) and "reply_code" in value:
+    if isinstance(value, dict) and value.get("frame") == "method":   # a raw frame
+        if "reply_code" not in value:
+            return "ok" if value["method"].endswith("ok") else value["method"]
+        value = {"close": value["method"].split(".")[0], "reply_text": value["reply_text"],
+                 "method": harness.method_name(value["class_id"], value["method_id"])}
+    if isinstance(value, dict) and "reply_text" in value:
         method = value.get("method") or "no method"
         return f"{value['close']}.close {value['reply_text']} ({method})"
     if isinstance(value, dict) and "ok" in value:
