@@ -14,6 +14,7 @@ they started, so the earliest to end is always the first.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -71,7 +72,7 @@ class FailedLogins:
     def _summarise(self, host: str, count: int, seconds: float) -> None:
         if count:
             log.warning("%d more failed login%s from %s in the last %d s",
-                        count, "" if count == 1 else "s", host, round(min(seconds, self.interval)))
+                        count, "" if count == 1 else "s", host, max(1, math.ceil(min(seconds, self.interval))))
 
     def _flush(self, now: float) -> None:
         peers = self._peers
