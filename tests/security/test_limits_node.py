@@ -178,3 +178,32 @@ def test_tracked_peers_are_capped_and_share_one_timer(caplog):
     assert logins.tracked() == 0 and len(timers) == 0
     assert len(_summaries(caplog)) == 100
     assert "2 more failed logins from 10.0.0.99 in the last 60 s" in _summaries(caplog)
+
+
+# -- kept in the data directory ---------------------------------------------------------------------
+
+
+def test_limits_survive_a_restart(tmp_path):
+    """Limits live with their vhost and user in the data directory, as RabbitMQ keeps them."""
+    with BrokerThread(data_dir=str(tmp_path)) as broker:
+        admin = broker.server.admin
+        broker.call(admin.add_vhost, "kept")
+        broker.call(admin.set_permissions, "guest", "kept")
+        broker.call(admin.set_vhost_limits, "kept", {"max-queues": 0, "max-connections": 5})
+        broker.call(admin.set_user_limits, "guest", {"max-channels": 1})
+    with BrokerThread(data_dir=str(tmp_path)) as broker:
+        admin = broker.server.admin
+        assert broker.call(admin.vhost_limits, "kept") == [
+            {"vhost": "kept", "value": {"max-connections": 5, "max-queues": 0}}]
+        assert broker.call(admin.user_limits) == [{"user": "guest", "value": {"max-channels": 1}}]
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port, "kept"))
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="queue limit in vhost 'kept' \\(0\\)"):
+            conn.channel().queue_declare("q")
+        assert conn.channel().is_open   # the refused declare closed the first: this is the one allowed
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker, match="maximum allowed user limit of \\(1\\)"):
+            conn.channel()
+        broker.call(admin.clear_vhost_limits, "kept")
+        broker.call(admin.clear_user_limits, "guest", "all")
+    with BrokerThread(data_dir=str(tmp_path)) as broker:
+        assert broker.call(broker.server.admin.vhost_limits) == []
+        assert broker.call(broker.server.admin.user_limits) == []
