@@ -396,12 +396,15 @@ class ManagementApi:
         # What rabbitmqadmin and the page list but this broker does not have: empty lists, no
         # single one (404), and writes refused as not allowed (405) rather than unknown paths.
         for path in ("/api/policies", "/api/policies/{vhost}", "/api/operator-policies",
-                     "/api/operator-policies/{vhost}", "/api/parameters", "/api/parameters/{component}",
-                     "/api/parameters/{component}/{vhost}", "/api/global-parameters"):
+                     "/api/operator-policies/{vhost}", "/api/global-parameters"):
             add(path, GET=(ANY, self._empty_list))
         for path in ("/api/policies/{vhost}/{name}", "/api/operator-policies/{vhost}/{name}",
-                     "/api/parameters/{component}/{vhost}/{name}", "/api/global-parameters/{name}"):
+                     "/api/global-parameters/{name}"):
             add(path, GET=(ANY, self._none))
+        # The only runtime parameters here are vhost limits (component vhost-limits, name limits).
+        for path in ("/api/parameters", "/api/parameters/{component}", "/api/parameters/{component}/{vhost}"):
+            add(path, GET=(ANY, self.parameters))
+        add("/api/parameters/{component}/{vhost}/{name}", GET=(ANY, self.parameter))
         # Limits: any management user reads those of the vhosts it sees (RabbitMQ's
         # is_authorized_vhost_visible, user limits included); only administrators change them.
         add("/api/vhost-limits", GET=(ANY, self.vhost_limits))
@@ -421,6 +424,23 @@ class ManagementApi:
             visible = self._visible_vhosts(call.caller)
             rows = rows if visible is None else [r for r in rows if r["vhost"] in visible]
         return self._reply_list(call, rows, ("vhost",))
+
+    def _limit_parameters(self, call: Call) -> list[dict]:
+        visible = self._login_vhosts(call.caller)
+        return [{"value": row["value"], "vhost": row["vhost"], "component": "vhost-limits", "name": "limits"}
+                for row in self.admin.vhost_limits() if visible is None or row["vhost"] in visible]
+
+    def parameters(self, call: Call, component: str | None = None, vhost: str | None = None) -> Any:
+        if vhost is not None:
+            self._check_vhost(vhost)
+        rows = self._limit_parameters(call) if component in (None, "vhost-limits") else []
+        return self._reply_list(call, [r for r in rows if vhost is None or r["vhost"] == vhost])
+
+    def parameter(self, call: Call, component: str, vhost: str, name: str) -> Any:
+        for row in self._limit_parameters(call):
+            if (component, name, row["vhost"]) == ("vhost-limits", "limits", vhost):
+                return self._reply(call, row)
+        raise not_found()
 
     def _limit_value(self, call: Call) -> Any:
         body = self._body(call)

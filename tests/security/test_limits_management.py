@@ -104,6 +104,14 @@ VHOST_STEPS = [
     ("DELETE", f"/api/vhost-limits/{q(V)}/max-connections", None),
     ("GET", f"/api/vhost-limits/{q(V)}", None),
     ("GET", "/api/vhost-limits", None),                  # an emptied limits parameter: "value": []
+    ("GET", f"/api/parameters/vhost-limits/{q(V)}", None),
+    ("PUT", f"/api/vhost-limits/{q(V)}/max-queues", {"value": 8}),
+    ("GET", "/api/parameters", None),                    # vhost limits are runtime parameters too
+    ("GET", "/api/parameters/vhost-limits", None),
+    ("GET", f"/api/parameters/vhost-limits/{q(V)}", None),
+    ("GET", f"/api/parameters/vhost-limits/{q(V)}/limits", None),
+    ("GET", f"/api/parameters/federation-upstream/{q(V)}", None),
+    ("DELETE", f"/api/vhost-limits/{q(V)}/max-queues", None),
 ]
 
 USER_STEPS = [
@@ -128,7 +136,8 @@ USER_STEPS = [
                          ids=["vhost-limits", "user-limits"])
 def test_limit_endpoints_answer_as_rabbitmq(sides, steps, key, name):
     for method, path, body in steps:
-        only = (key, name) if path in ("/api/vhost-limits", "/api/user-limits") else None
+        only = (key, name) if path in ("/api/vhost-limits", "/api/user-limits", "/api/parameters",
+                                        "/api/parameters/vhost-limits") else None
         ours, theirs = _both(sides, method, path, body, only=only)
         assert ours == theirs, (method, path, body)
 
