@@ -233,3 +233,21 @@ def test_definitions_import_refuses_queues_beyond_max_queues(sides):
     finally:
         for side in sides:
             side.ok("DELETE", f"/api/vhost-limits/{q(V)}/max-queues")
+
+
+def test_queue_declares_over_http_meet_the_queue_limit(sides):
+    """The management API declares as a client would: PUT of a queue and the aliveness test
+    (which declares ``aliveness-test``) are refused beyond max-queues, in RabbitMQ's words."""
+    for side in sides:
+        side.ok("PUT", f"/api/permissions/{q(V)}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+        side.ok("PUT", f"/api/vhost-limits/{q(V)}/max-queues", {"value": 0})
+    try:
+        for method, path, body in [("PUT", f"/api/queues/{q(V)}/q1", {"durable": True}),
+                                   ("GET", f"/api/aliveness-test/{q(V)}", None)]:
+            ours, theirs = _both(sides, method, path, body)
+            assert ours == theirs, path
+            assert ours[0] == 400 and "queue limit in vhost" in ours[1]["reason"]
+    finally:
+        for side in sides:
+            side.ok("DELETE", f"/api/vhost-limits/{q(V)}/max-queues")
+            side.ok("DELETE", f"/api/permissions/{q(V)}/guest")
