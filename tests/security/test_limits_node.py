@@ -207,3 +207,40 @@ def test_limits_survive_a_restart(tmp_path):
     with BrokerThread(data_dir=str(tmp_path)) as broker:
         assert broker.call(broker.server.admin.vhost_limits) == []
         assert broker.call(broker.server.admin.user_limits) == []
+
+
+def test_the_admin_api_is_the_python_door_to_limits():
+    """What the management API, the CLI and definitions call, on an embedded broker."""
+    from amqp_broker.broker.admin import AdminError
+
+    with BrokerThread() as broker:
+        admin = broker.server.admin
+
+        def fails(kind: str, reason: str, call, *args) -> None:
+            with pytest.raises(AdminError) as error:
+                broker.call(call, *args)
+            assert (error.value.kind, error.value.reason) == (kind, reason)
+
+        broker.call(admin.set_vhost_limits, "/", {"max-queues": 2, "max-connections": -1})
+        broker.call(admin.set_vhost_limit, "/", "max-connections", 3)
+        assert broker.call(admin.vhost_limits) == [{"vhost": "/", "value": {"max-connections": 3, "max-queues": 2}}]
+        fails("bad_request", 'Validation failed\n\nmax-queues should be a number, actually was <<"2">>\n',
+              admin.set_vhost_limits, "/", {"max-queues": "2"})
+        fails("bad_request", "Validation failed\n\nUnrecognised terms [{<<\"max-users\">>,1}] in limits\n",
+              admin.set_vhost_limit, "/", "max-users", 1)
+        fails("not_found", "vhost 'nowhere' not found", admin.set_vhost_limits, "nowhere", {})
+        broker.call(admin.clear_vhost_limits, "/")
+        fails("not_found", "Parameter does not exist", admin.clear_vhost_limits, "/")
+
+        broker.call(admin.set_user_limits, "guest", {"max-channels": 4})
+        broker.call(admin.set_user_limits, "guest", {"max-connections": 1})
+        assert broker.call(admin.user_limits, "guest") == [
+            {"user": "guest", "value": {"max-channels": 4, "max-connections": 1}}]
+        assert broker.call(admin.user, "guest")["limits"] == {"max-channels": 4, "max-connections": 1}
+        fails("bad_request", "max-channels should be a number, actually was true",
+              admin.set_user_limits, "guest", {"max-channels": True})
+        fails("not_found", "user 'nobody' not found", admin.set_user_limits, "nobody", {})
+        broker.call(admin.clear_user_limits, "guest", "max-channels")
+        assert broker.call(admin.user_limits) == [{"user": "guest", "value": {"max-connections": 1}}]
+        broker.call(admin.clear_user_limits, "guest")
+        assert broker.call(admin.user_limits) == []
