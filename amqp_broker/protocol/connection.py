@@ -165,6 +165,9 @@ class Connection(FrameReader):
         # The start of a frame the last read ended in the middle of.
         self._tail = bytearray()
         self._auth_failure_close = False
+        # Set when start-ok's credentials were refused: broker/login_log.py logs that, rate
+        # limited, so the lines that would follow for each connection are left to debug.
+        self.login_refused = False
         # True once a message was published here: only such connections feed the store's backlog.
         self.publishing = False
         # Set by the server while publishes must wait (an alarm, or the store's flow control):
@@ -367,6 +370,7 @@ class Connection(FrameReader):
         user = self.broker.authenticate(username, password)
         refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
         if user is None or refusal is not None:
+            self.login_refused = True
             # RabbitMQ's words (then, for loopback_users, the setting that lifts it); logged once
             # per peer address and interval, later ones counted (broker/login_log.py).
             if refusal is not None:
@@ -502,6 +506,8 @@ class Connection(FrameReader):
         if self.state in (CLOSING, CLOSED):
             return
         level = logging.INFO if reply_code == CONNECTION_FORCED else logging.WARNING
+        if self.login_refused:
+            level = logging.DEBUG  # the refusal was logged already, once per peer and interval
         log.log(level, "%s: closing connection: %s", self.peer, reply_text)
         self._release()
         # Before tune-ok RabbitMQ answers only a refused login (start-ok) or a failed negotiation

@@ -114,7 +114,9 @@ class ServerConnection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
             reason = self.protocol.close_reason or "connection closed by client"
-            log.info("closing AMQP connection (%s): %s", self.peer, reason)
+            # A refused login's end is in its (rate-limited) refusal line already.
+            log.log(logging.DEBUG if self.protocol.login_refused else logging.INFO,
+                    "closing AMQP connection (%s): %s", self.peer, reason)
             self.done.set()
 
     async def _reader(self) -> None:

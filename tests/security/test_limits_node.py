@@ -105,14 +105,23 @@ def test_connection_max_counts_every_socket_not_just_logged_in_ones():
 # -- failed logins --------------------------------------------------------------------------------
 
 
-def test_a_thousand_failed_logins_log_a_bounded_number_of_lines(caplog):
-    caplog.set_level(logging.WARNING)
+@pytest.mark.parametrize("capabilities", [None, {"authentication_failure_close": True}],
+                         ids=["socket-closed", "403-close"])
+def test_a_thousand_failed_logins_log_a_bounded_number_of_lines(caplog, capabilities):
+    caplog.set_level(logging.INFO)
     with BrokerThread() as broker:   # the default interval: 60 s
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: _failed_login(broker.port), range(1000)))
-        assert answers == ["eof"] * 1000   # no capability announced: the socket just closes
+            answers = list(pool.map(lambda _: _failed_login(broker.port, capabilities), range(1000)))
+        if capabilities is None:
+            assert answers == ["eof"] * 1000   # no capability announced: the socket just closes
+        else:
+            assert {(a.reply_code, a.class_id, a.method_id) for a in answers} == {(403, 0, 0)}
         lines = _refused_lines(caplog)
         assert len(lines) == 1, lines
+        # Besides RabbitMQ's info line per accepted connection, nothing is logged per attempt.
+        others = [r.getMessage() for r in caplog.records
+                  if "accepting AMQP connection" not in r.getMessage() and "startup complete" not in r.getMessage()]
+        assert len(others) <= 3, others[:10]
         assert "PLAIN login refused: user 'guest' - invalid credentials" in lines[0]
         assert lines[0].startswith("127.0.0.1:")
         # A good login from the same address still works, and is not held back.
