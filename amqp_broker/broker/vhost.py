@@ -18,7 +18,6 @@ from ..errors import (
     precondition_failed,
     resource_locked,
 )
-from .limits import check_new_queue
 from .arguments import (
     check_dead_letter_exchange,
     check_exchange_arguments_equivalent,
@@ -27,6 +26,7 @@ from .arguments import (
     validate_queue_arguments,
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
+from .limits import check_new_queue
 from .fields import field_type_name
 from .counters import CHANNEL_COUNTERS, NodeCounters
 from .message import Message
