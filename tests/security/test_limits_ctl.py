@@ -73,11 +73,9 @@ def _this_run(output: str) -> str:
 STEPS = [
     ("set_vhost_limits", "-p", V, '{"max-connections": 1, "max-queues": 1}'),
     ("list_vhost_limits", "-p", V),
-    ("list_vhost_limits", "-q", "-p", V),
     ("list_vhost_limits", "-p", V, "--formatter", "json"),
     ("list_vhost_limits", "--global"),
     ("set_vhost_limits", "-p", V, '{"max-queues": 4}'),       # replaces: max-connections goes
-    ("list_vhost_limits", "-p", V),
     ("set_vhost_limits", "-q", "-p", V, '{"max-connections": -1}'),
     ("list_vhost_limits", "-p", V),
     ("set_vhost_limits", "-p", V, '{"max-queues": "x"}'),
@@ -102,7 +100,6 @@ STEPS = [
     ("list_user_limits", "--user", U),
     ("clear_user_limits", U, "bogus"),
     ("clear_user_limits", U, "all"),
-    ("list_user_limits", "--user", U),
     ("list_user_limits",),                                     # guest's
     ("set_user_limits", f"{U}-missing", '{"max-channels": 1}'),
     ("clear_user_limits", f"{U}-missing", "all"),
