@@ -118,6 +118,11 @@ class Settings:
     frame_max: int = 131072
     #: Most channels per connection proposed in connection.tune; 0 = no limit (65535).
     channel_max: int = 2047
+    #: Most client connections open at once (RabbitMQ's connection_max); beyond it new ones
+    #: wait in the listen backlog. 0 = no limit (RabbitMQ's default, infinity).
+    connection_max: int = 0
+    #: Seconds over which failed logins from one peer address are logged as one summary line.
+    failed_login_log_interval: int = 60
     #: Largest message body in bytes a publisher may send (RabbitMQ's max_message_size).
     max_message_size: int = 134217728
     #: Milliseconds a delivery may stay unacknowledged before the channel is closed; 0 disables.
@@ -176,6 +181,8 @@ class Settings:
             )
         _check_range("max_message_size", self.max_message_size, 1, MAX_MESSAGE_SIZE_LIMIT)
         _check_range("consumer_timeout_ms", self.consumer_timeout_ms, 0, None)
+        _check_range("connection_max", self.connection_max, 0, None)
+        _check_range("failed_login_log_interval", self.failed_login_log_interval, 0, None)
         _check_range("disk_free_limit_bytes", self.disk_free_limit_bytes, 0, None)
         _check_range("queue_memory_limit_bytes", self.queue_memory_limit_bytes, 0, None)
         if not (math.isfinite(self.memory_high_watermark) and self.memory_high_watermark >= 0):
@@ -287,6 +294,10 @@ _FLAG_HELP = {
     "heartbeat": "heartbeat seconds proposed to clients, 0 = off (default: 60)",
     "frame_max": "largest frame in bytes proposed to clients (default: 131072)",
     "channel_max": "most channels per connection proposed to clients (default: 2047)",
+    "connection_max": "most client connections open at once; more wait to be accepted, "
+    "0 = no limit (default: 0)",
+    "failed_login_log_interval": "seconds over which failed logins from one address are logged as "
+    "one line plus a count, 0 = a line each (default: 60)",
     "max_message_size": "largest message body in bytes, at most 536870912 (default: 134217728)",
     "consumer_timeout_ms": "ms a delivery may stay unacked, 0 = off (default: 1800000)",
     "memory_high_watermark": "memory fraction above which publishers block (default: 0.4)",

@@ -20,8 +20,11 @@ topic permissions, exchanges, queues, bindings). The whole file is checked befor
 names the entry at fault (``queues[3] (queue 'q' in vhost '/'): ...``). Unknown keys are ignored,
 as RabbitMQ does. Skipped with a warning in the log, as RabbitMQ skips them: the default and
 ``amq.*`` exchanges, ``amq.*`` queues, and bindings whose source or destination does not exist.
-Ignored with a warning, as this broker does not implement them: policies, runtime and global
-parameters, user and vhost limits. Permissions and topic permissions are enforced as RabbitMQ
+Ignored with a warning, as this broker does not implement them: policies, runtime parameters
+other than vhost limits, and global parameters. User limits (``users[].limits``) and vhost
+limits (``parameters`` of component ``vhost-limits``) are exported and imported as RabbitMQ 3.10
+writes them, and an import that would take a vhost beyond its max-queues is refused before
+anything changes, with RabbitMQ's words. Permissions and topic permissions are enforced as RabbitMQ
 enforces them (broker/access.py). Vhost descriptions and tags are not kept.
 
 :func:`export_data_dir` and :func:`import_data_dir` work on a data directory, for the
@@ -45,6 +48,8 @@ from .broker.auth import DEFAULT_HASHING, HASHING_ALGORITHMS, hash_length, hash_
 from .broker.broker import Broker
 from .broker.exchange import EXCHANGE_TYPES, Exchange
 from .broker.arguments import queue_type, validate_queue_arguments
+from .broker.limits import USER_LIMITS, VHOST_LIMITS, LimitError, queue_import_error
+from .broker.limits import validate as validate_limits
 from .broker.vhost import PREDECLARED
 from .config import ConfigError
 from .definitions_file import (
@@ -92,7 +97,6 @@ HASHING_ALGORITHM = DEFAULT_HASHING
 
 # Lists this broker stores nothing for: imported with a warning, exported empty.
 _IGNORED = {
-    "parameters": "runtime parameters (shovels, federation, ...) are not supported",
     "global_parameters": "global parameters are not supported",
     "policies": "policies are not supported",
 }
@@ -113,7 +117,7 @@ def export_definitions(broker: Broker) -> dict:
             "password_hash": user.password_hash,
             "hashing_algorithm": user.hashing_algorithm,
             "tags": list(user.tags),
-            "limits": {},
+            "limits": dict(user.limits),
         })
         for vhost, (configure, write, read) in sorted(user.permissions.items()):
             if vhost in broker.vhosts:  # a grant outliving its vhost would not import
@@ -134,7 +138,8 @@ def export_definitions(broker: Broker) -> dict:
         vhost = broker.vhosts[vhost_name]
         vhosts.append({
             "name": vhost_name,
-            "limits": [],
+            # rabbitmqctl export_definitions lists a vhost's limits as [name, value] pairs too.
+            "limits": [[key, value] for key, value in (vhost.limits or {}).items()],
             "metadata": {"description": "", "tags": []},
         })
         exported_queues = set()
@@ -190,7 +195,12 @@ def export_definitions(broker: Broker) -> dict:
         "vhosts": vhosts,
         "permissions": permissions,
         "topic_permissions": topic_permissions,
-        "parameters": [],
+        # Vhost limits are RabbitMQ's only runtime parameter here (component vhost-limits).
+        "parameters": [
+            {"value": dict(v.limits) if v.limits else [], "vhost": name, "component": "vhost-limits",
+             "name": "limits"}
+            for name, v in sorted(broker.vhosts.items()) if v.limits is not None
+        ],
         "global_parameters": [],
         "policies": [],
         "queues": queues,
@@ -218,6 +228,9 @@ class _Plan:
     bindings: list[tuple[Entry, str, str, str, str, str, dict]] = dataclasses.field(
         default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # (user, limits to merge) and (vhost, limits): user limits and vhost-limits parameters.
+    user_limits: list[tuple[str, dict]] = dataclasses.field(default_factory=list)
+    vhost_limits: list[tuple[str, dict]] = dataclasses.field(default_factory=list)
 
 
 def _user_tags(entry: Entry) -> list[str]:
@@ -293,8 +306,11 @@ def _plan(broker: Broker, data: dict) -> _Plan:
         else:
             password_hash = entry.text("password_hash", "")
             algorithm = _check_hash(entry, password_hash, default_hashing)
-        if raw.get("limits"):
-            plan.warnings.append(f"{entry.where}: user limits are not supported, ignored")
+        if raw.get("limits") is not None:
+            try:
+                plan.user_limits.append((name, validate_limits(USER_LIMITS, "user-limits", raw["limits"])))
+            except LimitError as exc:
+                raise entry.fail(str(exc)) from None
         plan.users.append((entry, name, password_hash, algorithm, _user_tags(entry)))
         file_users.add(name)
 
@@ -436,6 +452,35 @@ def _plan(broker: Broker, data: dict) -> _Plan:
             raise entry.fail(precondition_failed(str(exc)).reply_text) from None
         plan.bindings.append((entry, vhost, source, destination, dest_type, routing_key, arguments))
 
+    ignored_parameters = 0
+    for index, raw in entries(data, "parameters"):
+        entry = Entry(f"parameters[{index}]", raw)
+        if raw.get("component") != "vhost-limits":
+            ignored_parameters += 1
+            continue
+        vhost = check_vhost(entry)
+        entry.where = f"parameters[{index}] (vhost-limits of vhost {vhost!r})"
+        value = raw.get("value")
+        try:  # an emptied limits parameter is exported as []
+            plan.vhost_limits.append((vhost, validate_limits(VHOST_LIMITS, "limits", value or {})))
+        except LimitError as exc:
+            raise entry.fail(f"Validation failed: {exc}") from None
+    if ignored_parameters:
+        plan.warnings.append(f"{ignored_parameters} parameters ignored: runtime parameters other than "
+                             "vhost-limits (shovels, federation, ...) are not supported")
+
+    # RabbitMQ refuses an import adding more queues than a vhost's max-queues (as in force
+    # before the file's own limits) allows, before it changes anything.
+    adding: dict[str, int] = {}
+    for _entry, vhost, name, *_rest in plan.queues:
+        live = broker.vhosts.get(vhost)
+        if live is not None and name not in live.queues:
+            adding[vhost] = adding.get(vhost, 0) + 1
+    for vhost, count in adding.items():
+        refusal = queue_import_error(broker.vhosts[vhost], count)
+        if refusal is not None:
+            raise DefinitionsError(refusal)
+
     for key, why in _IGNORED.items():
         count = len(entries(data, key))
         if count:
@@ -474,6 +519,11 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
             user.hashing_algorithm = algorithm
             user.tags = list(tags)
         broker.save_user(name)
+    for name, limits in plan.user_limits:
+        user = broker.users.users[name]
+        merged = {**user.limits, **limits}  # merged, as RabbitMQ's import does
+        user.limits = {k: merged[k] for k in sorted(merged)}
+        broker.save_user(name)
     for user_name, vhost, regexes in plan.permissions:
         user = broker.users.users[user_name]
         if user.permissions.get(vhost) != regexes:
@@ -492,9 +542,12 @@ def import_definitions(broker: Broker, data: dict) -> dict[str, int]:
     for entry, vhost, name, type_name, durable, auto_delete, internal, arguments in plan.exchanges:
         apply(entry, broker.vhosts[vhost].declare_exchange, name, type_name, durable=durable,
               auto_delete=auto_delete, internal=internal, arguments=arguments)
+    for vhost, limits in plan.vhost_limits:
+        broker.vhosts[vhost].limits = limits
+        broker.save_vhost(vhost)
     for entry, vhost, name, durable, auto_delete, arguments in plan.queues:
         apply(entry, broker.vhosts[vhost].declare_queue, None, name, durable=durable,
-              auto_delete=auto_delete, arguments=arguments)
+              auto_delete=auto_delete, arguments=arguments, limit=False)
     for entry, vhost_name, source, destination, dest_type, routing_key, arguments in plan.bindings:
         vhost = broker.vhosts[vhost_name]
         source_exchange = apply(entry, vhost.get_exchange, source)

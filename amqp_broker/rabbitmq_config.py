@@ -71,6 +71,7 @@ CONF_KEYS = {
     "heartbeat": "heartbeat",
     "frame_max": "frame_max",
     "channel_max": "channel_max",
+    "connection_max": "connection_max (infinity: 0, no limit)",
     "max_message_size": "max_message_size",
     "consumer_timeout": "consumer_timeout_ms",
     "vm_memory_high_watermark.relative": "memory_high_watermark",
@@ -379,6 +380,14 @@ def _conf_settings(
             layer.append((where, key, value))
         elif key in ("heartbeat", "channel_max", "max_message_size"):
             layer.append((where, key, _conf_int(value, where)))
+        elif key == "connection_max":
+            if value == "infinity":
+                layer.append((where, "connection_max", 0))
+            else:
+                limit = _conf_int(value, where)
+                if limit <= 0:  # RabbitMQ's ranch would serve next to no one: surely a mistake
+                    raise ConfigError(f"{where}: expected infinity or a positive integer, got {value!r}")
+                layer.append((where, "connection_max", limit))
         elif key == "consumer_timeout":
             layer.append((where, "consumer_timeout_ms", _conf_int(value, where)))
         elif key == "frame_max":

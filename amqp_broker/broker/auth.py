@@ -69,6 +69,8 @@ class User:
     permissions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     topic_permissions: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     hashing_algorithm: str = DEFAULT_HASHING
+    # RabbitMQ's user limits (broker/limits.py): {"max-connections": n, "max-channels": n}.
+    limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def vhosts(self) -> set[str]:
@@ -118,6 +120,8 @@ class UserStore:
             }
         if user.hashing_algorithm != DEFAULT_HASHING:
             record["hashing_algorithm"] = user.hashing_algorithm
+        if user.limits:
+            record["limits"] = dict(user.limits)
         return record
 
     def restore_user(self, name: str, record: dict) -> User:
@@ -136,6 +140,7 @@ class UserStore:
             name, record["password_hash"], list(record.get("tags", [])), permissions,
             topic_permissions,  # type: ignore[arg-type]
             record.get("hashing_algorithm") or DEFAULT_HASHING,
+            dict(record.get("limits") or {}),
         )
         self.users[name] = user
         return user

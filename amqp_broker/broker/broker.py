@@ -10,6 +10,8 @@ from .access import Grants, loopback_refusal
 from .auth import FULL_ACCESS, User, UserStore
 from .consumer_timeout import ConsumerTimeouts
 from .counters import NodeCounters
+from .limits import check_connection
+from .login_log import FailedLogins
 from .persistence import Persistence
 from .replyto import DirectReplyTo
 from .session import Session
@@ -21,7 +23,8 @@ class Broker:
     """All broker state of one process. Knows nothing of sockets or frames."""
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest", default_vhost: str = "/",
-                 *, consumer_timeout_ms: int = 1800000, loopback_users: tuple[str, ...] = ("guest",)):
+                 *, consumer_timeout_ms: int = 1800000, loopback_users: tuple[str, ...] = ("guest",),
+                 failed_login_log_interval: float = 60.0):
         self.users = UserStore()
         # Users who may log in only over a loopback connection (RabbitMQ's loopback_users).
         self.loopback_users = frozenset(loopback_users)
@@ -32,6 +35,8 @@ class Broker:
         self.persistence: Persistence | None = None
         # Deadlines the server layer drives (TTLs, x-expires, consumer timeouts).
         self.timers = Timers()
+        # Refused logins, logged once per peer address and interval (login_log.py).
+        self.failed_logins = FailedLogins(self.timers, failed_login_log_interval)
         # Connection/channel churn and the message counts of deleted queues and vhosts (broker/admin/).
         self.counters = NodeCounters()
         # Direct reply-to consumers, one registry for every vhost (reply names are broker-wide).
@@ -55,8 +60,14 @@ class Broker:
             vhost.counters = self.counters
             if self.persistence is not None:
                 vhost.persistence = self.persistence
-                self.persistence.store.put("vhost", (name,), {})
+                self.save_vhost(name)
         return vhost
+
+    def save_vhost(self, name: str) -> None:
+        """Write a vhost (after a change of its limits) to the store, when there is one."""
+        if self.persistence is not None:
+            limits = self.vhosts[name].limits
+            self.persistence.store.put("vhost", (name,), {} if limits is None else {"limits": dict(limits)})
 
     def save_user(self, name: str) -> None:
         """Write a user (after a change) to the store, when there is one."""
@@ -86,7 +97,7 @@ class Broker:
         self.persistence = persistence
         for vhost in self.vhosts.values():
             vhost.persistence = persistence
-            store.put("vhost", (vhost.name,), {})
+            self.save_vhost(vhost.name)
             for queue in vhost.queues.values():
                 if queue.durable and queue.exclusive_owner is None:
                     queue.persistence = persistence
@@ -169,10 +180,12 @@ class Broker:
                     channel.may_publish.clear()
 
     def open_session(self, user: User, vhost_name: str, client_properties: dict, peer: str) -> Session:
-        """connection.open: 530 NOT_ALLOWED for a missing vhost or one the user may not use."""
+        """connection.open: 530 NOT_ALLOWED for a missing vhost, one whose or whose user's
+        connection limit is reached, or one the user may not use."""
         vhost = self.vhosts.get(vhost_name)
         if vhost is None:
             raise ConnectionLevelError(NOT_ALLOWED, f"vhost {vhost_name} not found")
+        check_connection(self, user.name, vhost)  # before the access check, as rabbit_reader
         if vhost_name not in user.vhosts:
             raise ConnectionLevelError(
                 NOT_ALLOWED, f"access to vhost '{vhost_name}' refused for user '{user.name}'"

@@ -155,7 +155,7 @@ class Persistence:
             snapshot = self.store.load()
         counts = {"exchanges": 0, "queues": 0, "bindings": 0, "messages": 0}
         for (name,), record in snapshot.definitions.get("vhost", []):
-            broker.add_vhost(name)
+            broker.add_vhost(name).limits = record.get("limits")
         for (name,), record in snapshot.definitions.get("user", []):
             broker.users.restore_user(name, record)
         pending_bindings: list[tuple["VHost", Any, list]] = []
@@ -176,7 +176,7 @@ class Persistence:
             vhost = broker.add_vhost(vhost_name)
             queue = vhost.declare_queue(
                 None, name, durable=True, auto_delete=record["auto_delete"],
-                arguments=record["arguments"],
+                arguments=record["arguments"], limit=False,
             )
             queue.store_id = record["id"]
             queue.buffer = self.make_buffer(queue)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from .limits import check_channel
+
 if TYPE_CHECKING:  # pragma: no cover
     from .access import Grants
     from .broker import Broker
@@ -51,8 +53,11 @@ class Session:
         self.owed_dispatch: dict[Queue, None] | None = None
 
     def open_channel(self, number: int, sink: "DeliverySink") -> "Channel":
-        """Create the core channel ``number`` delivering through ``sink``."""
+        """Create the core channel ``number`` delivering through ``sink``; 530 NOT_ALLOWED
+        beyond the user's max-channels."""
         from .channel import Channel
+
+        check_channel(self.broker, self.user)
 
         channel = Channel(self, number, sink)
         self.channels[number] = channel

@@ -26,6 +26,7 @@ from .arguments import (
     validate_queue_arguments,
 )
 from .exchange import EXCHANGE_TYPES, DefaultExchange, Exchange
+from .limits import check_new_queue
 from .fields import field_type_name
 from .counters import CHANNEL_COUNTERS, NodeCounters
 from .message import Message
@@ -84,6 +85,9 @@ class VHost:
         self.retired_stats: dict[str, int] = dict.fromkeys(CHANNEL_COUNTERS, 0)
         # Node-wide churn counters and deleted queues' counts; the Broker gives all its vhosts one.
         self.counters = NodeCounters()
+        # RabbitMQ's vhost-limits parameter (broker/limits.py): None when never set or cleared,
+        # else {name: value}, possibly empty once each limit was removed one by one.
+        self.limits: dict[str, int] | None = None
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -226,13 +230,15 @@ class VHost:
         auto_delete: bool = False,
         arguments: dict | None = None,
         access: "Grants | None" = None,
+        limit: bool = True,
     ) -> Queue:
         """queue.declare with RabbitMQ's passive, exclusive, reserved-name and equivalence rules.
 
         ``access`` (a client's declare) is asked where rabbit_channel asks: configure once the
         name is settled (a server-named queue's ``amq.gen-…`` included), and for a new queue
         with a dead-letter exchange read on the queue and write on that exchange. A passive
-        declare needs no permission."""
+        declare needs no permission. A new queue counts against the vhost's max-queues unless
+        ``limit`` is false (recovery and definitions, which RabbitMQ does not limit either)."""
         arguments = arguments or {}
         if passive:
             if not name:
@@ -248,6 +254,8 @@ class VHost:
             raise access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         if access is not None:
             access.configure("queue", name)
+        if limit and self.limits is not None and name not in self.queues:
+            check_new_queue(self, name)
         check_dead_letter_exchange(describe_queue(name, self.name), arguments)
         existing = self.queues.get(name)
         dead_letter_exchange = arguments.get("x-dead-letter-exchange")

@@ -1212,3 +1212,7 @@ def execute(cmd: Command, ctx: Context, ns: argparse.Namespace, err: TextIO) -> 
         return EX_DATAERR if exc.kind == "bad_request" else EX_UNAVAILABLE
     finally:
         ctx.close()
+
+
+# The limit commands live in their own module; importing it registers them.
+from . import limits_commands  # noqa: E402,F401

@@ -411,14 +411,84 @@ class ManagementApi:
         # What rabbitmqadmin and the page list but this broker does not have: empty lists, no
         # single one (404), and writes refused as not allowed (405) rather than unknown paths.
         for path in ("/api/policies", "/api/policies/{vhost}", "/api/operator-policies",
-                     "/api/operator-policies/{vhost}", "/api/parameters", "/api/parameters/{component}",
-                     "/api/parameters/{component}/{vhost}", "/api/global-parameters",
-                     "/api/vhost-limits", "/api/vhost-limits/{vhost}"):
+                     "/api/operator-policies/{vhost}", "/api/global-parameters"):
             add(path, GET=(ANY, self._empty_list))
         for path in ("/api/policies/{vhost}/{name}", "/api/operator-policies/{vhost}/{name}",
-                     "/api/parameters/{component}/{vhost}/{name}", "/api/global-parameters/{name}",
-                     "/api/vhost-limits/{vhost}/{name}"):
+                     "/api/global-parameters/{name}"):
             add(path, GET=(ANY, self._none))
+        # The only runtime parameters here are vhost limits (component vhost-limits, name limits).
+        for path in ("/api/parameters", "/api/parameters/{component}", "/api/parameters/{component}/{vhost}"):
+            add(path, GET=(ANY, self.parameters))
+        add("/api/parameters/{component}/{vhost}/{name}", GET=(ANY, self.parameter))
+        # Limits: any management user reads those of the vhosts it sees (RabbitMQ's
+        # is_authorized_vhost_visible, user limits included); only administrators change them.
+        add("/api/vhost-limits", GET=(ANY, self.vhost_limits))
+        add("/api/vhost-limits/{vhost}", GET=(VHOST, self.vhost_limits))
+        add("/api/vhost-limits/{vhost}/{name}", PUT=(ADMIN, self.put_vhost_limit),
+            DELETE=(ADMIN, self.delete_vhost_limit))
+        add("/api/user-limits", GET=(ANY, self.user_limits))
+        add("/api/user-limits/{user}", GET=(ANY, self.user_limits))
+        add("/api/user-limits/{user}/{name}", PUT=(ADMIN, self.put_user_limit),
+            DELETE=(ADMIN, self.delete_user_limit))
+
+    # -- limits ---------------------------------------------------------------------------------
+
+    def vhost_limits(self, call: Call, vhost: str | None = None) -> Any:
+        rows = self.admin.vhost_limits(vhost)
+        if vhost is None:
+            visible = self._visible_vhosts(call.caller)
+            rows = rows if visible is None else [r for r in rows if r["vhost"] in visible]
+        return self._reply_list(call, rows, ("vhost",))
+
+    def _limit_parameters(self, call: Call) -> list[dict]:
+        visible = self._login_vhosts(call.caller)
+        return [{"value": row["value"], "vhost": row["vhost"], "component": "vhost-limits", "name": "limits"}
+                for row in self.admin.vhost_limits() if visible is None or row["vhost"] in visible]
+
+    def parameters(self, call: Call, component: str | None = None, vhost: str | None = None) -> Any:
+        if vhost is not None:
+            self._check_vhost(vhost)
+        rows = self._limit_parameters(call) if component in (None, "vhost-limits") else []
+        return self._reply_list(call, [r for r in rows if vhost is None or r["vhost"] == vhost])
+
+    def parameter(self, call: Call, component: str, vhost: str, name: str) -> Any:
+        for row in self._limit_parameters(call):
+            if (component, name, row["vhost"]) == ("vhost-limits", "limits", vhost):
+                return self._reply(call, row)
+        raise not_found()
+
+    def _limit_value(self, call: Call) -> Any:
+        body = self._body(call)
+        if "value" not in body:
+            raise bad_request("[{key_missing,value}]")
+        return body["value"]
+
+    def put_vhost_limit(self, call: Call, vhost: str, name: str) -> Response:
+        if vhost not in self.admin.vhost_names():
+            raise ApiError(404, "not_found", "vhost_not_found")
+        self.admin.set_vhost_limit(vhost, name, self._limit_value(call))
+        return self._no_content()
+
+    def delete_vhost_limit(self, call: Call, vhost: str, name: str) -> Response:
+        self.admin.clear_vhost_limit(vhost, name)
+        return self._no_content()
+
+    def user_limits(self, call: Call, user: str | None = None) -> Any:
+        return self._reply_list(call, self.admin.user_limits(user), ("user",))
+
+    def put_user_limit(self, call: Call, user: str, name: str) -> Response:
+        value = self._limit_value(call)
+        try:
+            self.admin.set_user_limits(user, {name: value})
+        except AdminError as exc:
+            if exc.kind == "not_found":  # rabbit_auth_backend_internal's error term, as JSON
+                raise bad_request(["no_such_user", user]) from None
+            raise
+        return self._no_content()
+
+    def delete_user_limit(self, call: Call, user: str, name: str) -> Response:
+        self.admin.clear_user_limits(user, name)
+        return self._no_content()
 
     def _empty_list(self, call: Call, vhost: str | None = None, component: str | None = None) -> Any:
         if vhost is not None:

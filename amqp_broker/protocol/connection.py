@@ -174,6 +174,9 @@ class Connection(FrameReader, ViolationReporter):
         # The start of a frame the last read ended in the middle of.
         self._tail = bytearray()
         self._auth_failure_close = False
+        # Set when start-ok's credentials were refused: broker/login_log.py logs that, rate
+        # limited, so the lines that would follow for each connection are left to debug.
+        self.login_refused = False
         # True once a message was published here: only such connections feed the store's backlog.
         self.publishing = False
         # Set by the server while publishes must wait (an alarm, or the store's flow control):
@@ -377,11 +380,16 @@ class Connection(FrameReader, ViolationReporter):
         user = self.broker.authenticate(username, password)
         refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
         if user is None or refusal is not None:
+            self.login_refused = True
+            # RabbitMQ's words (then, for loopback_users, the setting that lifts it); logged once
+            # per peer address and interval, later ones counted (broker/login_log.py).
             if refusal is not None:
-                # RabbitMQ's words, then the setting that lifts it.
-                log.warning("%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
+                self.broker.failed_logins.refused(
+                    self.peer, "%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
             else:
-                log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
+                self.broker.failed_logins.refused(
+                    self.peer, "%s: %s login refused: user '%s' - invalid credentials",
+                    self.peer, mechanism, username)
             reply_text = ConnectionLevelError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "
@@ -433,7 +441,11 @@ class Connection(FrameReader, ViolationReporter):
                     return
                 channel = ChannelState(self, number)
                 assert self.session is not None
-                channel.core = self.session.open_channel(number, channel)
+                try:
+                    channel.core = self.session.open_channel(number, channel)
+                except AMQPError as exc:  # the user's max-channels: names no method either
+                    self._fail(exc, 0, 0, 0)
+                    return
                 self.channels[number] = channel
                 # RabbitMQ's open-ok carries an empty channel-id; pamqp insists on "0".
                 output = self.output
@@ -504,6 +516,8 @@ class Connection(FrameReader, ViolationReporter):
         if self.state in (CLOSING, CLOSED):
             return
         level = logging.INFO if reply_code == CONNECTION_FORCED else logging.WARNING
+        if self.login_refused:
+            level = logging.DEBUG  # the refusal was logged already, once per peer and interval
         log.log(level, "%s: closing connection: %s", self.peer, reply_text)
         self._release()
         # Before tune-ok RabbitMQ answers only a refused login (start-ok) or a failed negotiation

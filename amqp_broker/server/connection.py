@@ -128,7 +128,9 @@ class ServerConnection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
             reason = self.protocol.close_reason or "connection closed by client"
-            log.info("closing AMQP connection (%s): %s", self.peer, reason)
+            # A refused login's end is in its (rate-limited) refusal line already.
+            log.log(logging.DEBUG if self.protocol.login_refused else logging.INFO,
+                    "closing AMQP connection (%s): %s", self.peer, reason)
             if self.tracer is not None:
                 self.server.tracing.closed(self, reason)
             self.done.set()

@@ -52,6 +52,8 @@ _ADMIN_OPS = (
     "connections", "connection", "close_connection", "close_all_connections",
     "channels", "consumers",
     "export_definitions", "import_definitions",
+    "vhost_limits", "set_vhost_limits", "clear_vhost_limits", "user_limits", "set_user_limits",
+    "clear_user_limits",
 )
 
 

@@ -16,9 +16,12 @@ import errno
 import logging
 import os
 import sys
-from typing import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import trio
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .admission import ConnectionMax
 
 log = logging.getLogger("amqp_broker.server")
 
@@ -129,17 +132,31 @@ async def serve_listeners(
     listeners: Sequence[trio.SocketListener],
     *,
     handler_nursery: trio.Nursery,
+    gate: "ConnectionMax | None" = None,
 ) -> None:
     """Accept on every listener and start ``handler(stream)`` in ``handler_nursery`` until
-    cancelled; running out of descriptors pauses accepting, it never raises."""
+    cancelled; running out of descriptors pauses accepting, it never raises. With a ``gate``
+    (connection_max), accepting also waits while it is full."""
     refusing = _Refusing()
+    if gate is not None:
+        inner = handler
+
+        async def handler(stream: trio.SocketStream) -> None:
+            try:
+                await inner(stream)
+            finally:
+                gate.closed()
+
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(_accept_loop, listener, handler, handler_nursery, refusing)
+            nursery.start_soon(_accept_loop, listener, handler, handler_nursery, refusing, gate)
 
 
-async def _accept_loop(listener, handler, handler_nursery: trio.Nursery, refusing: _Refusing) -> None:
+async def _accept_loop(listener, handler, handler_nursery: trio.Nursery, refusing: _Refusing,
+                       gate: "ConnectionMax | None" = None) -> None:
     while True:
+        if gate is not None:
+            await gate.wait_for_room()
         try:
             stream = await listener.accept()
         except OSError as exc:
@@ -149,4 +166,6 @@ async def _accept_loop(listener, handler, handler_nursery: trio.Nursery, refusin
             await trio.sleep(ACCEPT_RETRY_DELAY)
             continue
         refusing.stop()
+        if gate is not None:
+            gate.opened()  # counted now: the handler starts later, after more accepts maybe
         handler_nursery.start_soon(handler, stream)

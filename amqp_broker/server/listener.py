@@ -25,6 +25,7 @@ from .flow import ALARMS, memory_limit, resident_memory
 from .flow import monitor as flow_monitor
 from .connection import ServerConnection
 from .control import new_token, serve_control
+from .admission import ConnectionMax
 from .descriptors import fd_limit, open_fd_count, serve_listeners
 from .faults import Faults
 from .timers import drive_timers
@@ -65,6 +66,7 @@ class BrokerServer:
         self.broker = broker or Broker(
             settings.default_user, settings.default_pass, settings.default_vhost,
             consumer_timeout_ms=settings.consumer_timeout_ms, loopback_users=settings.loopback_users,
+            failed_login_log_interval=settings.failed_login_log_interval,
         )
         # As RabbitMQ's, the cluster is named after the node unless configured.
         self.node_name = settings.node_name
@@ -104,6 +106,8 @@ class BrokerServer:
         # The control endpoint (server/control.py): its port, and the secret its callers present.
         self.control_port = 0
         self.control_token = new_token()
+        # RabbitMQ's connection_max: accepting waits while that many connections are open.
+        self.connection_max = ConnectionMax(settings.connection_max) if settings.connection_max else None
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -269,7 +273,8 @@ class BrokerServer:
 
             async def accept() -> None:
                 with accept_scope:
-                    await serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                    await serve_listeners(self._handle, listeners, handler_nursery=nursery,
+                                          gate=self.connection_max)
 
             nursery.start_soon(accept)
             for service in http:

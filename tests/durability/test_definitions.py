@@ -597,8 +597,9 @@ def test_import_is_tolerant_and_follows_rabbitmq(caplog):
     })
     assert counts == {"users": 3, "vhosts": 1, "permissions": 1, "topic_permissions": 0,
                       "exchanges": 1, "queues": 1,
-                      "bindings": 1, "skipped": 6}
+                      "bindings": 1, "skipped": 5}
     users = broker.users.users
+    assert users["guest"].limits == {"max-connections": 5}
     assert users["old-style"].tags == ["administrator", "management"]
     assert broker.authenticate("old-style", "pw") is not None
     assert broker.authenticate("guest", "guest") is not None  # RabbitMQ's hash of "guest"
@@ -609,7 +610,6 @@ def test_import_is_tolerant_and_follows_rabbitmq(caplog):
     assert vhost.exchanges["amq.fanout"].has_binding(vhost.queues["existing"], "", {})
     warnings = caplog.text
     for expected in (
-        "users[1] ('guest'): user limits are not supported",
         "exchanges[0] (exchange 'amq.direct' in vhost '/'): the default and amq.* exchanges",
         "queues[0] (queue 'amq.gen-abc' in vhost '/'): queues named amq.*",
         "bindings[0] (from exchange '' to queue 'existing' in vhost '/'): bindings of the default",

@@ -107,8 +107,9 @@ def _raw_close(host: str, port: int, mechanism: str = "PLAIN", capabilities: dic
 @pytest.fixture(scope="module")
 def everywhere():
     """A broker on every interface, its management API too, with the default settings: guest
-    is loopback-only."""
-    with BrokerThread(host=ANY, management=True) as broker:
+    is loopback-only. Every refused login is logged (interval 0): several tests read the line
+    for refusals from the same address."""
+    with BrokerThread(host=ANY, management=True, failed_login_log_interval=0) as broker:
         broker.call(lambda: broker.server.admin.add_user("alice", "alice-pw", tags=["management"]))
         broker.call(broker.server.admin.set_permissions, "alice", "/")
         yield broker

@@ -317,3 +317,21 @@ def test_warnings_are_logged_when_no_collector_is_given(tmp_path: Path, caplog) 
 def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(os.environ, "RABBITMQ_DEFAULT_VHOST", "from-os-environ")
     assert settings_from_args(build_arg_parser().parse_args([])).default_vhost == "from-os-environ"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("infinity", 0), ("500", 500)])
+def test_connection_max(tmp_path: Path, value: str, expected: int) -> None:
+    """RabbitMQ's connection_max: infinity (its default) is this broker's 0, no limit."""
+    conf = write(tmp_path / "rabbitmq.conf", f"connection_max = {value}\n")
+    s, warnings = resolve({"RABBITMQ_CONFIG_FILE": conf})
+    assert (s.connection_max, warnings) == (expected, [])
+    # Ours win over rabbitmq.conf, as for every setting.
+    s, _ = resolve({"RABBITMQ_CONFIG_FILE": conf, "AMQP_BROKER_CONNECTION_MAX": "7"})
+    assert s.connection_max == 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_connection_max_must_be_infinity_or_positive(tmp_path: Path, value: str) -> None:
+    conf = write(tmp_path / "rabbitmq.conf", f"connection_max = {value}\n")
+    with pytest.raises(ConfigError, match=r"line 1 \(connection_max\): expected"):
+        resolve({"RABBITMQ_CONFIG_FILE": conf})

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..vhost import VHost
 
 from .base import AdminError, ACCESS_REFUSED, DEFAULT_CLOSE_REASON, RATE_WINDOW, _core, _json, _not_found, properties_key
+from .limits import LimitsAdmin
 from .messages import MessagesAdmin
 from .sessions import SessionsAdmin
 from .users import UsersAdmin
@@ -46,7 +47,7 @@ from .users import UsersAdmin
 __all__ = ["Admin", "AdminError", "DEFAULT_CLOSE_REASON", "RATE_WINDOW", "properties_key"]
 
 
-class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
+class Admin(UsersAdmin, LimitsAdmin, MessagesAdmin, SessionsAdmin):
     """Snapshots and admin actions over one :class:`~amqp_broker.broker.broker.Broker`.
 
     ``node`` is filled in by whoever runs the broker (the server): a callable returning the
@@ -575,8 +576,8 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
         if vhost is None:
             return data
         self._vhost(vhost)
-        one: dict[str, Any] = {"rabbit_version": data["rabbit_version"], "parameters": [],
-                               "policies": []}
+        one: dict[str, Any] = {"rabbit_version": data["rabbit_version"], "policies": [],
+                               "parameters": [p for p in data["parameters"] if p["vhost"] == vhost]}
         for kind in ("queues", "exchanges", "bindings"):
             one[kind] = [{k: v for k, v in entry.items() if k != "vhost"}
                          for entry in data[kind] if entry.get("vhost") == vhost]
@@ -594,7 +595,7 @@ class Admin(UsersAdmin, MessagesAdmin, SessionsAdmin):
         if vhost is not None and isinstance(data, dict):
             data = {kind: [dict(entry, vhost=vhost) if isinstance(entry, dict) else entry
                            for entry in data.get(kind) or []]
-                    for kind in ("queues", "exchanges", "bindings")}
+                    for kind in ("queues", "exchanges", "bindings", "parameters")}
         try:
             return import_definitions(self.broker, data)
         except DefinitionsError as exc:

@@ -11,7 +11,7 @@ from ..properties import properties_from_dict
 if TYPE_CHECKING:  # pragma: no cover
     from ..broker import Broker
 
-from .base import AdminError, _core_channel, _json, _refused, _set_properties
+from .base import AdminError, _json, _refused, _set_properties
 
 
 class MessagesAdmin:
@@ -135,12 +135,14 @@ class MessagesAdmin:
         access = self._access(user, v)
         queue = "aliveness-test"
         try:
-            _core_channel(v.declare_queue, None, queue, durable=False, access=access)
+            v.declare_queue(None, queue, durable=False, access=access)
             if access is not None:
                 access.write("exchange", "")
                 access.read("queue", queue)
         except AMQPError as exc:
-            raise _refused(exc) from None
+            # RabbitMQ's words: a refusal's text alone, any other error (a queue limit, say)
+            # with its code in front.
+            raise (_refused(exc) if exc.reply_code == 403 else _refused(exc, "bad_request", code=True)) from None
         self.publish(vhost, "", queue, b"test_message")
         messages = self.get_messages(vhost, queue, 1, requeue=False)
         return bool(messages) and messages[0]["body"] == b"test_message"

@@ -34,7 +34,7 @@ class UsersAdmin:
             "password_hash": user.password_hash,
             "hashing_algorithm": user.hashing_algorithm,
             "tags": list(user.tags),
-            "limits": {},
+            "limits": dict(user.limits),
         }
 
     def add_user(self, name: str, password: str | None = None, *, password_hash: str | None = None,
