@@ -82,6 +82,11 @@ CONF_KEYS = {
     "log.console.level": "log_level",
     "management.tcp.port": "management_port",
     "prometheus.tcp.port": "prometheus_port",
+    "stomp.listeners.tcp.$name": "stomp_port (one listener: the first one listed)",
+    "stomp.default_user": "stomp_default_user",
+    "stomp.default_pass": "stomp_default_pass",
+    "stomp.default_vhost": "stomp_default_vhost",
+    "stomp.implicit_connect": "stomp_implicit_connect",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
@@ -370,6 +375,7 @@ def _conf_settings(
     watermark: dict[str, tuple[str, str]] = {}
     disk: dict[str, tuple[str, str]] = {}
     definitions: dict[str, tuple[str, str]] = {}
+    stomp_listeners: dict[str, tuple[str, str]] = {}
 
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
@@ -415,6 +421,14 @@ def _conf_settings(
             definitions[key] = (where, value)
         elif key == "definitions.import_backend" and value == "local_filesystem":
             pass  # the only backend there is here; definitions.local.path names the file
+        elif len(parts) == 4 and parts[:3] == ("stomp", "listeners", "tcp"):
+            stomp_listeners[parts[3]] = (where, value)
+        elif key in ("stomp.default_user", "stomp.default_pass", "stomp.default_vhost"):
+            layer.append((where, key.replace(".", "_"), value))
+        elif key == "stomp.implicit_connect":
+            if value not in ("true", "false"):
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            layer.append((where, "stomp_implicit_connect", value == "true"))
         elif key == "management.tcp.ip":
             warn(f"{where}: ignored; the management API listens on the AMQP interface (host)")
         else:
@@ -427,6 +441,14 @@ def _conf_settings(
         layer += [(listener_source, "host", host), (listener_source, "port", port)]
         for where, other in others:
             warn(f"{where}: ignored; one AMQP listener only, the first one ({value})")
+    if stomp_listeners:
+        (where, value), *others = stomp_listeners.values()
+        host, port = _parse_listener(value, where)
+        if host:
+            warn(f"{where}: the STOMP listener uses the AMQP interface (host); {host} ignored")
+        layer.append((where, "stomp_port", port))
+        for other_where, _ in others:
+            warn(f"{other_where}: ignored; one STOMP listener only, the first one ({value})")
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:
