@@ -193,6 +193,11 @@ class StompConnection:
         # None until the first SEND asking for a receipt puts the channel in confirm mode.
         self.pending_receipts: dict[int, str] | None = None
         self.delivery_blocked = False
+        # While a frame is handled, what the core sends meanwhile (deliveries, receipts of
+        # confirms) waits here, so that the frame's own RECEIPT goes first, as with RabbitMQ,
+        # whose queues deliver asynchronously: a SUBSCRIBE's receipt precedes its first MESSAGE.
+        self._deferred: list[bytes] | None = None
+        self._deferred_bytes = 0
 
     # -- output -------------------------------------------------------------------------------------
 
@@ -204,9 +209,25 @@ class StompConnection:
     def send_frame(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
         self._write(serialize(command, headers, body))
 
+    def _send_async(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        """A frame the core's callbacks send: after the current frame's RECEIPT, if any."""
+        data = serialize(command, headers, body)
+        deferred = self._deferred
+        if deferred is None:
+            self._write(data)
+        else:
+            deferred.append(data)
+            self._deferred_bytes += len(data)
+
+    def _flush_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        self._deferred_bytes = 0
+        if deferred:
+            self._write(b"".join(deferred))
+
     def send_error(self, message: str, detail: str, extra: list[tuple[str, str]] | None = None) -> None:
-        headers = [("message", message), ("content-type", "text/plain"), ("version", VERSIONS_HEADER)]
-        self.send_frame("ERROR", headers + (extra or []), detail.encode("utf-8", "surrogateescape"))
+        self.send_frame("ERROR", _error_headers(message) + (extra or []),
+                        detail.encode("utf-8", "surrogateescape"))
 
     # -- input --------------------------------------------------------------------------------------
 
@@ -248,6 +269,7 @@ class StompConnection:
         handler = _HANDLERS.get(command)
         persistence = self.broker.persistence
         writes = persistence.store.writes if persistence is not None else 0
+        self._deferred = []
         try:
             if handler is None:
                 raise StompError("Bad command", f"Could not interpret command {_erl_string(command)}\n")
@@ -259,16 +281,22 @@ class StompConnection:
         except StompError as exc:
             log.warning("%s: STOMP error frame sent: %s: %s", self.peer, exc.message, exc.detail.strip())
             self.send_error(exc.message, exc.detail, exc.headers)
+            self._flush_deferred()
             return
         except AMQPError as exc:
+            self._flush_deferred()
             self._amqp_death(exc)
             return
+        except BaseException:
+            self._deferred = None
+            raise
         if persistence is not None and persistence.store.writes != writes:
             # A durable declaration or binding: what follows (a RECEIPT) waits for the commit.
             self.output.barrier = persistence.store.batch_id
         receipt = frame.headers.get("receipt")
         if receipt is not None and command != "SEND":
             self.send_frame("RECEIPT", [("receipt-id", receipt)])
+        self._flush_deferred()
         if command == "DISCONNECT":
             self._terminate("client disconnected")
 
@@ -690,8 +718,8 @@ class StompConnection:
         """A MESSAGE frame for the subscription ``consumer_tag``."""
         subscription = self.subscriptions.get(consumer_tag)
         if subscription is None:
-            self.send_error("Subscription not found",
-                            f"There is no current subscription with tag '{consumer_tag}'.")
+            self._send_async("ERROR", _error_headers("Subscription not found"),
+                             f"There is no current subscription with tag '{consumer_tag}'.".encode())
             return
         message_id = f"{consumer_tag}{MESSAGE_ID_SEPARATOR}{self.session_id}{MESSAGE_ID_SEPARATOR}{delivery_tag}"
         headers: list[tuple[str, str]] = []
@@ -703,7 +731,7 @@ class StompConnection:
         if subscription.ack_mode == "client" and self.version == "1.2":
             headers.append(("ack", message_id))
         headers += _message_headers(message)
-        self.send_frame("MESSAGE", headers, message.body)
+        self._send_async("MESSAGE", headers, message.body)
 
     def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:
         pass  # STOMP publishes are never mandatory
@@ -714,7 +742,7 @@ class StompConnection:
             receipt = pending.pop(sequence, None)
             # A nacked SEND gets no RECEIPT (the plugin only handles basic.ack).
             if receipt is not None and ack:
-                self.send_frame("RECEIPT", [("receipt-id", receipt)])
+                self._send_async("RECEIPT", [("receipt-id", receipt)])
 
     def flush_confirms(self) -> None:
         pass  # receipts are written as their confirms arrive
@@ -723,28 +751,28 @@ class StompConnection:
         """The subscription's queue was deleted."""
         subscription = self.subscriptions.pop(consumer_tag, None)
         if subscription is None:
-            self.send_error("Server cancelled unknown subscription",
-                            f'Consumer tag <<"{consumer_tag}">> is not associated with a subscription.\n')
+            self._send_async("ERROR", _error_headers("Server cancelled unknown subscription"),
+                             f'Consumer tag <<"{consumer_tag}">> is not associated with a '
+                             'subscription.\n'.encode())
             return
         sub_id = consumer_tag[len(INTERNAL_TAG):] if consumer_tag.startswith(INTERNAL_TAG) else \
             f"Unknown[{consumer_tag}]"
-        self.send_error(
-            "Server cancelled subscription",
-            "The server has canceled a subscription.\n"
-            f"No more messages will be delivered for {_erl_string(subscription.description)}.\n",
-            [("subscription", sub_id)],
+        self._send_async(
+            "ERROR", _error_headers("Server cancelled subscription") + [("subscription", sub_id)],
+            ("The server has canceled a subscription.\n"
+             f"No more messages will be delivered for {_erl_string(subscription.description)}.\n").encode(),
         )
 
     def writable(self) -> bool:
         output = self.output
-        if len(output.buf) + output.pieces_bytes < WRITE_HIGH_WATER:
+        if len(output.buf) + output.pieces_bytes + self._deferred_bytes < WRITE_HIGH_WATER:
             return True
         self.delivery_blocked = True
         return False
 
     def headroom(self) -> int:
         output = self.output
-        room = WRITE_HIGH_WATER - len(output.buf) - output.pieces_bytes
+        room = WRITE_HIGH_WATER - len(output.buf) - output.pieces_bytes - self._deferred_bytes
         if room <= 0:
             self.delivery_blocked = True
         return room
@@ -813,6 +841,10 @@ class StompConnection:
             channel = self.channel
             if channel is not None:
                 channel.resume()
+
+
+def _error_headers(message: str) -> list[tuple[str, str]]:
+    return [("message", message), ("content-type", "text/plain"), ("version", VERSIONS_HEADER)]
 
 
 def _integer_value(value: str | None) -> int | None:
