@@ -23,13 +23,13 @@ import datetime
 import hashlib
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import __version__
 from ..broker.broker import Broker
 from ..broker.message import Message
-from ..broker.properties import properties_from_dict
 from ..broker.replyto import REPLY_QUEUE
 from ..broker.session import Session
 from ..errors import CONNECTION_FORCED, AMQPError, ConnectionLevelError
@@ -198,6 +198,8 @@ class StompConnection:
         # whose queues deliver asynchronously: a SUBSCRIBE's receipt precedes its first MESSAGE.
         self._deferred: list[bytes] | None = None
         self._deferred_bytes = 0
+        # (SEND headers, what send_properties made of them) of the last SEND.
+        self._last_properties: tuple | None = None
 
     # -- output -------------------------------------------------------------------------------------
 
@@ -588,39 +590,18 @@ class StompConnection:
     def _message(self, destination: Destination, headers: dict[str, str], body: bytes) -> Message:
         """The AMQP message a SEND makes (rabbit_stomp_util:message_properties)."""
         exchange, routing_key = destinations.routing(destination)
-        properties: dict[str, Any] = {}
-        for name, key in (("content-type", "content_type"), ("content-encoding", "content_encoding"),
-                          ("correlation-id", "correlation_id"), ("reply-to", "reply_to"),
-                          ("expiration", "expiration"), ("amqp-message-id", "message_id"),
-                          ("type", "message_type"), ("user-id", "user_id"), ("app-id", "app_id")):
-            value = headers.get(name)
-            if value is not None:
-                properties[key] = value
-        priority = _integer_value(headers.get("priority"))
-        if priority is not None:
-            properties["priority"] = priority
-        timestamp = _integer_value(headers.get("timestamp"))
-        if timestamp is not None:
-            properties["timestamp"] = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-        if _boolean(headers.get("persistent")):
-            properties["delivery_mode"] = 2
-        # Application headers, as longstr, in the order the plugin gives them (its parser
-        # prepends, so the last header sent comes first).
-        custom = {k: v for k, v in reversed(list(headers.items())) if k not in PROPERTY_HEADERS}
-        if custom:
-            properties["headers"] = custom
-        try:
-            raw = properties_from_dict(properties)
-        except ValueError:
-            raise processing_error() from None
-        message = Message(
-            exchange, routing_key, raw, body, properties.get("delivery_mode") or 0,
-            properties.get("priority"), properties.get("expiration"),
-            user_id=properties.get("user_id"),
-        )
-        reply = properties.get("reply_to")
-        if reply is not None and REPLY_QUEUE in reply:
-            message.direct_reply_hint = True
+        # Publishers mostly repeat the same headers: the last encoding is reused.
+        key = tuple(headers.items())
+        cached = self._last_properties
+        if cached is not None and cached[0] == key:
+            properties = cached[1]
+        else:
+            properties = send_properties(headers)
+            self._last_properties = (key, properties)
+        raw, delivery_mode, priority, expiration, user_id, reply_hint = properties
+        message = Message(exchange, routing_key, raw, body, delivery_mode, priority, expiration,
+                          user_id=user_id)
+        message.direct_reply_hint = reply_hint
         return message
 
     def _reply_queue(self, temp_id: str) -> str:
@@ -841,6 +822,82 @@ class StompConnection:
             channel = self.channel
             if channel is not None:
                 channel.resume()
+
+
+# The string properties a SEND header sets, in AMQP's property order, with their flag bits
+# (AMQP 0-9-1 basic properties: content-type is bit 15 of the flags, cluster-id bit 2).
+_STRING_PROPERTIES_HEAD = (("content-type", 0x8000), ("content-encoding", 0x4000))
+_STRING_PROPERTIES_TAIL = (
+    ("correlation-id", 0x0400), ("reply-to", 0x0200), ("expiration", 0x0100),
+    ("amqp-message-id", 0x0080),
+)
+_STRING_PROPERTIES_LAST = (("type", 0x0020), ("user-id", 0x0010), ("app-id", 0x0008))
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def _shortstr(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogateescape")
+    if len(data) > 255:
+        raise processing_error()
+    return bytes((len(data),)) + data
+
+
+def send_properties(headers: dict[str, str]) -> tuple:
+    """The raw AMQP properties of a SEND with ``headers``, and the fields the core peeks at:
+    (raw, delivery_mode, priority, expiration, user_id, direct reply-to hint). Application
+    headers become longstr entries, in the order the plugin gives them (its parser prepends, so
+    the last header sent comes first)."""
+    flags = 0
+    parts: list[bytes] = []
+    for name, flag in _STRING_PROPERTIES_HEAD:
+        value = headers.get(name)
+        if value is not None:
+            flags |= flag
+            parts.append(_shortstr(value))
+    entries = []
+    for name, value in reversed(list(headers.items())):
+        if name not in PROPERTY_HEADERS:
+            entries.append(_shortstr(name))
+            data = value.encode("utf-8", "surrogateescape")
+            entries.append(b"S" + _U32.pack(len(data)) + data)
+    if entries:
+        flags |= 0x2000
+        table = b"".join(entries)
+        parts.append(_U32.pack(len(table)) + table)
+    delivery_mode = 0
+    if _boolean(headers.get("persistent")):
+        delivery_mode = 2
+        flags |= 0x1000
+        parts.append(b"\x02")
+    priority = _integer_value(headers.get("priority"))
+    if priority is not None:
+        if not 0 <= priority <= 255:
+            raise processing_error()
+        flags |= 0x0800
+        parts.append(bytes((priority,)))
+    for name, flag in _STRING_PROPERTIES_TAIL:
+        value = headers.get(name)
+        if value is not None:
+            flags |= flag
+            parts.append(_shortstr(value))
+    timestamp = _integer_value(headers.get("timestamp"))
+    if timestamp is not None:
+        if not 0 <= timestamp < 2**64:
+            raise processing_error()
+        flags |= 0x0040
+        parts.append(_U64.pack(timestamp))
+    for name, flag in _STRING_PROPERTIES_LAST:
+        value = headers.get(name)
+        if value is not None:
+            flags |= flag
+            parts.append(_shortstr(value))
+    reply_to = headers.get("reply-to")
+    return (
+        flags.to_bytes(2, "big") + b"".join(parts), delivery_mode, priority,
+        headers.get("expiration"), headers.get("user-id"),
+        reply_to is not None and REPLY_QUEUE in reply_to,
+    )
 
 
 def _error_headers(message: str) -> list[tuple[str, str]]:

@@ -118,3 +118,29 @@ def test_garbage_ends_the_session_without_error_frame():
     _take(conn)
     conn.receive_data(b"SEND\nbroken header\n\n\x00")
     assert conn.finished and _take(conn) == b"" and not broker.sessions
+
+
+def test_send_properties_encode_as_the_broker_codec_does():
+    import datetime
+
+    from amqp_broker.broker.properties import properties_from_dict, properties_to_dict
+    from amqp_broker.stomp.connection import send_properties
+
+    headers = {
+        "destination": "/queue/q", "content-type": "text/plain", "content-encoding": "gzip",
+        "x-one": "1", "persistent": "true", "priority": "9", "correlation-id": "c",
+        "reply-to": "amq.rabbitmq.reply-to", "expiration": "100", "amqp-message-id": "m",
+        "timestamp": "1700000000", "type": "t", "user-id": "u", "app-id": "a", "x-two": "é",
+    }
+    raw, delivery_mode, priority, expiration, user_id, reply_hint = send_properties(headers)
+    assert (delivery_mode, priority, expiration, user_id, reply_hint) == (2, 9, "100", "u", True)
+    expected = properties_from_dict({
+        "content_type": "text/plain", "content_encoding": "gzip",
+        "headers": {"x-two": "é", "x-one": "1"}, "delivery_mode": 2, "priority": 9,
+        "correlation_id": "c", "reply_to": "amq.rabbitmq.reply-to", "expiration": "100",
+        "message_id": "m", "timestamp": datetime.datetime.fromtimestamp(1700000000, datetime.timezone.utc),
+        "message_type": "t", "user_id": "u", "app_id": "a",
+    })
+    assert raw == expected
+    assert properties_to_dict(raw)["headers"] == {"x-two": "é", "x-one": "1"}
+    assert send_properties({"destination": "/queue/q"})[0] == b"\x00\x00"
