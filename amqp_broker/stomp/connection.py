@@ -198,6 +198,9 @@ class StompConnection:
         # whose queues deliver asynchronously: a SUBSCRIBE's receipt precedes its first MESSAGE.
         self._deferred: list[bytes] | None = None
         self._deferred_bytes = 0
+        # Set when a SEND published something; the server resets it per read, and holds a
+        # publishing connection while flow control (an alarm, the store's backlog) is on.
+        self.published = False
         # (SEND headers, what send_properties made of them) of the last SEND.
         self._last_properties: tuple | None = None
 
@@ -578,6 +581,7 @@ class StompConnection:
 
     def _publish(self, message: Message, receipt: str | None) -> None:
         channel = self.channel
+        self.published = True
         if receipt is not None:
             if self.pending_receipts is None:
                 # RECEIPTs for SENDs are publisher confirms, as the plugin does it: a persistent

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..server.connection import HELD_CHECK_INTERVAL, peer_hung_up
 from ..server.descriptors import serve_listeners
 from .connection import StompConfig, StompConnection
 
@@ -108,6 +109,9 @@ class StompServerConnection:
         self.last_send = now
         self._input_closed = trio.Event()
         self._drained: trio.Event | None = None
+        # True while the reader holds a publisher for flow control: the client is not silent,
+        # we are not reading (heart-beats are not counted meanwhile, as RabbitMQ pauses them).
+        self._held = False
         self._send_failed = False
 
     def _wake(self) -> None:
@@ -131,6 +135,7 @@ class StompServerConnection:
 
     async def _reader(self) -> None:
         protocol = self.protocol
+        flow = self.server.flow
         receive = self.stream.receive_some
         try:
             while not protocol.finished:
@@ -144,6 +149,7 @@ class StompServerConnection:
                 if not data:
                     break
                 self.last_receive = trio.current_time()
+                protocol.published = False
                 try:
                     protocol.receive_data(data)
                 except Exception:  # a bug must cost one connection, never the broker
@@ -151,6 +157,16 @@ class StompServerConnection:
                     protocol.connection_lost("internal error")
                     self._wake()
                     break
+                if protocol.published:
+                    self.server.check_store_backlog()
+                    if flow.active and not protocol.finished:
+                        # A publisher is not read while publishers must wait (RabbitMQ blocks a
+                        # STOMP connection after its SEND in the same way).
+                        self._held = True
+                        try:
+                            await self._wait_held(flow)
+                        finally:
+                            self._held = False
             else:
                 while await receive(RECEIVE_SIZE):
                     pass
@@ -160,6 +176,15 @@ class StompServerConnection:
         if not protocol.finished:
             protocol.connection_lost("client unexpectedly closed TCP connection")
         self._wake()
+
+    async def _wait_held(self, flow) -> None:
+        """Wait for publishers to be let go; raises BrokenResourceError if the client hangs up
+        meanwhile (a held connection is not read, so its end would otherwise go unnoticed)."""
+        while flow.active:
+            with trio.move_on_after(HELD_CHECK_INTERVAL):
+                await flow.wait()
+            if flow.active and peer_hung_up(self.stream.socket):
+                raise trio.BrokenResourceError("client closed the connection while held")
 
     async def _writer(self) -> None:
         protocol = self.protocol
@@ -217,7 +242,7 @@ class StompServerConnection:
                 if now - finished_since > LINGER_TIMEOUT:
                     cancel_scope.cancel()
                     return
-            if self._drained is not None:
+            if self._drained is not None or self._held:
                 self.last_receive = now  # we are not reading: the client's heart-beats wait unread
             if not protocol.heartbeat_tick(now - self.last_receive, now - self.last_send, now - self.started):
                 cancel_scope.cancel()

@@ -502,3 +502,24 @@ def test_implicit_connect_logs_in_as_the_default_user(name):
         assert raw.frame() == ("RECEIPT", [("receipt-id", "r")], b"")
         sessions = broker.call(broker.server.admin.connections)
         assert json.dumps(sessions) and sessions[0]["user"] == "guest"
+
+
+def test_a_publisher_is_held_while_publishers_must_wait(stomp_broker, name):
+    queue = name()
+    raw = RawStomp("127.0.0.1", stomp_broker.stomp_port)
+    raw.connect()
+    flow = stomp_broker.server.flow
+    stomp_broker.call(flow.block, "test")  # a reason no monitor clears
+    try:
+        raw.send(f"SEND\ndestination:/queue/{queue}\nreceipt:first\n\nx".encode() + b"\x00")
+        assert raw.frame() == ("RECEIPT", [("receipt-id", "first")], b"")
+        raw.send(f"SEND\ndestination:/queue/{queue}\nreceipt:held\n\nx".encode() + b"\x00")
+        with pytest.raises(TimeoutError):
+            raw.frame(timeout=0.5)  # not read while the alarm is on
+    finally:
+        stomp_broker.call(flow.unblock, "test")
+    assert raw.frame() == ("RECEIPT", [("receipt-id", "held")], b"")
+    raw.send(f"UNSUBSCRIBE\nid:none\n\n".encode() + b"\x00")
+    assert raw.frame()[0] == "ERROR"
+    stomp_broker.call(lambda: stomp_broker.server.broker.vhosts["/"].delete_queue(
+        stomp_broker.server.broker.vhosts["/"].queues[queue]))
