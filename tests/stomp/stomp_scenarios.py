@@ -7,6 +7,7 @@ A scenario is a list of steps:
 - ``("stomp", n, wire, frames)``: send ``wire`` on STOMP connection ``n`` (opened on first use),
   then read ``frames`` frames (fewer when the connection ends: the end is observed as None);
 - ``("closed", n)``: observe whether connection ``n`` is closed by the server (within 5 s);
+- ``("declare", queue)``: declare a durable queue with pika;
 - ``("publish", queue, body, properties)``: publish with pika to the default exchange;
 - ``("get", queue)``: basic.get with pika and observe the message and its properties.
 
@@ -159,6 +160,31 @@ SCENARIOS: dict[str, dict] = {
         ("stomp", 1, _f("SUBSCRIBE", "destination:/topic/dup", "id:d"), 1),
         ("closed", 1),
     ]},
+    "processing_errors_keep_the_session": {"cleanup": ["stomp-diff-pe"], "steps": [
+        ("stomp", 1, _f("CONNECT", "accept-version:1.2", "heart-beat:x,1", *LOGIN), 1),
+        ("stomp", 1, CONNECT, 1),
+        ("stomp", 1, _f("SUBSCRIBE", "destination:/queue/stomp-diff-pe", "ack:weird"), 1),
+        ("stomp", 1, _f("SEND", "destination:/queue/stomp-diff-pe", "priority:abc", body="x"), 1),
+        ("stomp", 1, _f("SUBSCRIBE", "destination:/queue/stomp-diff-pe", "id:/temp-queue/x"), 1),
+        ("stomp", 1, _f("SEND", "destination:/queue/stomp-diff-pe", "reply-to:/bogus/x", body="x"), 1),
+        ("stomp", 1, _f("SEND", "destination:/queue/stomp-diff-pe", "receipt:last", body="x"), 1),
+    ]},
+    "client_ack_and_subscription_without_id": {"cleanup": ["stomp-diff-ca"], "steps": [
+        ("stomp", 1, CONNECT, 1),
+        ("declare", "stomp-diff-ca"),
+        ("publish", "stomp-diff-ca", "m1", {}), ("publish", "stomp-diff-ca", "m2", {}),
+        ("publish", "stomp-diff-ca", "m3", {}),
+        ("stomp", 1, _f("SUBSCRIBE", "destination:/queue/stomp-diff-ca", "ack:client", "receipt:r"), 4),
+        ("stomp", 1, _f("NACK", "id:Q_/queue/stomp-diff-ca@@session@@2", "requeue:false",
+                        "receipt:n"), 1),
+        ("stomp", 1, _f("UNSUBSCRIBE", "destination:/queue/stomp-diff-ca", "receipt:u"), 1),
+        ("get", "stomp-diff-ca"),
+    ]},
+    "second_connect_closes": {"steps": [
+        ("stomp", 1, CONNECT, 1),
+        ("stomp", 1, CONNECT, 0),
+        ("closed", 1),
+    ]},
     "disconnect_with_receipt": {"steps": [
         ("stomp", 1, CONNECT, 1),
         ("stomp", 1, _f("DISCONNECT", "receipt:bye"), 1),
@@ -217,11 +243,13 @@ def run(scenario: dict, stomp_port: int, amqp_port: int) -> list:
                     observed.append(["closed", step[1], True, _norm(rest.decode("utf-8", "replace"))])
                 except TimeoutError:
                     observed.append(["closed", step[1], False])
+            elif kind == "declare":
+                channel.queue_declare(step[1], durable=True)
             elif kind == "publish":
                 _, queue, body, props = step
                 channel.basic_publish("", queue, body.encode(), pika.BasicProperties(**props))
             elif kind == "get":
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 1  # SENDs before it were receipted: enqueued
                 while True:
                     method, props, body = channel.basic_get(step[1], auto_ack=True)
                     if method is not None or time.monotonic() > deadline:
