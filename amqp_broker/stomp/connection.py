@@ -770,14 +770,15 @@ class StompConnection:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def force_close(self, reply_text: str) -> None:
-        """An operator's or a shutdown's close: the ERROR the plugin sends when its AMQP
-        connection is closed under it, then the end."""
+        """An operator's or a shutdown's close (``reply_text`` is the AMQP close's, "CONNECTION_FORCED
+        - ..."): the ERROR the plugin sends when its AMQP connection is closed under it, then the
+        end."""
         if self.finished:
             return
         if self.session is not None:
-            self._amqp_death(ConnectionLevelError(CONNECTION_FORCED, reply_text))
-        else:
-            self._terminate(reply_text)
+            log.info("%s: STOMP connection closed: %s", self.peer, reply_text)
+            self.send_error(ERROR_NAMES[CONNECTION_FORCED], reply_text)
+        self._terminate(reply_text)
 
     def _release(self) -> None:
         session, self.session = self.session, None

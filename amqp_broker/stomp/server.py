@@ -26,7 +26,7 @@ RECEIVE_SIZE = 1 << 18
 # and discard until the client closes its side: closing with its pipelined frames unread would
 # make the kernel answer with a reset, which can lose that last frame.
 LINGER_TIMEOUT = 5.0
-SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
+SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
 
 
 def stomp_config(settings) -> StompConfig:

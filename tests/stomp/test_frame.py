@@ -144,3 +144,9 @@ def test_send_properties_encode_as_the_broker_codec_does():
     assert raw == expected
     assert properties_to_dict(raw)["headers"] == {"x-two": "é", "x-one": "1"}
     assert send_properties({"destination": "/queue/q"})[0] == b"\x00\x00"
+
+
+def test_the_session_is_the_core_channels_delivery_sink():
+    from amqp_broker.broker.sink import DeliverySink
+
+    assert isinstance(_session()[1], DeliverySink)

@@ -523,3 +523,15 @@ def test_a_publisher_is_held_while_publishers_must_wait(stomp_broker, name):
     assert raw.frame()[0] == "ERROR"
     stomp_broker.call(lambda: stomp_broker.server.broker.vhosts["/"].delete_queue(
         stomp_broker.server.broker.vhosts["/"].queues[queue]))
+
+
+def test_an_operator_closes_a_stomp_connection(stomp_broker):
+    raw = RawStomp("127.0.0.1", stomp_broker.stomp_port)
+    raw.connect()
+    admin = stomp_broker.server.admin
+    names = stomp_broker.call(lambda: [c["name"] for c in admin.connections() if c["protocol"] == "STOMP 1.2"])
+    stomp_broker.call(admin.close_connection, names[0], "maintenance")
+    command, headers, body = raw.frame()
+    assert (command, dict(headers)["message"]) == ("ERROR", "connection_forced")
+    assert body == b"CONNECTION_FORCED - maintenance"
+    raw.wait_closed()
