@@ -36,7 +36,7 @@ from ..errors import CONNECTION_FORCED, AMQPError, ConnectionLevelError
 from ..protocol.output import WRITE_HIGH_WATER, WRITE_LOW_WATER, Output
 from . import destinations
 from .destinations import Destination, DestinationError
-from .frame import HEARTBEAT, Frame, FrameError, FrameParser, serialize
+from .frame import HEARTBEAT, Frame, FrameError, FrameParser, frame_bytes, header_lines, serialize
 
 log = logging.getLogger("amqp_broker.stomp")
 
@@ -201,6 +201,9 @@ class StompConnection:
         # Set when a SEND published something; the server resets it per read, and holds a
         # publishing connection while flow control (an alarm, the store's backlog) is on.
         self.published = False
+        # (raw AMQP properties, their MESSAGE header lines) of the last delivery: consecutive
+        # messages mostly share their properties (one publisher's, or none).
+        self._last_delivered: tuple[bytes, bytes] = (b"\x00\x00", b"")
         # (SEND headers, what send_properties made of them) of the last SEND.
         self._last_properties: tuple | None = None
 
@@ -715,8 +718,18 @@ class StompConnection:
         headers.append(("redelivered", "true" if redelivered else "false"))
         if subscription.ack_mode == "client" and self.version == "1.2":
             headers.append(("ack", message_id))
-        headers += _message_headers(message)
-        self._send_async("MESSAGE", headers, message.body)
+        raw = message.properties_raw
+        last_raw, properties = self._last_delivered
+        if raw is not last_raw and raw != last_raw:
+            properties = header_lines(_message_headers(message))
+            self._last_delivered = (raw, properties)
+        data = frame_bytes(b"MESSAGE", header_lines(headers) + properties, message.body)
+        deferred = self._deferred
+        if deferred is None:
+            self._write(data)
+        else:
+            deferred.append(data)
+            self._deferred_bytes += len(data)
 
     def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:
         pass  # STOMP publishes are never mandatory

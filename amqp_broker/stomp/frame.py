@@ -180,27 +180,31 @@ class FrameParser:
 
 
 def _escape(text: str) -> bytes:
-    return text.translate(_ESCAPE).encode(ENCODING, ERRORS)
+    if "\\" in text or ":" in text or "\n" in text or "\r" in text:
+        text = text.translate(_ESCAPE)
+    return text.encode(ENCODING, ERRORS)
+
+
+def header_lines(headers: Iterator[tuple[str, str]] | list[tuple[str, str]]) -> bytes:
+    """Escaped ``name:value`` lines; a given content-length is dropped (:func:`frame_bytes`
+    writes the body's own)."""
+    return b"".join([
+        _escape(name) + b":" + _escape(value) + b"\n" for name, value in headers if name != "content-length"
+    ])
+
+
+def frame_bytes(command: bytes, lines: bytes, body: bytes = b"") -> bytes:
+    """A frame from its command and :func:`header_lines`, as RabbitMQ writes it: a
+    content-length when the body is not empty, NUL, and a trailing LF (its trailing_lf default)."""
+    if body:
+        return b"".join((command, b"\n", lines, b"content-length:%d\n\n" % len(body), body, b"\x00\n"))
+    return b"".join((command, b"\n", lines, b"\n\x00\n"))
 
 
 def serialize(command: str, headers: Iterator[tuple[str, str]] | list[tuple[str, str]],
               body: bytes = b"") -> bytes:
-    """A frame as RabbitMQ writes it: escaped headers (any given content-length dropped), a
-    content-length when the body is not empty, NUL, and a trailing LF (its trailing_lf default)."""
-    parts = [command.encode(ENCODING), b"\n"]
-    for name, value in headers:
-        if name == "content-length":
-            continue
-        parts.append(_escape(name))
-        parts.append(b":")
-        parts.append(_escape(value))
-        parts.append(b"\n")
-    if body:
-        parts.append(b"content-length:%d\n" % len(body))
-    parts.append(b"\n")
-    parts.append(body)
-    parts.append(b"\x00\n")
-    return b"".join(parts)
+    """A whole frame (see :func:`frame_bytes`)."""
+    return frame_bytes(command.encode(ENCODING), header_lines(headers), body)
 
 
 HEARTBEAT = b"\n"
