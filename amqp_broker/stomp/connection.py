@@ -89,6 +89,8 @@ class StompConfig:
     default_vhost: str = "/"
     #: Frames before CONNECT log in as the default user instead of being refused.
     implicit_connect: bool = False
+    #: The largest frame accepted (a larger one ends the connection); 0: no limit.
+    max_frame: int = 0
 
 
 class StompError(Exception):
@@ -168,7 +170,7 @@ class StompConnection:
         self.local = local
         self.config = config or StompConfig()
         self.output = Output()
-        self.parser = FrameParser()
+        self.parser = FrameParser(self.config.max_frame)
         # Set when the socket should be closed once the output is flushed.
         self.finished = False
         self.close_reason = ""

@@ -71,10 +71,13 @@ class FrameParser:
     """Bytes in, frames out, with no I/O: :meth:`feed` returns the frames completed so far and
     keeps the start of an incomplete one."""
 
-    __slots__ = ("_buf", "_scan")
+    __slots__ = ("_buf", "_scan", "max_frame")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = 0) -> None:
         self._buf = bytearray()
+        # The most bytes an incomplete frame may hold (0: no limit): a frame that never ends
+        # must not take all memory.
+        self.max_frame = max_frame
         # Where the search for the NUL ending an incomplete body resumes, so that a large body
         # arriving in many reads is scanned once.
         self._scan = 0
@@ -96,6 +99,8 @@ class FrameParser:
             frames.append(frame)
         if pos:
             del buf[:pos]  # _scan counts from the frame's start, which is now 0
+        if self.max_frame and len(buf) > self.max_frame:
+            raise FrameError(f"frame larger than {self.max_frame} bytes")
         return frames
 
     def _next(self, buf: bytearray, pos: int) -> tuple[Frame | None, int]:

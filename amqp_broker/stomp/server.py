@@ -36,6 +36,8 @@ def stomp_config(settings) -> StompConfig:
         default_passcode=settings.stomp_default_pass if settings.stomp_default_user else None,
         default_vhost=settings.stomp_default_vhost,
         implicit_connect=bool(settings.stomp_implicit_connect),
+        # The AMQP listener's limit on a body, plus room for the headers.
+        max_frame=settings.max_message_size + (1 << 16),
     )
 
 

@@ -150,3 +150,11 @@ def test_the_session_is_the_core_channels_delivery_sink():
     from amqp_broker.broker.sink import DeliverySink
 
     assert isinstance(_session()[1], DeliverySink)
+
+
+def test_a_frame_over_the_limit_is_refused_before_it_ends():
+    parser = FrameParser(max_frame=1000)
+    parser.feed(b"SEND\ndestination:/queue/q\n\n" + b"x" * 900)
+    with pytest.raises(FrameError):
+        parser.feed(b"x" * 200)
+    assert FrameParser(max_frame=1000).feed(b"SEND\n\n" + b"x" * 990 + b"\x00")[0].body == b"x" * 990
