@@ -96,6 +96,9 @@ MANAGEMENT_PLUGINS = frozenset({
     "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
 })  # fmt: skip
 PROMETHEUS_PLUGIN = "rabbitmq_prometheus"
+#: The STOMP plugin, and the port its listener takes when enabled (stomp.listeners.tcp.default).
+STOMP_PLUGIN = "rabbitmq_stomp"
+STOMP_DEFAULT_PORT = 61613
 
 #: RabbitMQ's log levels and the nearest of ours (Python's logging has no notice, alert, ...).
 _LOG_LEVELS = {
@@ -135,7 +138,11 @@ def rabbitmq_layers(environ: Mapping[str, str], warn: Warn) -> Layer:
     rabbitmq.conf file's, then the environment variables'. ``warn`` gets one line per thing
     ignored; a value that cannot be used raises :class:`ConfigError`."""
     conf_layer, listener_source = _conf_layer(environ, warn)
-    return conf_layer + _env_layer(environ, listener_source, warn)
+    env_layer = _env_layer(environ, listener_source, warn)
+    if any(name == "stomp_port" for _, name, _ in conf_layer):
+        # An enabled rabbitmq_stomp listens on its default port unless rabbitmq.conf names one.
+        env_layer = [entry for entry in env_layer if entry[1] != "stomp_port"]
+    return conf_layer + env_layer
 
 
 # -- environment variables -------------------------------------------------------------------------
@@ -190,12 +197,13 @@ def _log_level_from_env(value: str) -> Layer:
 
 def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
     """Turn the management API and the metrics endpoint off unless RabbitMQ's plugin settings
-    enable their plugins. Without any plugin setting our defaults hold (both on)."""
+    enable their plugins, and the STOMP listener on (61613) when they enable rabbitmq_stomp.
+    Without any plugin setting our defaults hold (both on, STOMP off)."""
     if ENABLED_PLUGINS_VAR in environ:  # an empty value means "no plugins" here, as in RabbitMQ
         raw = environ[ENABLED_PLUGINS_VAR].strip()
         source = f"environment variable {ENABLED_PLUGINS_VAR}"
         if raw == "ALL":
-            return []
+            return [(source, "stomp_port", STOMP_DEFAULT_PORT)]
         enabled = frozenset(p.strip() for p in raw.split(",") if p.strip())
     else:
         path = _env(environ, ENABLED_PLUGINS_FILE_VAR)
@@ -208,6 +216,8 @@ def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
         layer.append((f"{source} (without rabbitmq_management)", "management_port", 0))
     if PROMETHEUS_PLUGIN not in enabled:
         layer.append((f"{source} (without {PROMETHEUS_PLUGIN})", "prometheus_port", 0))
+    if STOMP_PLUGIN in enabled:
+        layer.append((f"{source} (with {STOMP_PLUGIN})", "stomp_port", STOMP_DEFAULT_PORT))
     return layer
 
 

@@ -481,6 +481,14 @@ def test_disabled_by_default_and_port_from_the_command_line(tmp_path):
     conf.write_text("stomp.listeners.tcp.default = 61998\nstomp.default_user = u\nstomp.implicit_connect = true\n")
     settings = load_settings([], environ={"RABBITMQ_CONFIG_FILE": str(conf)})
     assert (settings.stomp_port, settings.stomp_default_user, settings.stomp_implicit_connect) == (61998, "u", True)
+    # Enabling RabbitMQ's plugin turns the listener on at its port, unless rabbitmq.conf names one.
+    plugins = tmp_path / "enabled_plugins"
+    plugins.write_text("[rabbitmq_management,rabbitmq_stomp].")
+    assert load_settings([], environ={"RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins)}).stomp_port == 61613
+    assert load_settings([], environ={"RABBITMQ_ENABLED_PLUGINS": "ALL"}).stomp_port == 61613
+    both = {"RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins), "RABBITMQ_CONFIG_FILE": str(conf)}
+    assert load_settings([], environ=both).stomp_port == 61998
+    assert load_settings(["--stomp-port", "0"], environ=both).stomp_port == 0
 
 
 def test_busy_stomp_port_is_one_line_on_stderr(tmp_path, stomp_broker):
