@@ -158,3 +158,50 @@ def test_a_frame_over_the_limit_is_refused_before_it_ends():
     with pytest.raises(FrameError):
         parser.feed(b"x" * 200)
     assert FrameParser(max_frame=1000).feed(b"SEND\n\n" + b"x" * 990 + b"\x00")[0].body == b"x" * 990
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_COMMANDS = ["CONNECT", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT",
+             "ABORT", "DISCONNECT", "STOMP", "NOPE"]
+_HEADERS = ["destination", "id", "ack", "receipt", "transaction", "prefetch-count", "durable",
+            "auto-delete", "exclusive", "persistent", "reply-to", "priority", "timestamp",
+            "message-id", "requeue", "x-queue-name", "x-max-length", "heart-beat", "accept-version",
+            "content-type", "x-stream-offset", "host", "login", "passcode"]
+_VALUES = st.one_of(
+    st.sampled_from(["/queue/q", "/topic/t.*", "/exchange/amq.direct/k", "/amq/queue/q",
+                     "/temp-queue/r", "/reply-queue/x", "/queue/", "q", "client", "auto",
+                     "client-individual", "true", "false", "1", "-1", "x", "t1", "T_1@@s@@1",
+                     "1.2", "1.0,1.1", "1000,1000", "/", "guest", ""]),
+    st.text(min_size=0, max_size=8),
+)
+_FRAME = st.tuples(st.sampled_from(_COMMANDS),
+                   st.lists(st.tuples(st.sampled_from(_HEADERS), _VALUES), max_size=5),
+                   st.binary(max_size=8))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_FRAME, min_size=1, max_size=12))
+def test_any_frame_sequence_leaves_the_broker_consistent(frames):
+    broker, conn = _session()
+    conn.receive_data(b"CONNECT\naccept-version:1.2\n\n\x00")
+    for command, headers, body in frames:
+        conn.receive_data(serialize(command, headers, body))
+        if conn.finished:
+            break
+    conn.connection_lost()
+    # Whatever happened, the session is gone and no consumer or exclusive queue is left behind.
+    assert not broker.sessions
+    for queue in broker.vhosts["/"].queues.values():
+        assert not queue.consumers and queue.exclusive_owner is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=1, max_value=50))
+def test_garbage_only_ever_raises_frame_errors(data, cut):
+    parser = FrameParser(max_frame=100)
+    try:
+        parser.feed(data[:cut])
+        parser.feed(data[cut:])
+    except FrameError:
+        pass
