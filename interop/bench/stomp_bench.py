@@ -96,6 +96,35 @@ def run(host: str, stomp_port: int, amqp_port: int, publishers: int, messages: i
     return total / elapsed
 
 
+def consume(host: str, stomp_port: int, amqp_port: int, messages: int, size: int, batch: int,
+            prefetch: int) -> float:
+    """Deliveries per second to one SUBSCRIBE (ack auto, or client-individual with ``prefetch``
+    unacked at most when ``prefetch`` > 0) of a queue filled beforehand."""
+    queue = f"stomp-bench-{uuid.uuid4().hex[:8]}"
+    go = threading.Event()
+    go.set()
+    _publisher(host, stomp_port, queue, messages, size, batch, threading.Semaphore(0), go, [0.0], 0)
+    sock = _connect(host, stomp_port)
+    ack = f"ack:client-individual\nprefetch-count:{prefetch}\n" if prefetch else ""
+    started = time.perf_counter()
+    sock.sendall(f"SUBSCRIBE\nid:1\ndestination:/queue/{queue}\n{ack}\n".encode() + b"\x00")
+    seen, tail = 0, b""
+    while seen < messages:
+        data = tail + sock.recv(1 << 18)
+        frames = data.split(b"\x00\n")
+        tail = frames.pop()
+        seen += len(frames)
+        if prefetch:
+            acks = [f.split(b"\nack:", 1)[1].split(b"\n", 1)[0] for f in frames]
+            sock.sendall(b"".join(b"ACK\nid:" + a + b"\n\n\x00" for a in acks))
+    elapsed = time.perf_counter() - started
+    sock.close()
+    amqp = pika.BlockingConnection(pika.ConnectionParameters(host, amqp_port))
+    amqp.channel().queue_delete(queue)
+    amqp.close()
+    return messages / elapsed
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,6 +161,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16, help="body bytes (default 16)")
     parser.add_argument("--batch", type=int, default=100, help="frames per socket write (default 100)")
     parser.add_argument("--runs", type=int, default=3, help="runs; the best is reported (default 3)")
+    parser.add_argument("--consume", action="store_true",
+                        help="measure deliveries to one SUBSCRIBE instead of SENDs")
+    parser.add_argument("--prefetch", type=int, default=0,
+                        help="with --consume: ack client-individual with this prefetch-count "
+                        "(default 0: ack auto)")
     args = parser.parse_args()
     proc = data = None
     if args.ours:
@@ -141,15 +175,22 @@ def main() -> None:
         host, _, port = args.stomp.rpartition(":")
         stomp_port, amqp_port = int(port), args.amqp
     try:
-        rates = [run(host, stomp_port, amqp_port, args.publishers, args.messages, args.size, args.batch)
-                 for _ in range(args.runs)]
+        if args.consume:
+            rates = [consume(host, stomp_port, amqp_port, args.messages, args.size, args.batch,
+                             args.prefetch) for _ in range(args.runs)]
+        else:
+            rates = [run(host, stomp_port, amqp_port, args.publishers, args.messages, args.size,
+                         args.batch) for _ in range(args.runs)]
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
             data.cleanup()
-    print(f"{args.publishers} publisher(s) x {args.messages} SENDs of {args.size} B: "
-          f"best {max(rates):,.0f} msg/s (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
+    what = (f"1 SUBSCRIBE ({f'prefetch {args.prefetch}' if args.prefetch else 'ack auto'}) receiving "
+            f"{args.messages} MESSAGEs" if args.consume
+            else f"{args.publishers} publisher(s) x {args.messages} SENDs")
+    print(f"{what} of {args.size} B: best {max(rates):,.0f} msg/s "
+          f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})")
 
 
 if __name__ == "__main__":
