@@ -312,6 +312,8 @@ class BrokerServer:
             with trio.move_on_after(SHUTDOWN_GRACE):
                 for conn in list(self.connections):
                     await conn.done.wait()
+                if self.stomp is not None:
+                    await self.stomp.wait_closed()
             nursery.cancel_scope.cancel()
         log.info("stopped")
 

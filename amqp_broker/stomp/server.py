@@ -75,8 +75,14 @@ class StompService:
                 listener.socket.close()
 
     def shutdown(self) -> None:
+        """Every session gets the ERROR a shutdown sends (see :meth:`wait_closed`)."""
         for conn in list(self.connections):
             conn.protocol.force_close(SHUTDOWN_TEXT)
+
+    async def wait_closed(self) -> None:
+        """Return once every connection has flushed its last frames and closed."""
+        for conn in list(self.connections):
+            await conn.done.wait()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
@@ -110,6 +116,8 @@ class StompServerConnection:
         self.last_receive = now
         self.last_send = now
         self._input_closed = trio.Event()
+        # Set once the socket is closed.
+        self.done = trio.Event()
         self._drained: trio.Event | None = None
         # True while the reader holds a publisher for flow control: the client is not silent,
         # we are not reading (heart-beats are not counted meanwhile, as RabbitMQ pauses them).
@@ -134,6 +142,7 @@ class StompServerConnection:
                 await self.stream.aclose()
             reason = self.protocol.close_reason or "connection closed by client"
             log.info("closing STOMP connection (%s): %s", self.peer, reason)
+            self.done.set()
 
     async def _reader(self) -> None:
         protocol = self.protocol

@@ -544,3 +544,18 @@ def test_an_operator_closes_a_stomp_connection(stomp_broker):
     assert (command, dict(headers)["message"]) == ("ERROR", "connection_forced")
     assert body == b"CONNECTION_FORCED - maintenance"
     raw.wait_closed()
+
+
+def test_shutdown_tells_stomp_clients():
+    from amqp_broker.testing import BrokerThread
+
+    broker = BrokerThread(stomp=True).start()
+    try:
+        raw = RawStomp("127.0.0.1", broker.stomp_port)
+        raw.connect()
+    finally:
+        broker.stop()
+    command, headers, body = raw.frame()
+    assert (command, dict(headers)["message"]) == ("ERROR", "connection_forced")
+    assert body == b"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+    raw.wait_closed()
