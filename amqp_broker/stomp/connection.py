@@ -300,11 +300,13 @@ class StompConnection:
         except BaseException:
             self._deferred = None
             raise
-        if persistence is not None and persistence.store.writes != writes:
-            # A durable declaration or binding: what follows (a RECEIPT) waits for the commit.
-            self.output.barrier = persistence.store.batch_id
         receipt = frame.headers.get("receipt")
         if receipt is not None and command != "SEND":
+            if persistence is not None and persistence.store.writes != writes:
+                # A durable declaration, binding or deletion: its RECEIPT (and what follows, in
+                # order) waits for the commit, so that what the client was told is done survives
+                # a crash. A SEND's RECEIPT is a publisher confirm, which waits for it already.
+                self.output.barrier = persistence.store.batch_id
             self.send_frame("RECEIPT", [("receipt-id", receipt)])
         self._flush_deferred()
         if command == "DISCONNECT":
