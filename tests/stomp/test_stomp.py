@@ -12,7 +12,8 @@ import uuid
 import pika
 import pytest
 
-from stomp_wire import RawStomp, headers_of, open_client
+import stomp
+from stomp_wire import Events, RawStomp, headers_of, open_client
 
 
 @pytest.fixture
@@ -559,3 +560,21 @@ def test_shutdown_tells_stomp_clients():
     assert (command, dict(headers)["message"]) == ("ERROR", "connection_forced")
     assert body == b"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
     raw.wait_closed()
+
+
+def test_stomp_1_0_client(stomp_broker, amqp, name):
+    queue = name()
+    amqp.queue_declare(queue, durable=True)
+    amqp.basic_publish("", queue, b"old protocol")
+    conn = stomp.Connection10([("127.0.0.1", stomp_broker.stomp_port)])
+    events = Events()
+    conn.set_listener("events", events)
+    conn.connect("guest", "guest", wait=True)
+    conn.subscribe(f"/queue/{queue}", id="10", ack="client")
+    message = events.message()
+    assert message.body == "old protocol" and "ack" not in message.headers
+    conn.ack(message.headers["message-id"], receipt="acked")
+    assert events.receipt() == "acked"
+    conn.disconnect()
+    assert amqp.queue_declare(queue, passive=True).method.message_count == 0
+    amqp.queue_delete(queue)
