@@ -180,6 +180,29 @@ SCENARIOS: dict[str, dict] = {
         ("stomp", 1, _f("UNSUBSCRIBE", "destination:/queue/stomp-diff-ca", "receipt:u"), 1),
         ("get", "stomp-diff-ca"),
     ]},
+    "subscribe_to_a_missing_exchange_ends_the_session": {"steps": [
+        ("stomp", 1, CONNECT, 1),
+        ("stomp", 1, _f("SUBSCRIBE", "destination:/exchange/stomp-diff-missing/k", "id:1"), 1),
+        ("closed", 1),
+    ]},
+    "durable_topic_subscription": {"cleanup": ["stomp-diff-durable"], "steps": [
+        ("stomp", 1, CONNECT, 1),
+        ("stomp", 1, _f("SUBSCRIBE", "destination:/topic/diff.durable", "id:d", "durable:true",
+                        "auto-delete:false", "x-queue-name:stomp-diff-durable", "receipt:r"), 1),
+        ("stomp", 1, _f("DISCONNECT", "receipt:bye"), 1),
+        ("stomp", 2, CONNECT, 1),
+        ("stomp", 2, _f("SEND", "destination:/topic/diff.durable", "receipt:s", body="kept"), 1),
+        ("stomp", 2, _f("SUBSCRIBE", "destination:/topic/diff.durable", "id:d", "durable:true",
+                        "auto-delete:false", "x-queue-name:stomp-diff-durable", "ack:client",
+                        "receipt:r2"), 2),
+        ("stomp", 2, _f("NACK", "id:T_d@@session@@1", "transaction:t", "receipt:n"), 1),
+        ("stomp", 2, _f("BEGIN", "transaction:t", "receipt:b"), 1),
+        ("stomp", 2, _f("NACK", "id:T_d@@session@@1", "requeue:false", "transaction:t", "receipt:n2"), 1),
+        ("stomp", 2, _f("COMMIT", "transaction:t", "receipt:c"), 1),
+        ("stomp", 2, _f("UNSUBSCRIBE", "id:d", "durable:true", "x-queue-name:stomp-diff-durable",
+                        "receipt:u"), 1),
+        ("get", "stomp-diff-durable"),
+    ]},
     "second_connect_closes": {"steps": [
         ("stomp", 1, CONNECT, 1),
         ("stomp", 1, CONNECT, 0),
@@ -250,11 +273,16 @@ def run(scenario: dict, stomp_port: int, amqp_port: int) -> list:
                 channel.basic_publish("", queue, body.encode(), pika.BasicProperties(**props))
             elif kind == "get":
                 deadline = time.monotonic() + 1  # SENDs before it were receipted: enqueued
-                while True:
-                    method, props, body = channel.basic_get(step[1], auto_ack=True)
-                    if method is not None or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.02)
+                try:
+                    while True:
+                        method, props, body = channel.basic_get(step[1], auto_ack=True)
+                        if method is not None or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.02)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    observed.append(["get", exc.reply_code, exc.reply_text])
+                    channel = amqp.channel()
+                    continue
                 if method is None:
                     observed.append(["get", None])
                 else:
