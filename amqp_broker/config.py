@@ -156,6 +156,17 @@ class Settings:
     #: Strict mode, a lint for client authors: "off", "report" (log and count the AMQP 0-9-1
     #: rules a client breaks that RabbitMQ lets pass) or "close" (also close with the spec's code).
     strict: str = "off"
+    #: TCP port of the STOMP listener (RabbitMQ's rabbitmq_stomp plugin, 61613 there), on
+    #: ``host``; 0 = off.
+    stomp_port: int = 0
+    #: Login and passcode a STOMP CONNECT without a login header uses; "" = such a CONNECT is
+    #: refused (the plugin's default_user).
+    stomp_default_user: str = "guest"
+    stomp_default_pass: str = field(default="guest", repr=False)
+    #: Virtual host of a STOMP CONNECT without a host header.
+    stomp_default_vhost: str = "/"
+    #: Whether STOMP frames sent before CONNECT log in as the default user.
+    stomp_implicit_connect: bool = False
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -171,6 +182,7 @@ class Settings:
         _check_range("port", self.port, 0, 65535)
         _check_range("management_port", self.management_port, 0, 65535)
         _check_range("prometheus_port", self.prometheus_port, 0, 65535)
+        _check_range("stomp_port", self.stomp_port, 0, 65535)
         _check_range("heartbeat", self.heartbeat, 0, 65535)
         _check_range("channel_max", self.channel_max, 0, 65535)
         _check_range("frame_max", self.frame_max, 0, 2**32 - 1)
@@ -239,6 +251,10 @@ def _check_type(name: str, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
         wanted = "a list of strings"
+    elif expected is bool:
+        if isinstance(value, bool):
+            return value
+        wanted = "true or false"
     else:  # pragma: no cover - a new field type needs handling here and in _parse_string
         raise TypeError(f"unsupported type {expected!r} for setting {name}")
     raise ConfigError(
@@ -267,6 +283,12 @@ def _parse_string(name: str, raw: str) -> Any:
         raise ConfigError(f"{name} must be {kind}, got {raw!r}", name) from None
     if expected == _STR_LIST:
         return tuple(item.strip() for item in text.split(",") if item.strip())
+    if expected is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}", name)
     return raw
 
 
@@ -320,6 +342,12 @@ _FLAG_HELP = {
     "(default: rabbit@<short host name>)",
     "strict": "report AMQP 0-9-1 violations RabbitMQ lets pass: --strict (= report: log and "
     "count), --strict=close (also close with the spec's code), off (default)",
+    "stomp_port": "port of the STOMP listener (RabbitMQ's rabbitmq_stomp), 0 = off (default: 0)",
+    "stomp_default_user": 'login of a STOMP CONNECT without one, "" = refuse it (default: guest)',
+    "stomp_default_pass": "passcode of a STOMP CONNECT without login (default: guest)",
+    "stomp_default_vhost": "virtual host of a STOMP CONNECT without a host header (default: /)",
+    "stomp_implicit_connect": "true: STOMP frames before CONNECT log in as the default user "
+    "(default: false)",
 }
 # Flags taking an optional value: ``--strict`` alone means ``--strict=report``.
 _FLAG_CONST = {"strict": "report"}

@@ -84,6 +84,11 @@ CONF_KEYS = {
     "log.console.level": "log_level",
     "management.tcp.port": "management_port",
     "prometheus.tcp.port": "prometheus_port",
+    "stomp.listeners.tcp.$name": "stomp_port (one listener: the first one listed)",
+    "stomp.default_user": "stomp_default_user",
+    "stomp.default_pass": "stomp_default_pass",
+    "stomp.default_vhost": "stomp_default_vhost",
+    "stomp.implicit_connect": "stomp_implicit_connect",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
@@ -93,6 +98,9 @@ MANAGEMENT_PLUGINS = frozenset({
     "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
 })  # fmt: skip
 PROMETHEUS_PLUGIN = "rabbitmq_prometheus"
+#: The STOMP plugin, and the port its listener takes when enabled (stomp.listeners.tcp.default).
+STOMP_PLUGIN = "rabbitmq_stomp"
+STOMP_DEFAULT_PORT = 61613
 
 #: RabbitMQ's log levels and the nearest of ours (Python's logging has no notice, alert, ...).
 _LOG_LEVELS = {
@@ -132,7 +140,11 @@ def rabbitmq_layers(environ: Mapping[str, str], warn: Warn) -> Layer:
     rabbitmq.conf file's, then the environment variables'. ``warn`` gets one line per thing
     ignored; a value that cannot be used raises :class:`ConfigError`."""
     conf_layer, listener_source = _conf_layer(environ, warn)
-    return conf_layer + _env_layer(environ, listener_source, warn)
+    env_layer = _env_layer(environ, listener_source, warn)
+    if any(name == "stomp_port" for _, name, _ in conf_layer):
+        # An enabled rabbitmq_stomp listens on its default port unless rabbitmq.conf names one.
+        env_layer = [entry for entry in env_layer if entry[1] != "stomp_port"]
+    return conf_layer + env_layer
 
 
 # -- environment variables -------------------------------------------------------------------------
@@ -187,12 +199,13 @@ def _log_level_from_env(value: str) -> Layer:
 
 def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
     """Turn the management API and the metrics endpoint off unless RabbitMQ's plugin settings
-    enable their plugins. Without any plugin setting our defaults hold (both on)."""
+    enable their plugins, and the STOMP listener on (61613) when they enable rabbitmq_stomp.
+    Without any plugin setting our defaults hold (both on, STOMP off)."""
     if ENABLED_PLUGINS_VAR in environ:  # an empty value means "no plugins" here, as in RabbitMQ
         raw = environ[ENABLED_PLUGINS_VAR].strip()
         source = f"environment variable {ENABLED_PLUGINS_VAR}"
         if raw == "ALL":
-            return []
+            return [(source, "stomp_port", STOMP_DEFAULT_PORT)]
         enabled = frozenset(p.strip() for p in raw.split(",") if p.strip())
     else:
         path = _env(environ, ENABLED_PLUGINS_FILE_VAR)
@@ -205,6 +218,8 @@ def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
         layer.append((f"{source} (without rabbitmq_management)", "management_port", 0))
     if PROMETHEUS_PLUGIN not in enabled:
         layer.append((f"{source} (without {PROMETHEUS_PLUGIN})", "prometheus_port", 0))
+    if STOMP_PLUGIN in enabled:
+        layer.append((f"{source} (with {STOMP_PLUGIN})", "stomp_port", STOMP_DEFAULT_PORT))
     return layer
 
 
@@ -372,6 +387,7 @@ def _conf_settings(
     watermark: dict[str, tuple[str, str]] = {}
     disk: dict[str, tuple[str, str]] = {}
     definitions: dict[str, tuple[str, str]] = {}
+    stomp_listeners: dict[str, tuple[str, str]] = {}
 
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
@@ -425,6 +441,14 @@ def _conf_settings(
             definitions[key] = (where, value)
         elif key == "definitions.import_backend" and value == "local_filesystem":
             pass  # the only backend there is here; definitions.local.path names the file
+        elif len(parts) == 4 and parts[:3] == ("stomp", "listeners", "tcp"):
+            stomp_listeners[parts[3]] = (where, value)
+        elif key in ("stomp.default_user", "stomp.default_pass", "stomp.default_vhost"):
+            layer.append((where, key.replace(".", "_"), value))
+        elif key == "stomp.implicit_connect":
+            if value not in ("true", "false"):
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            layer.append((where, "stomp_implicit_connect", value == "true"))
         elif key == "management.tcp.ip":
             warn(f"{where}: ignored; the management API listens on the AMQP interface (host)")
         else:
@@ -437,6 +461,14 @@ def _conf_settings(
         layer += [(listener_source, "host", host), (listener_source, "port", port)]
         for where, other in others:
             warn(f"{where}: ignored; one AMQP listener only, the first one ({value})")
+    if stomp_listeners:
+        (where, value), *others = stomp_listeners.values()
+        host, port = _parse_listener(value, where)
+        if host:
+            warn(f"{where}: the STOMP listener uses the AMQP interface (host); {host} ignored")
+        layer.append((where, "stomp_port", port))
+        for other_where, _ in others:
+            warn(f"{other_where}: ignored; one STOMP listener only, the first one ({value})")
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:

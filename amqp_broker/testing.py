@@ -41,7 +41,7 @@ class BrokerThread:
     """A broker on its own trio loop in a daemon thread."""
 
     def __init__(self, settings: Settings | None = None, *, management: bool = False,
-                 prometheus: bool = False, **overrides: Any):
+                 prometheus: bool = False, stomp: bool = False, **overrides: Any):
         if settings is None and "data_dir" not in overrides:
             # A private data directory, so test brokers never share (or leave behind) state.
             self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
@@ -51,6 +51,9 @@ class BrokerThread:
         self.server: BrokerServer | None = None
         self.port = 0
         self._free_ports = {"http": management, "http/prometheus": prometheus}
+        self._stomp = stomp
+        #: The STOMP listener's port, asked for with stomp=True (a free one).
+        self.stomp_port = 0
         #: The ports of the HTTP listeners asked for with management=True / prometheus=True.
         self.management_port = 0
         self.prometheus_port = 0
@@ -83,12 +86,15 @@ class BrokerThread:
         for protocol, wanted in self._free_ports.items():
             if wanted:
                 server.http_ports[protocol] = 0
+        if self._stomp:
+            server.stomp_port = 0
         async with trio.open_nursery() as nursery:
             self.port = await nursery.start(lambda task_status: server.serve(
                 handle_signals=False, task_status=task_status))
             ports = {protocol: port for protocol, _host, port in server.listeners}
             self.management_port = ports.get("http", 0)
             self.prometheus_port = ports.get("http/prometheus", 0)
+            self.stomp_port = ports.get("stomp", 0)
             self._ready.set()
 
     @property

@@ -108,6 +108,10 @@ class BrokerServer:
         self.control_token = new_token()
         # RabbitMQ's connection_max: accepting waits while that many connections are open.
         self.connection_max = ConnectionMax(settings.connection_max) if settings.connection_max else None
+        # The STOMP listener (amqp_broker/stomp): its port (0: any free one; None: off, the
+        # default, from stomp_port where 0 means off), and the service once it listens.
+        self.stomp_port: int | None = settings.stomp_port or None
+        self.stomp = None
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -216,6 +220,7 @@ class BrokerServer:
             raise
         try:
             http = await self._open_http()
+            self.stomp = await self._open_stomp()
             lock_given = True
             self.open_store(lock)
         except BaseException:
@@ -223,6 +228,8 @@ class BrokerServer:
                 listener.socket.close()
             for service in http:
                 service.close()
+            if self.stomp is not None:
+                self.stomp.close()
             if lock is not None and not lock_given:
                 lock.release()
             raise
@@ -244,6 +251,16 @@ class BrokerServer:
         return await open_http_services(self.http_ports, self.settings.bind_host, self.admin,
                                         faults=self.faults)
 
+    async def _open_stomp(self):
+        if self.stomp_port is None:
+            return None
+        from ..stomp.server import StompService
+
+        try:
+            return await StompService.open(self, self.stomp_port)
+        except OSError as exc:
+            raise ListenError("STOMP clients", self.settings.host, self.stomp_port, exc) from exc
+
     async def _serve(
         self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
         task_status, http: list = (),
@@ -261,6 +278,8 @@ class BrokerServer:
                 self.prometheus_port = bound
             log.info("%s listening on %s", service.server.name,
                      ", ".join("%s:%d" % address for address in service.addresses))
+        if self.stomp is not None:
+            self.listeners += [("stomp", host, port) for host, port in self.stomp.addresses]
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
@@ -279,6 +298,8 @@ class BrokerServer:
             nursery.start_soon(accept)
             for service in http:
                 await nursery.start(service.serve)
+            if self.stomp is not None:
+                await nursery.start(self.stomp.serve)
             nursery.start_soon(drive_timers, self.broker.timers)
             if self.committer is not None:
                 nursery.start_soon(self.committer.run)
@@ -307,9 +328,13 @@ class BrokerServer:
             accept_scope.cancel()
             for conn in list(self.connections):
                 conn.force_close(SHUTDOWN_TEXT)
+            if self.stomp is not None:
+                self.stomp.shutdown()
             with trio.move_on_after(SHUTDOWN_GRACE):
                 for conn in list(self.connections):
                     await conn.done.wait()
+                if self.stomp is not None:
+                    await self.stomp.wait_closed()
             nursery.cancel_scope.cancel()
         self.tracing.close()
         log.info("stopped")
