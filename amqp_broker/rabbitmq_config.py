@@ -82,6 +82,12 @@ CONF_KEYS = {
     "log.console.level": "log_level",
     "management.tcp.port": "management_port",
     "prometheus.tcp.port": "prometheus_port",
+    "mqtt.listeners.tcp.$name": "mqtt_port (one listener: the first one listed)",
+    "mqtt.vhost": "mqtt_vhost",
+    "mqtt.exchange": "mqtt_exchange",
+    "mqtt.default_user": "mqtt_default_user",
+    "mqtt.default_pass": "mqtt_default_pass",
+    "mqtt.allow_anonymous": "mqtt_default_user ('' when false)",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
@@ -370,6 +376,8 @@ def _conf_settings(
     watermark: dict[str, tuple[str, str]] = {}
     disk: dict[str, tuple[str, str]] = {}
     definitions: dict[str, tuple[str, str]] = {}
+    mqtt_listeners: dict[str, tuple[str, str]] = {}
+    anonymous: tuple[str, str] | None = None
 
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
@@ -386,6 +394,14 @@ def _conf_settings(
             layer.append((where, "management_port", _conf_int(value, where)))
         elif key == "prometheus.tcp.port":
             layer.append((where, "prometheus_port", _conf_int(value, where)))
+        elif len(parts) == 4 and parts[:3] == ("mqtt", "listeners", "tcp"):
+            mqtt_listeners[parts[3]] = (where, value)
+        elif key in ("mqtt.vhost", "mqtt.exchange", "mqtt.default_user", "mqtt.default_pass"):
+            layer.append((where, key.replace(".", "_"), value))
+        elif key == "mqtt.allow_anonymous":
+            if value not in ("true", "false"):
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            anonymous = (where, value)
         elif key == "log.console.level":
             if value not in _LOG_LEVELS:
                 levels = ", ".join(_LOG_LEVELS)
@@ -427,6 +443,16 @@ def _conf_settings(
         layer += [(listener_source, "host", host), (listener_source, "port", port)]
         for where, other in others:
             warn(f"{where}: ignored; one AMQP listener only, the first one ({value})")
+    if mqtt_listeners:
+        (where, value), *others = mqtt_listeners.values()
+        host, port = _parse_listener(value, where)
+        if host:
+            warn(f"{where}: the address is ignored; MQTT listens on the AMQP interface (host)")
+        layer.append((where, "mqtt_port", port))
+        for other_where, _ in others:
+            warn(f"{other_where}: ignored; one MQTT listener only, the first one ({value})")
+    if anonymous is not None and anonymous[1] == "false":
+        layer.append((anonymous[0], "mqtt_default_user", ""))
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:
