@@ -97,6 +97,11 @@ MANAGEMENT_PLUGINS = frozenset({
     "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
 })  # fmt: skip
 PROMETHEUS_PLUGIN = "rabbitmq_prometheus"
+MQTT_PLUGIN = "rabbitmq_mqtt"
+#: The MQTT port of a node with rabbitmq_mqtt enabled and no mqtt.listeners.tcp.* set.
+MQTT_PLUGIN_PORT = 1883
+# A layer entry standing for "rabbitmq_mqtt is enabled", resolved by rabbitmq_layers.
+_MQTT_PLUGIN_ENABLED = "(rabbitmq_mqtt enabled)"
 
 #: RabbitMQ's log levels and the nearest of ours (Python's logging has no notice, alert, ...).
 _LOG_LEVELS = {
@@ -136,7 +141,14 @@ def rabbitmq_layers(environ: Mapping[str, str], warn: Warn) -> Layer:
     rabbitmq.conf file's, then the environment variables'. ``warn`` gets one line per thing
     ignored; a value that cannot be used raises :class:`ConfigError`."""
     conf_layer, listener_source = _conf_layer(environ, warn)
-    return conf_layer + _env_layer(environ, listener_source, warn)
+    layer = conf_layer + _env_layer(environ, listener_source, warn)
+    enabled = [entry for entry in layer if entry[1] == _MQTT_PLUGIN_ENABLED]
+    if enabled:
+        # rabbitmq_mqtt listed: its listener is on, on 1883 unless rabbitmq.conf says where.
+        layer.remove(enabled[0])
+        if not any(name == "mqtt_port" for _, name, _ in layer):
+            layer.insert(0, (enabled[0][0], "mqtt_port", MQTT_PLUGIN_PORT))
+    return layer
 
 
 # -- environment variables -------------------------------------------------------------------------
@@ -191,12 +203,13 @@ def _log_level_from_env(value: str) -> Layer:
 
 def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
     """Turn the management API and the metrics endpoint off unless RabbitMQ's plugin settings
-    enable their plugins. Without any plugin setting our defaults hold (both on)."""
+    enable their plugins, and the MQTT listener on when they enable rabbitmq_mqtt (off when they
+    do not). Without any plugin setting our defaults hold (HTTP on, MQTT off)."""
     if ENABLED_PLUGINS_VAR in environ:  # an empty value means "no plugins" here, as in RabbitMQ
         raw = environ[ENABLED_PLUGINS_VAR].strip()
         source = f"environment variable {ENABLED_PLUGINS_VAR}"
         if raw == "ALL":
-            return []
+            return [(f"{source} (with {MQTT_PLUGIN})", _MQTT_PLUGIN_ENABLED, None)]
         enabled = frozenset(p.strip() for p in raw.split(",") if p.strip())
     else:
         path = _env(environ, ENABLED_PLUGINS_FILE_VAR)
@@ -209,6 +222,10 @@ def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
         layer.append((f"{source} (without rabbitmq_management)", "management_port", 0))
     if PROMETHEUS_PLUGIN not in enabled:
         layer.append((f"{source} (without {PROMETHEUS_PLUGIN})", "prometheus_port", 0))
+    if MQTT_PLUGIN in enabled:
+        layer.append((f"{source} (with {MQTT_PLUGIN})", _MQTT_PLUGIN_ENABLED, None))
+    else:
+        layer.append((f"{source} (without {MQTT_PLUGIN})", "mqtt_port", 0))
     return layer
 
 
