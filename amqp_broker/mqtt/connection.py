@@ -160,6 +160,10 @@ class MqttConnection:
         # Delivery tags to ack once the delivery in progress is over (never from inside it).
         self.pending_acks: list[int] = []
         self.delivery_blocked = False
+        # Store batch that must be committed before the output is sent (0: none): a CONNACK,
+        # SUBACK or UNSUBACK after durable changes goes out once they are on disk, as an AMQP
+        # declare-ok does.
+        self.barrier = 0
 
     # -- input --------------------------------------------------------------------------------
 
@@ -172,11 +176,15 @@ class MqttConnection:
         except codec.ProtocolError as exc:
             self._end(f"MQTT framing error: {exc}")
             return
+        persistence = self.broker.persistence
         for packet in packets:
             if self.finished:
                 return
+            writes = persistence.store.writes if persistence is not None else 0
             try:
                 self._handle(packet)
+                if persistence is not None and persistence.store.writes != writes and not isinstance(packet, Publish):
+                    self.barrier = persistence.store.batch_id
             except AMQPError as exc:
                 # What closes the plugin's internal AMQP channel closes the MQTT connection.
                 self._end(exc.reply_text)

@@ -15,7 +15,10 @@ from ..server.descriptors import serve_listeners
 from .connection import LOGIN_TIMEOUT, MqttConnection, MqttNode
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from ..broker.broker import Broker
+    from ..server.committer import Committer
     from ..config import Settings
 
 log = logging.getLogger("amqp_broker.mqtt")
@@ -34,7 +37,10 @@ class MqttServer:
     protocol = "mqtt"
     name = "MQTT listener"
 
-    def __init__(self, broker: "Broker", settings: "Settings"):
+    def __init__(self, broker: "Broker", settings: "Settings",
+                 committer: "Callable[[], Committer | None]" = lambda: None):
+        # The store's committer, once there is one (output waits for it past a barrier).
+        self.committer = committer
         self.node = MqttNode(
             broker, settings.mqtt_vhost, settings.mqtt_exchange,
             settings.mqtt_default_user, settings.mqtt_default_pass,
@@ -75,7 +81,7 @@ class MqttServer:
             local = f"{host}:{port}"
         except OSError:
             peer, local = "unknown", "unknown"
-        sock = _Socket(MqttConnection(self.node, peer, local), stream)
+        sock = _Socket(MqttConnection(self.node, peer, local), stream, self.committer)
         self.connections.add(sock)
         try:
             await sock.run()
@@ -84,8 +90,10 @@ class MqttServer:
 
 
 class _Socket:
-    def __init__(self, protocol: MqttConnection, stream: trio.SocketStream):
+    def __init__(self, protocol: MqttConnection, stream: trio.SocketStream,
+                 committer: "Callable[[], Committer | None]"):
         self.protocol = protocol
+        self.committer = committer
         self.stream = stream
         self.wakeup = trio.Event()
         self.last_receive = trio.current_time()
@@ -138,6 +146,13 @@ class _Socket:
         try:
             while True:
                 protocol.service()
+                barrier = protocol.barrier
+                if barrier and protocol.out:
+                    committer = self.committer()
+                    if committer is not None:
+                        await committer.wait_committed(barrier)
+                    if protocol.barrier == barrier:
+                        protocol.barrier = 0
                 if protocol.out:
                     data = protocol.take_output()
                     if protocol.finished:

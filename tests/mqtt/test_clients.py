@@ -254,3 +254,21 @@ def test_mosquitto_pub_sub(broker, amqp, ids):
         if sub.poll() is None:
             sub.kill()
     assert out.splitlines() == [f"{topic}/one from mqtt", f"{topic}/two from amqp"]
+
+
+def test_persistent_session_survives_restart(tmp_path, ids):
+    client_id = ids("durable")
+    with BrokerThread(mqtt=True, data_dir=str(tmp_path)) as running:
+        client = w.Client(running.mqtt_port)
+        client.send(w.connect(client_id, clean=False)).read(1)
+        assert client.send(w.subscribe(1, ("orders/#", 1))).read(1) == ["9003000101"]
+        client.send(w.DISCONNECT).read_eof()
+        publisher = w.Client(running.mqtt_port)
+        publisher.send(w.connect(ids("pub"))).read(1)
+        assert publisher.send(w.publish("orders/7", b"kept", qos=1, packet_id=3)).read(1) == ["40020003"]
+    with BrokerThread(mqtt=True, data_dir=str(tmp_path)) as running:
+        client = w.Client(running.mqtt_port)
+        connack, delivery = client.send(w.connect(client_id, clean=False)).read(2)
+        assert connack == "20020100"  # session present
+        assert w.decode_publish(delivery)["payload"] == b"kept"
+        client.close()
