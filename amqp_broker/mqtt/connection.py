@@ -541,6 +541,14 @@ class MqttConnection:
             session.close()
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    # The declaration that MqttConnection is the core's sink (tests/mqtt/test_codec.py checks it
+    # at run time too).
+    from ..broker.sink import DeliverySink
+
+    _SINK_IMPLEMENTATION: type[DeliverySink] = MqttConnection
+
+
 def _header_qos(message: Message) -> int:
     """The publisher's QoS from x-mqtt-publish-qos; a message from an AMQP client counts as 1."""
     try:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -222,7 +223,12 @@ def test_management_lists_listener_and_connection(broker, ids):
         {"protocol": item["protocol"], "port": item["port"]} for item in listeners]
     [row] = [c for c in get("/api/connections") if c["client_properties"].get("client_id") == client_id]
     assert (row["protocol"], row["user"], row["vhost"]) == ("MQTT 3.1.1", "guest", "/")
-    client.close()
+    # An operator closing it (DELETE /api/connections/NAME) ends the MQTT connection.
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{broker.management_port}/api/connections/{urllib.parse.quote(row['name'], safe='')}",
+        method="DELETE", headers={"Authorization": auth})
+    urllib.request.urlopen(request, timeout=10)
+    assert client.read_eof() == [w.EOF]
 
 
 def test_mosquitto_pub_sub(broker, amqp, ids):

@@ -135,6 +135,12 @@ def test_duplicate_client_id_closes_the_first(node):
     assert node.clients["same"] is second
 
 
+def test_connection_is_the_cores_delivery_sink(node):
+    from amqp_broker.broker.sink import DeliverySink
+
+    assert isinstance(MqttConnection(node, "p:1", "l:2"), DeliverySink)
+
+
 def test_first_packet_must_be_connect(node):
     conn = MqttConnection(node, "127.0.0.1:50000", "127.0.0.1:1883")
     conn.receive(w.PINGREQ)
