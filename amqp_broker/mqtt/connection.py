@@ -214,9 +214,7 @@ class MqttConnection:
                 self.will = None
                 self._end("client sent DISCONNECT")
         elif isinstance(packet, Connect):
-            # A second CONNECT: RabbitMQ answers it again and carries on.
-            present = self._queue_exists(subscription_queues(self.client_id)[1])
-            self._write(codec.write_connack, present and not self.clean_session, codec.ACCEPTED)
+            self._second_connect()
 
     # -- CONNECT ------------------------------------------------------------------------------
 
@@ -267,6 +265,9 @@ class MqttConnection:
             "timeout": packet.keep_alive, "auth_mechanism": "none",
         }
         session.closer = self._closed_by_operator
+        # The plugin's internal AMQP client hears of a subscription queue's deletion (basic.cancel)
+        # and ends the MQTT connection; so does this one (see cancel_notify).
+        session.consumer_cancel_notify = True
         self.session = session
         self.vhost_name = vhost_name
         self.client_id = client_id
@@ -290,6 +291,24 @@ class MqttConnection:
                 return
         self._write(codec.write_connack, present and not packet.clean_session, codec.ACCEPTED)
         log.info("accepting MQTT connection (%s, client id: %s)", self.peer, client_id)
+        self._start(start)
+
+    def _second_connect(self) -> None:
+        """A CONNECT on a connection already logged in: the plugin answers it again, after
+        redoing the first CONNECT's session step with the first CONNECT's clean-session flag.
+        For a clean session that deletes the QoS 1 queue, which ends this connection when it
+        consumes from it (the consumer is cancelled)."""
+        queue = subscription_queues(self.client_id)[1]
+        present = self._queue_exists(queue)
+        start: list[str] = []
+        cancelled: list[str] = []
+        if present and not self.clean_session:
+            start = self._ensure_queue(1)
+        elif present:
+            _, cancelled = self.channel.queue_delete(queue, False, False)
+        self._write(codec.write_connack, present and not self.clean_session, codec.ACCEPTED)
+        if cancelled:
+            self._end("subscription queue deleted")
         self._start(start)
 
     def _refuse(self, code: int, reason: str) -> None:

@@ -278,3 +278,12 @@ def test_persistent_session_survives_restart(tmp_path, ids):
         assert connack == "20020100"  # session present
         assert w.decode_publish(delivery)["payload"] == b"kept"
         client.close()
+
+
+def test_deleting_the_subscription_queue_ends_the_connection(broker, amqp, ids):
+    client_id = ids("deleted")
+    client = w.Client(broker.mqtt_port)
+    client.send(w.connect(client_id)).read(1)
+    client.send(w.subscribe(1, ("gone/#", 0))).read(1)
+    amqp.channel().queue_delete(f"mqtt-subscription-{client_id}qos0")
+    assert client.read_eof() == [w.EOF]  # as RabbitMQ: the consumer's cancel ends it

@@ -36,7 +36,7 @@ from amqp_broker.testing import BrokerThread  # noqa: E402
 EXPECTATIONS = Path(__file__).with_name("rabbitmq_mqtt_expectations.json")
 PREFIX = "difftest-"
 # Queues a scenario may leave behind on a failure, removed before and after each one.
-CLIENT_IDS = ("e5", "e6", "e7", "e8", "e9", "e10", "dup")
+CLIENT_IDS = ("e5", "e6", "e7", "e8", "e9", "e10", "e11", "e12", "dup")
 RETAINED_TOPICS = ("r/3", "r/4")
 
 
@@ -269,6 +269,32 @@ def wills(t: Target) -> list:
     return seen
 
 
+def prefetch_and_second_connect(t: Target) -> list:
+    """A QoS 1 subscriber gets 10 unacknowledged messages at most; a PUBACK lets one more go.
+    A second CONNECT on the same connection is answered again."""
+    seen = []
+    client = t.mqtt()
+    client.send(w.connect(PREFIX + "e11")).read(1)
+    seen.append(client.send(w.subscribe(1, ("f/q", 1))).read(1))
+    with t.amqp() as conn:
+        channel = conn.channel()
+        for i in range(12):
+            channel.basic_publish("amq.topic", "f.q", f"m{i}".encode(),
+                                  pika.BasicProperties(headers={"x-mqtt-dup": i == 0}))
+        seen.append(client.read(10))
+        seen.append(client.send(w.PINGREQ).read(1))
+        seen.append(client.send(w.puback(3)).send(w.puback(99)).read(1))
+        # Clean session: the QoS 1 queue this connection consumes from is deleted, which ends it.
+        seen.append(client.send(w.connect(PREFIX + "e11")).read_eof())
+    client = t.mqtt()
+    client.send(w.connect(PREFIX + "e12", clean=False)).read(1)
+    client.send(w.subscribe(1, ("f/r", 1))).read(1)
+    seen.append(client.send(w.connect(PREFIX + "e12", clean=False)).read(1))  # session present
+    seen.append(client.send(w.PINGREQ).read(1))
+    client.send(w.DISCONNECT).read_eof()
+    return seen
+
+
 def permissions(t: Target) -> list:
     """The broker's permissions apply: no vhost access is CONNACK 5; a refused bind, consume or
     publish (topic permissions included) closes the connection, without SUBACK."""
@@ -296,7 +322,8 @@ def permissions(t: Target) -> list:
 
 SCENARIOS: dict[str, Callable[[Target], list]] = {
     f.__name__: f for f in (suback_and_protocol_levels, credentials, persistent_session,
-                            mqtt_to_amqp, amqp_to_mqtt, retained, wills, permissions)
+                            mqtt_to_amqp, amqp_to_mqtt, retained, wills, prefetch_and_second_connect,
+                            permissions)
 }
 #: Scenarios that need USERS on the broker.
 NEEDS_USERS = {"permissions"}
