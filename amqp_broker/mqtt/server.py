@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..server.connection import HELD_CHECK_INTERVAL, peer_hung_up
 from ..server.descriptors import serve_listeners
 from .connection import LOGIN_TIMEOUT, MqttConnection, MqttNode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
-
-    from ..broker.broker import Broker
-    from ..server.committer import Committer
-    from ..config import Settings
+    from ..server.listener import BrokerServer
 
 log = logging.getLogger("amqp_broker.mqtt")
 
@@ -37,12 +34,12 @@ class MqttServer:
     protocol = "mqtt"
     name = "MQTT listener"
 
-    def __init__(self, broker: "Broker", settings: "Settings",
-                 committer: "Callable[[], Committer | None]" = lambda: None):
-        # The store's committer, once there is one (output waits for it past a barrier).
-        self.committer = committer
+    def __init__(self, server: "BrokerServer"):
+        # The broker process: its core, settings, store committer and flow control.
+        self.host = server
+        settings = server.settings
         self.node = MqttNode(
-            broker, settings.mqtt_vhost, settings.mqtt_exchange,
+            server.broker, settings.mqtt_vhost, settings.mqtt_exchange,
             settings.mqtt_default_user, settings.mqtt_default_pass,
         )
         self.connections: set[_Socket] = set()
@@ -81,7 +78,7 @@ class MqttServer:
             local = f"{host}:{port}"
         except OSError:
             peer, local = "unknown", "unknown"
-        sock = _Socket(MqttConnection(self.node, peer, local), stream, self.committer)
+        sock = _Socket(MqttConnection(self.node, peer, local), stream, self.host)
         self.connections.add(sock)
         try:
             await sock.run()
@@ -90,10 +87,12 @@ class MqttServer:
 
 
 class _Socket:
-    def __init__(self, protocol: MqttConnection, stream: trio.SocketStream,
-                 committer: "Callable[[], Committer | None]"):
+    def __init__(self, protocol: MqttConnection, stream: trio.SocketStream, host: "BrokerServer"):
         self.protocol = protocol
-        self.committer = committer
+        self.host = host
+        # True while the reader waits for flow control: the client is not silent, we are not
+        # listening (RabbitMQ pauses the keep-alive monitor of a blocked MQTT connection).
+        self.held = False
         self.stream = stream
         self.wakeup = trio.Event()
         self.last_receive = trio.current_time()
@@ -122,12 +121,25 @@ class _Socket:
 
     async def _reader(self) -> None:
         protocol = self.protocol
+        flow = self.host.flow
         try:
             while not protocol.finished:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     break
                 self.last_receive = trio.current_time()
+                if flow.active and protocol.session is not None:
+                    # An alarm (memory, disk, the store's backlog): as RabbitMQ blocks an MQTT
+                    # connection, what was read waits, and nothing more is read, until it clears.
+                    self.held = True
+                    while flow.active:
+                        with trio.move_on_after(HELD_CHECK_INTERVAL):
+                            await flow.wait()
+                        if flow.active and peer_hung_up(self.stream.socket):
+                            # Gone while held: its will goes out now, not when the alarm clears.
+                            raise trio.BrokenResourceError("client hung up while held")
+                    self.held = False
+                    self.last_receive = trio.current_time()
                 try:
                     protocol.receive(data)
                 except Exception:  # a bug must cost one connection, never the broker
@@ -135,6 +147,7 @@ class _Socket:
                     protocol.close("internal error")
                 if protocol.session is not None:
                     self.logged_in.set()
+                    self.host.check_store_backlog()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         if not protocol.finished:
@@ -148,7 +161,7 @@ class _Socket:
                 protocol.service()
                 barrier = protocol.barrier
                 if barrier and protocol.out:
-                    committer = self.committer()
+                    committer = self.host.committer
                     if committer is not None:
                         await committer.wait_committed(barrier)
                     if protocol.barrier == barrier:
@@ -186,6 +199,8 @@ class _Socket:
             return
         limit = keep_alive * 1.5
         while not protocol.finished:
+            if self.held:
+                self.last_receive = trio.current_time()
             silent = trio.current_time() - self.last_receive
             if silent >= limit:
                 protocol.keepalive_expired()

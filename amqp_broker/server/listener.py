@@ -204,7 +204,7 @@ class BrokerServer:
             if self.mqtt_port is not None:
                 from ..mqtt.server import MqttServer
 
-                self.mqtt = MqttServer(self.broker, self.settings, lambda: self.committer)
+                self.mqtt = MqttServer(self)
                 try:
                     http.append(await self.mqtt.open(self.settings.bind_host, self.mqtt_port))
                 except OSError as exc:

@@ -287,3 +287,23 @@ def test_deleting_the_subscription_queue_ends_the_connection(broker, amqp, ids):
     client.send(w.subscribe(1, ("gone/#", 0))).read(1)
     amqp.channel().queue_delete(f"mqtt-subscription-{client_id}qos0")
     assert client.read_eof() == [w.EOF]  # as RabbitMQ: the consumer's cancel ends it
+
+
+def test_memory_alarm_holds_mqtt_publishers(ids):
+    with BrokerThread(mqtt=True) as running:
+        server = running.server
+        client = w.Client(running.mqtt_port)
+        client.send(w.connect(ids("held"), keep_alive=1)).read(1)
+        limit = server.memory_limit
+        running.call(setattr, server, "memory_limit", 1)  # the monitor raises the alarm
+        deadline = time.monotonic() + 10
+        while "memory" not in running.call(lambda: set(server.flow.reasons)):
+            assert time.monotonic() < deadline, "no memory alarm"
+            time.sleep(0.05)
+        client.send(w.publish("held/x", b"waits", qos=1, packet_id=1))
+        # Unread while the alarm lasts, longer than 1.5 keep-alive periods without a timeout.
+        with pytest.raises(TimeoutError):
+            client.read(1, timeout=2)
+        running.call(setattr, server, "memory_limit", limit)
+        assert client.read(1) == ["40020001"]
+        client.close()
