@@ -221,6 +221,7 @@ def test_management_lists_listener_and_connection(broker, ids):
     listeners = get("/api/overview")["listeners"]
     assert {"protocol": "mqtt", "port": broker.mqtt_port} in [
         {"protocol": item["protocol"], "port": item["port"]} for item in listeners]
+    assert get("/api/health/checks/protocol-listener/mqtt311") == {"status": "ok", "protocol": "mqtt"}
     [row] = [c for c in get("/api/connections") if c["client_properties"].get("client_id") == client_id]
     assert (row["protocol"], row["user"], row["vhost"]) == ("MQTT 3.1.1", "guest", "/")
     # An operator closing it (DELETE /api/connections/NAME) ends the MQTT connection.
