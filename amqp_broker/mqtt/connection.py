@@ -183,7 +183,8 @@ class MqttConnection:
             writes = persistence.store.writes if persistence is not None else 0
             try:
                 self._handle(packet)
-                if persistence is not None and persistence.store.writes != writes and not isinstance(packet, Publish):
+                if persistence is not None and persistence.store.writes != writes and isinstance(
+                        packet, (Connect, Subscribe, Unsubscribe)):
                     self.barrier = persistence.store.batch_id
             except AMQPError as exc:
                 # What closes the plugin's internal AMQP channel closes the MQTT connection.
