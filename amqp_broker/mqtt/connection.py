@@ -177,6 +177,21 @@ class MqttConnection:
             self._end(f"MQTT framing error: {exc}")
             return
         persistence = self.broker.persistence
+        session = self.session
+        if session is not None:
+            # PUBACKs of one read only note the queues they made room on; those are dispatched
+            # once after the read (as an AMQP connection does with a read of acks).
+            session.owed_dispatch = {}
+        try:
+            self._handle_all(packets, persistence)
+        finally:
+            if session is not None:
+                if session.owed_dispatch and not session.closed:
+                    session.dispatch_owed()
+                session.owed_dispatch = None
+        self.service()
+
+    def _handle_all(self, packets: list, persistence) -> None:
         for packet in packets:
             if self.finished:
                 return
@@ -191,7 +206,6 @@ class MqttConnection:
                 self._end(exc.reply_text)
             except codec.ProtocolError as exc:
                 self._end(str(exc))
-        self.service()
 
     def _handle(self, packet: codec.Packet) -> None:
         if self.session is None:
