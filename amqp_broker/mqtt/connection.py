@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..broker.message import Message
 from ..errors import AMQPError
@@ -51,6 +51,8 @@ LOGIN_TIMEOUT = 10.0
 OUTPUT_HIGH_WATER = 1 << 20
 
 QUEUE_PREFIX = "mqtt-subscription-"
+#: The store's record kind of a retained message, keyed (vhost, topic).
+RETAINED_KIND = "mqtt_retained"
 
 
 def subscription_queues(client_id: str) -> tuple[str, str]:
@@ -98,6 +100,15 @@ class MqttNode:
         self.default_pass = default_pass
         self.clients: dict[str, MqttConnection] = {}
         self.retained: dict[str, dict[str, Retained]] = {}
+        # The data directory's store, when there is one: retained messages outlive restarts, as
+        # the plugin's default (disk) store keeps them.
+        self.store: Any = None
+
+    def attach_store(self, store: Any) -> None:
+        """Keep retained messages in ``store`` from now on, starting with those it holds."""
+        self.store = store
+        for (vhost, topic), record in store.records(RETAINED_KIND):
+            self.retained.setdefault(vhost, {})[topic] = Retained(record["qos"], record["payload"])
 
     def register(self, client_id: str, conn: "MqttConnection") -> None:
         """Make ``conn`` the connection of ``client_id``, closing the one that had it."""
@@ -112,11 +123,13 @@ class MqttNode:
             del self.clients[client_id]
 
     def retain(self, vhost: str, topic: str, qos: int, payload: bytes) -> None:
-        store = self.retained.setdefault(vhost, {})
+        retained = self.retained.setdefault(vhost, {})
         if payload:
-            store[topic] = Retained(qos, payload)
-        else:
-            store.pop(topic, None)  # an empty retained message clears the topic
+            retained[topic] = Retained(qos, payload)
+            if self.store is not None:
+                self.store.put(RETAINED_KIND, (vhost, topic), {"qos": qos, "payload": payload})
+        elif retained.pop(topic, None) is not None and self.store is not None:
+            self.store.delete(RETAINED_KIND, (vhost, topic))  # an empty message clears the topic
 
     def fetch_retained(self, vhost: str, topic: str) -> Retained | None:
         store = self.retained.get(vhost)

@@ -57,6 +57,8 @@ class MqttServer:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept MQTT clients until cancelled."""
+        if self.host.store is not None:
+            self.node.attach_store(self.host.store)
         async with trio.open_nursery() as nursery:
             task_status.started()
             await serve_listeners(self._handle, self.listeners, handler_nursery=nursery)

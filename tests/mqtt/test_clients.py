@@ -308,3 +308,20 @@ def test_memory_alarm_holds_mqtt_publishers(ids):
         running.call(setattr, server, "memory_limit", limit)
         assert client.read(1) == ["40020001"]
         client.close()
+
+
+def test_retained_messages_survive_restart(tmp_path, ids):
+    with BrokerThread(mqtt=True, data_dir=str(tmp_path)) as running:
+        client = w.Client(running.mqtt_port)
+        client.send(w.connect(ids("keeper"))).read(1)
+        client.send(w.publish("config/a", b"kept", qos=1, packet_id=1, retain=True)).read(1)
+        client.send(w.publish("config/b", b"cleared", retain=True))
+        client.send(w.publish("config/b", b"", retain=True))
+        client.send(w.DISCONNECT).read_eof()
+    with BrokerThread(mqtt=True, data_dir=str(tmp_path)) as running:
+        client = w.Client(running.mqtt_port)
+        client.send(w.connect(ids("reader"))).read(1)
+        suback, retained = client.send(w.subscribe(1, ("config/b", 1), ("config/a", 1))).read(2)
+        assert (w.decode_publish(retained)["topic"], w.decode_publish(retained)["payload"]) == ("config/a", b"kept")
+        assert client.send(w.PINGREQ).read(1) == ["d000"]  # nothing for config/b
+        client.close()
