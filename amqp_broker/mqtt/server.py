@@ -59,9 +59,12 @@ class MqttServer:
         """Accept MQTT clients until cancelled."""
         if self.host.store is not None:
             self.node.attach_store(self.host.store)
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await serve_listeners(self._handle, self.listeners, handler_nursery=nursery)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await serve_listeners(self._handle, self.listeners, handler_nursery=nursery)
+        finally:
+            self.close()
 
     def close(self) -> None:
         for listener in self.listeners:
