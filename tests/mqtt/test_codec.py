@@ -145,3 +145,42 @@ def test_first_packet_must_be_connect(node):
     conn = MqttConnection(node, "127.0.0.1:50000", "127.0.0.1:1883")
     conn.receive(w.PINGREQ)
     assert conn.finished and conn.session is None and not conn.out
+
+
+# -- arbitrary input ------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_parser_only_ever_refuses_with_protocol_error(chunks):
+    parser = codec.Parser()
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+    except codec.ProtocolError:
+        pass
+
+
+_PACKETS = st.one_of(
+    st.builds(w.publish, st.sampled_from(["a/b", "a/+", "#", ""]), st.binary(max_size=8),
+              st.integers(0, 3), st.integers(0, 65535), st.booleans(), st.booleans()),
+    st.builds(lambda pid, topic, qos: w.subscribe(pid, (topic, qos)), st.integers(0, 65535),
+              st.sampled_from(["a/b", "a/+", "#"]), st.integers(0, 3)),
+    st.builds(lambda pid, topic: w.unsubscribe(pid, topic), st.integers(0, 65535), st.sampled_from(["a/b", "#"])),
+    st.builds(w.puback, st.integers(0, 65535)),
+    st.just(w.PINGREQ), st.just(w.connect("again")), st.binary(max_size=6),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PACKETS, max_size=12))
+def test_connection_survives_any_packet_sequence(packets):
+    node = MqttNode(Broker())
+    conn = _client(node, "fuzzed")
+    for data in packets:
+        conn.receive(data)  # errors end the connection; nothing escapes
+    conn.connection_lost()
+    assert node.clients == {}
+    assert all(not name.startswith("mqtt-subscription-fuzzedqos0") for name in node.broker.vhosts["/"].queues)
