@@ -167,6 +167,18 @@ class Settings:
     stomp_default_vhost: str = "/"
     #: Whether STOMP frames sent before CONNECT log in as the default user.
     stomp_implicit_connect: bool = False
+    #: TCP port of the MQTT 3.1.1 listener (RabbitMQ's rabbitmq_mqtt, whose port is 1883), on
+    #: ``host``; 0 = off.
+    mqtt_port: int = 0
+    #: Virtual host of MQTT connections whose user name does not name one (``vhost:user``).
+    mqtt_vhost: str = "/"
+    #: Exchange MQTT publishes go to and subscriptions are bound to.
+    mqtt_exchange: str = "amq.topic"
+    #: User an MQTT CONNECT without credentials logs in as; "" refuses such connections
+    #: (rabbitmq_mqtt's allow_anonymous = false).
+    mqtt_default_user: str = "guest"
+    #: Password of ``mqtt_default_user``. Left out of ``repr()``.
+    mqtt_default_pass: str = field(default="guest", repr=False)
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -183,6 +195,7 @@ class Settings:
         _check_range("management_port", self.management_port, 0, 65535)
         _check_range("prometheus_port", self.prometheus_port, 0, 65535)
         _check_range("stomp_port", self.stomp_port, 0, 65535)
+        _check_range("mqtt_port", self.mqtt_port, 0, 65535)
         _check_range("heartbeat", self.heartbeat, 0, 65535)
         _check_range("channel_max", self.channel_max, 0, 65535)
         _check_range("frame_max", self.frame_max, 0, 2**32 - 1)
@@ -208,7 +221,7 @@ class Settings:
             raise ConfigError(
                 f"strict must be one of {', '.join(STRICT_MODES)}, got {self.strict!r}", "strict"
             )
-        for name in ("data_dir", "default_vhost", "node_name"):
+        for name in ("data_dir", "default_vhost", "node_name", "mqtt_vhost", "mqtt_exchange"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must not be empty", name)
         object.__setattr__(self, "node_name", full_node_name(self.node_name))
@@ -338,6 +351,12 @@ _FLAG_HELP = {
     "(default: Python <version>)",
     "cluster_name": "cluster name announced to clients and shown by the management API "
     "(default: the node name)",
+    "mqtt_port": "port of the MQTT 3.1.1 listener, 0 = off (default: 0; RabbitMQ's is 1883)",
+    "mqtt_vhost": "virtual host of MQTT clients whose user name names none (default: /)",
+    "mqtt_exchange": "exchange MQTT publishes and subscriptions use (default: amq.topic)",
+    "mqtt_default_user": 'user of MQTT clients that send no credentials, "" = refuse them '
+    "(default: guest)",
+    "mqtt_default_pass": "password of the MQTT default user (default: guest)",
     "node_name": "node name; @<short host name> is appended when it has no @ "
     "(default: rabbit@<short host name>)",
     "strict": "report AMQP 0-9-1 violations RabbitMQ lets pass: --strict (= report: log and "

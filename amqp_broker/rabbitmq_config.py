@@ -89,6 +89,12 @@ CONF_KEYS = {
     "stomp.default_pass": "stomp_default_pass",
     "stomp.default_vhost": "stomp_default_vhost",
     "stomp.implicit_connect": "stomp_implicit_connect",
+    "mqtt.listeners.tcp.$name": "mqtt_port (one listener: the first one listed)",
+    "mqtt.vhost": "mqtt_vhost",
+    "mqtt.exchange": "mqtt_exchange",
+    "mqtt.default_user": "mqtt_default_user",
+    "mqtt.default_pass": "mqtt_default_pass",
+    "mqtt.allow_anonymous": "mqtt_default_user ('' when false)",
 }
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
@@ -98,9 +104,9 @@ MANAGEMENT_PLUGINS = frozenset({
     "rabbitmq_stream_management", "rabbitmq_top", "rabbitmq_tracing",
 })  # fmt: skip
 PROMETHEUS_PLUGIN = "rabbitmq_prometheus"
-#: The STOMP plugin, and the port its listener takes when enabled (stomp.listeners.tcp.default).
-STOMP_PLUGIN = "rabbitmq_stomp"
-STOMP_DEFAULT_PORT = 61613
+#: Plugins that each bring a listener of ours, with the setting for its port and the port it
+#: takes when enabled and rabbitmq.conf names none (stomp/mqtt.listeners.tcp.default).
+PLUGIN_LISTENERS = {"rabbitmq_stomp": ("stomp_port", 61613), "rabbitmq_mqtt": ("mqtt_port", 1883)}
 
 #: RabbitMQ's log levels and the nearest of ours (Python's logging has no notice, alert, ...).
 _LOG_LEVELS = {
@@ -141,9 +147,11 @@ def rabbitmq_layers(environ: Mapping[str, str], warn: Warn) -> Layer:
     ignored; a value that cannot be used raises :class:`ConfigError`."""
     conf_layer, listener_source = _conf_layer(environ, warn)
     env_layer = _env_layer(environ, listener_source, warn)
-    if any(name == "stomp_port" for _, name, _ in conf_layer):
-        # An enabled rabbitmq_stomp listens on its default port unless rabbitmq.conf names one.
-        env_layer = [entry for entry in env_layer if entry[1] != "stomp_port"]
+    for setting, _port in PLUGIN_LISTENERS.values():
+        if any(name == setting for _, name, _ in conf_layer):
+            # An enabled plugin's listener takes the port rabbitmq.conf names, not its default;
+            # a plugin left out of the list keeps it off (its 0 stays).
+            env_layer = [e for e in env_layer if not (e[1] == setting and e[2] != 0)]
     return conf_layer + env_layer
 
 
@@ -199,13 +207,15 @@ def _log_level_from_env(value: str) -> Layer:
 
 def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
     """Turn the management API and the metrics endpoint off unless RabbitMQ's plugin settings
-    enable their plugins, and the STOMP listener on (61613) when they enable rabbitmq_stomp.
-    Without any plugin setting our defaults hold (both on, STOMP off)."""
+    enable their plugins, and the STOMP and MQTT listeners on (61613, 1883) when they enable
+    rabbitmq_stomp and rabbitmq_mqtt, off when they do not. Without any plugin setting our
+    defaults hold (HTTP on, STOMP and MQTT off)."""
     if ENABLED_PLUGINS_VAR in environ:  # an empty value means "no plugins" here, as in RabbitMQ
         raw = environ[ENABLED_PLUGINS_VAR].strip()
         source = f"environment variable {ENABLED_PLUGINS_VAR}"
         if raw == "ALL":
-            return [(source, "stomp_port", STOMP_DEFAULT_PORT)]
+            return [(f"{source} (with {plugin})", setting, port)
+                    for plugin, (setting, port) in PLUGIN_LISTENERS.items()]
         enabled = frozenset(p.strip() for p in raw.split(",") if p.strip())
     else:
         path = _env(environ, ENABLED_PLUGINS_FILE_VAR)
@@ -218,8 +228,11 @@ def _plugins_layer(environ: Mapping[str, str], warn: Warn) -> Layer:
         layer.append((f"{source} (without rabbitmq_management)", "management_port", 0))
     if PROMETHEUS_PLUGIN not in enabled:
         layer.append((f"{source} (without {PROMETHEUS_PLUGIN})", "prometheus_port", 0))
-    if STOMP_PLUGIN in enabled:
-        layer.append((f"{source} (with {STOMP_PLUGIN})", "stomp_port", STOMP_DEFAULT_PORT))
+    for plugin, (setting, port) in PLUGIN_LISTENERS.items():
+        if plugin in enabled:
+            layer.append((f"{source} (with {plugin})", setting, port))
+        else:
+            layer.append((f"{source} (without {plugin})", setting, 0))
     return layer
 
 
@@ -388,6 +401,8 @@ def _conf_settings(
     disk: dict[str, tuple[str, str]] = {}
     definitions: dict[str, tuple[str, str]] = {}
     stomp_listeners: dict[str, tuple[str, str]] = {}
+    mqtt_listeners: dict[str, tuple[str, str]] = {}
+    anonymous: tuple[str, str] | None = None
 
     for lineno, key, value in entries:
         where = f"rabbitmq.conf {path} line {lineno} ({key})"
@@ -412,6 +427,14 @@ def _conf_settings(
             layer.append((where, "management_port", _conf_int(value, where)))
         elif key == "prometheus.tcp.port":
             layer.append((where, "prometheus_port", _conf_int(value, where)))
+        elif len(parts) == 4 and parts[:3] == ("mqtt", "listeners", "tcp"):
+            mqtt_listeners[parts[3]] = (where, value)
+        elif key in ("mqtt.vhost", "mqtt.exchange", "mqtt.default_user", "mqtt.default_pass"):
+            layer.append((where, key.replace(".", "_"), value))
+        elif key == "mqtt.allow_anonymous":
+            if value not in ("true", "false"):
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            anonymous = (where, value)
         elif key == "log.console.level":
             if value not in _LOG_LEVELS:
                 levels = ", ".join(_LOG_LEVELS)
@@ -469,6 +492,16 @@ def _conf_settings(
         layer.append((where, "stomp_port", port))
         for other_where, _ in others:
             warn(f"{other_where}: ignored; one STOMP listener only, the first one ({value})")
+    if mqtt_listeners:
+        (where, value), *others = mqtt_listeners.values()
+        host, port = _parse_listener(value, where)
+        if host:
+            warn(f"{where}: the address is ignored; MQTT listens on the AMQP interface (host)")
+        layer.append((where, "mqtt_port", port))
+        for other_where, _ in others:
+            warn(f"{other_where}: ignored; one MQTT listener only, the first one ({value})")
+    if anonymous is not None and anonymous[1] == "false":
+        layer.append((anonymous[0], "mqtt_default_user", ""))
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:

@@ -14,7 +14,8 @@ connections with ``BrokerThread(trace_file=path)`` or ``broker.trace_all(path)``
 Its HTTP listeners are off by default (``management_port`` and ``prometheus_port`` 0), so test
 brokers never compete for 15672/15692. ``BrokerThread(management=True)`` serves the management API
 on a free port, found in ``broker.management_port`` once started; ``prometheus=True`` does the
-same for ``/metrics`` (``broker.prometheus_port``). A free port rather than a fixed one, because
+same for ``/metrics`` (``broker.prometheus_port``), ``mqtt=True`` for the MQTT listener
+(``broker.mqtt_port``). A free port rather than a fixed one, because
 settings have no value for "any port" (0 there means off) and tests run side by side.
 
     with BrokerThread(management=True) as broker:
@@ -41,7 +42,8 @@ class BrokerThread:
     """A broker on its own trio loop in a daemon thread."""
 
     def __init__(self, settings: Settings | None = None, *, management: bool = False,
-                 prometheus: bool = False, stomp: bool = False, **overrides: Any):
+                 prometheus: bool = False, stomp: bool = False, mqtt: bool = False,
+                 **overrides: Any):
         if settings is None and "data_dir" not in overrides:
             # A private data directory, so test brokers never share (or leave behind) state.
             self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
@@ -57,6 +59,9 @@ class BrokerThread:
         #: The ports of the HTTP listeners asked for with management=True / prometheus=True.
         self.management_port = 0
         self.prometheus_port = 0
+        #: The MQTT listener's port, when asked for with mqtt=True (a free one).
+        self.mqtt_port = 0
+        self._mqtt = mqtt
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +93,8 @@ class BrokerThread:
                 server.http_ports[protocol] = 0
         if self._stomp:
             server.stomp_port = 0
+        if self._mqtt:
+            server.mqtt_port = 0
         async with trio.open_nursery() as nursery:
             self.port = await nursery.start(lambda task_status: server.serve(
                 handle_signals=False, task_status=task_status))
@@ -95,6 +102,7 @@ class BrokerThread:
             self.management_port = ports.get("http", 0)
             self.prometheus_port = ports.get("http/prometheus", 0)
             self.stomp_port = ports.get("stomp", 0)
+            self.mqtt_port = ports.get("mqtt", 0)
             self._ready.set()
 
     @property

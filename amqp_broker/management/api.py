@@ -78,6 +78,7 @@ PROTOCOL_ALIASES = {
     "amqp": "amqp", "amqp091": "amqp", "amqp0.9.1": "amqp", "amqp0-9-1": "amqp",
     "http": "http", "management": "http",
     "prometheus": "http/prometheus", "http/prometheus": "http/prometheus",
+    **dict.fromkeys(("mqtt", "mqtt3.1", "mqtt3.1.1", "mqtt31", "mqtt311", "mqtt3_1", "mqtt3_1_1"), "mqtt"),
 }
 
 

@@ -103,6 +103,10 @@ class BrokerServer:
             "http": settings.management_port or None,
             "http/prometheus": settings.prometheus_port or None,
         }
+        # The MQTT listener (rabbitmq_mqtt's): its port, 0 for any free one, None for none; the
+        # package is imported only when it is on.
+        self.mqtt_port: int | None = settings.mqtt_port or None
+        self.mqtt = None
         # The control endpoint (server/control.py): its port, and the secret its callers present.
         self.control_port = 0
         self.control_token = new_token()
@@ -221,6 +225,14 @@ class BrokerServer:
         try:
             http = await self._open_http()
             self.stomp = await self._open_stomp()
+            if self.mqtt_port is not None:
+                from ..mqtt.server import MqttServer
+
+                self.mqtt = MqttServer(self)
+                try:
+                    http.append(await self.mqtt.open(self.settings.bind_host, self.mqtt_port))
+                except OSError as exc:
+                    raise ListenError("MQTT clients", self.settings.host, self.mqtt_port, exc) from exc
             lock_given = True
             self.open_store(lock)
         except BaseException:
@@ -272,7 +284,9 @@ class BrokerServer:
         for service in http:
             self.listeners += [(service.protocol, host, port) for host, port in service.addresses]
             bound = service.addresses[0][1]
-            if service.protocol == "http":
+            if service.protocol == "mqtt":
+                self.mqtt_port = bound
+            elif service.protocol == "http":
                 self.management_port = bound
             else:
                 self.prometheus_port = bound
@@ -326,6 +340,8 @@ class BrokerServer:
                 announcement.withdraw()
             log.info("stopping: closing %d connection(s)", len(self.connections))
             accept_scope.cancel()
+            if self.mqtt is not None:
+                self.mqtt.close_all()
             for conn in list(self.connections):
                 conn.force_close(SHUTDOWN_TEXT)
             if self.stomp is not None:

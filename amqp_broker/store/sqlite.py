@@ -254,6 +254,15 @@ class SQLiteStore:
         """Remove a definition (no error when absent)."""
         self._touch().definitions.append((kind, _key(key), None))
 
+    def records(self, kind: str) -> list[tuple[tuple, Any]]:
+        """The committed definitions of one ``kind`` as (key, record) pairs: state kept beside
+        the core's (the MQTT listener's retained messages), read at start-up."""
+        try:
+            rows = self._db.execute("SELECT key, record FROM definitions WHERE kind = ?", (kind,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
+        return [(tuple(json.loads(key)), records.loads(record)) for key, record in rows]
+
     def new_queue_id(self) -> int:
         """A queue id never used before in this data directory."""
         queue_id = self._next_queue_id
