@@ -15,6 +15,7 @@ Re-record against a live node with
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import shlex
 import socket
@@ -50,12 +51,15 @@ USERS = [
 
 
 class Target:
-    def __init__(self, host: str, mqtt_port: int, amqp_port: int, add_users: Callable | None = None):
+    def __init__(self, host: str, mqtt_port: int, amqp_port: int, add_users: Callable | None = None,
+                 remove_users: Callable | None = None):
         self.host = host
         self.mqtt_port = mqtt_port
         self.amqp_port = amqp_port
-        # Creates USERS on the broker (None: it cannot be done here).
+        # Creates USERS on the broker (None: it cannot be done here), and removes them again
+        # (None: nothing to undo, e.g. a broker of the test's own).
         self.add_users = add_users
+        self.remove_users = remove_users
 
     def mqtt(self) -> w.Client:
         return w.Client(self.mqtt_port, self.host)
@@ -342,10 +346,12 @@ def run(target: Target, name: str) -> list:
         return _normalise(SCENARIOS[name](target))
     finally:
         target.cleanup()
+        if name in NEEDS_USERS and target.remove_users is not None:
+            target.remove_users()
 
 
-def _rabbitmqctl_users(command: str) -> Callable[[], None]:
-    """USERS made with rabbitmqctl (existing ones are set again)."""
+def _rabbitmqctl_users(command: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Functions that make USERS with rabbitmqctl (existing ones are set again) and delete them."""
     def run(*args: str) -> None:
         subprocess.run(shlex.split(command) + ["-q", *args], capture_output=True, timeout=120)
 
@@ -357,17 +363,24 @@ def _rabbitmqctl_users(command: str) -> Callable[[], None]:
                 run("set_permissions", "-p", "/", name, *permissions)
             if topics is not None:
                 run("set_topic_permissions", "-p", "/", name, "amq.topic", *topics)
-    return add
+
+    def remove() -> None:
+        for name, _permissions, _topics in USERS:
+            run("delete_user", name)
+    return add, remove
 
 
 def _target(spec: str) -> Target:
     host, mqtt_port, amqp_port = spec.rsplit(":", 2)
-    ctl = os.environ.get("MQTT_RABBITMQ_CTL")
-    return Target(host, int(mqtt_port), int(amqp_port), _rabbitmqctl_users(ctl) if ctl else None)
+    ctl = os.environ.get("MQTT_RABBITMQ_CTL") or (
+        "rabbitmqctl" if spec == "127.0.0.1:1883:5672" and shutil.which("rabbitmqctl") else None)
+    add, remove = _rabbitmqctl_users(ctl) if ctl else (None, None)
+    return Target(host, int(mqtt_port), int(amqp_port), add, remove)
 
 
 def _live_target() -> Target | None:
-    spec = os.environ.get("MQTT_RABBITMQ", "")
+    # By default the local RabbitMQ (CI enables rabbitmq_mqtt there), whose rabbitmqctl is on PATH.
+    spec = os.environ.get("MQTT_RABBITMQ", "127.0.0.1:1883:5672")
     if not spec:
         return None
     target = _target(spec)

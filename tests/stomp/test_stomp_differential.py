@@ -19,7 +19,9 @@ import pytest
 
 import stomp_scenarios
 
-ORACLE = os.environ.get("AMQP_BROKER_STOMP_ORACLE", "")
+# HOST:STOMP_PORT:AMQP_PORT of a RabbitMQ with rabbitmq_stomp; by default the local one (CI enables
+# the plugin), and the recording when nothing answers there.
+ORACLE = os.environ.get("AMQP_BROKER_STOMP_ORACLE", "127.0.0.1:61613:5672")
 
 
 def _oracle() -> tuple[int, int] | None:
