@@ -14,6 +14,11 @@ settings have no value for "any port" (0 there means off) and tests run side by 
 
     with BrokerThread(management=True) as broker:
         urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/api/overview")
+
+TLS is off unless asked for. ``BrokerThread(tls="auto")`` serves AMQPS on a free port
+(``broker.tls_port``) with a throw-away CA made in the broker's data directory: ``broker.tls_ca``
+verifies the server, and ``broker.tls_client_cert`` / ``broker.tls_client_key`` are a client
+certificate for ``guest`` (an EXTERNAL login).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class BrokerThread:
             # A private data directory, so test brokers never share (or leave behind) state.
             self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
             overrides["data_dir"] = self._tmp.name
-        base = settings or Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0)
+        base = settings or Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0,
+                                    tls_port=0)
         self.settings = dataclasses.replace(base, **overrides) if overrides else base
         self.server: BrokerServer | None = None
         self.port = 0
@@ -48,6 +54,12 @@ class BrokerThread:
         #: The ports of the HTTP listeners asked for with management=True / prometheus=True.
         self.management_port = 0
         self.prometheus_port = 0
+        #: The AMQPS port (0: TLS off) and, with tls="auto", the generated files.
+        self.tls_port = 0
+        self.tls_ca = ""
+        self.tls_certfile = ""
+        self.tls_client_cert = ""
+        self.tls_client_key = ""
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +95,12 @@ class BrokerThread:
             ports = {protocol: port for protocol, _host, port in server.listeners}
             self.management_port = ports.get("http", 0)
             self.prometheus_port = ports.get("http/prometheus", 0)
+            self.tls_port = server.tls_port
+            auto = server.tls.auto if server.tls is not None else {}
+            self.tls_ca = auto.get("ca", "")
+            self.tls_certfile = auto.get("certfile", "")
+            self.tls_client_cert = auto.get("client_certfile", "")
+            self.tls_client_key = auto.get("client_keyfile", "")
             self._ready.set()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -70,7 +70,7 @@ from .errortext import amqp_name, erlang_binary_w, octets_text
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, FrameReader
 from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
-from .sasl import MECHANISMS, parse_credentials
+from .sasl import MECHANISMS, TLS_MECHANISMS, ExternalIdentity, parse_credentials
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
     AWAIT_OPEN,
@@ -133,8 +133,11 @@ class Connection(FrameReader):
         cluster_name: str = "amqp_broker",
         max_message_size: int = 134217728,
         local: str = "",
+        external: ExternalIdentity | None = None,
     ):
         self.broker = broker
+        # Set on TLS connections only: EXTERNAL is offered and logs in with it.
+        self.external = external
         self.peer = peer
         # Our end of the socket ("127.0.0.1:5672"), for the connection's name.
         self.local = local
@@ -267,7 +270,7 @@ class Connection(FrameReader):
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.cluster_name),
-                mechanisms=MECHANISMS,
+                mechanisms=MECHANISMS if self.external is None else TLS_MECHANISMS,
                 locales="en_US",
             ),
         )
@@ -355,6 +358,17 @@ class Connection(FrameReader):
         self._blocked_capable = bool(capabilities.get("connection.blocked"))
         mechanism = method.mechanism
         self.auth_mechanism = mechanism
+        if mechanism == "EXTERNAL" and self.external is not None:
+            username = self.external.username
+            user = None if username is None else self.broker.external_user(username)
+            if user is None:
+                # RabbitMQ's reasons (rabbit_auth_mechanism_ssl, rabbit_auth_backend_internal).
+                detail = self.external.refusal or f"user '{username}' - invalid credentials"
+                log.warning("%s: EXTERNAL login refused: %s", self.peer, detail)
+                self._refuse_login(mechanism)
+                return
+            self._login(user, mechanism)
+            return
         credentials = parse_credentials(mechanism, method.response)
         if credentials is None:
             # An unknown mechanism or a malformed response is a protocol error to RabbitMQ, not a
@@ -365,22 +379,19 @@ class Connection(FrameReader):
             return
         username, password = credentials
         user = self.broker.authenticate(username, password)
-        refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
-        if user is None or refusal is not None:
-            if refusal is not None:
-                # RabbitMQ's words, then the setting that lifts it.
-                log.warning("%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
-            else:
-                log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
-            reply_text = ConnectionLevelError(
-                ACCESS_REFUSED,
-                f"Login was refused using authentication mechanism {mechanism}. "
-                "For details see the broker logfile.",
-            ).reply_text
-            if self._auth_failure_close:
-                self.close(ACCESS_REFUSED, reply_text)  # class/method 0, as RabbitMQ sends it
-            else:
-                self._terminate(reply_text)
+        if user is None:
+            log.warning("%s: login refused for user '%s' (mechanism %s)", self.peer, username, mechanism)
+            self._refuse_login(mechanism)
+            return
+        self._login(user, mechanism)
+
+    def _login(self, user: Any, mechanism: str) -> None:
+        """Authenticated: refused still when loopback_users forbids it here, else tune."""
+        refusal = self.broker.loopback_refusal(user.name, self._local_host())
+        if refusal is not None:
+            # RabbitMQ's words, then the setting that lifts it.
+            log.warning("%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
+            self._refuse_login(mechanism)
             return
         self.user = user
         self._enter(AWAIT_TUNE_OK)
@@ -392,6 +403,17 @@ class Connection(FrameReader):
                 heartbeat=self.server_heartbeat,
             ),
         )
+
+    def _refuse_login(self, mechanism: str) -> None:
+        reply_text = ConnectionLevelError(
+            ACCESS_REFUSED,
+            f"Login was refused using authentication mechanism {mechanism}. "
+            "For details see the broker logfile.",
+        ).reply_text
+        if self._auth_failure_close:
+            self.close(ACCESS_REFUSED, reply_text)  # class/method 0, as RabbitMQ sends it
+        else:
+            self._terminate(reply_text)
 
     def _on_tune_ok(self, method: Any) -> None:
         self.frame_max = _negotiate("frame_max", codec.FRAME_MIN_SIZE, self.server_frame_max, method.frame_max)

@@ -1,8 +1,10 @@
-"""SASL responses of connection.start-ok: PLAIN and AMQPLAIN, as RabbitMQ accepts them."""
+"""SASL responses of connection.start-ok: PLAIN and AMQPLAIN, as RabbitMQ accepts them, and
+EXTERNAL (RabbitMQ's rabbitmq_auth_mechanism_ssl) on TLS connections."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from pamqp import decode as pamqp_decode
@@ -10,6 +12,19 @@ from pamqp import exceptions as pamqp_exceptions
 
 # The mechanisms offered in connection.start, in RabbitMQ's order.
 MECHANISMS = "AMQPLAIN PLAIN"
+# On TLS connections, where EXTERNAL is offered too: offered whether or not the client presented a
+# certificate, as RabbitMQ does, so that a client without one is refused with a reason rather than
+# failing to agree on a mechanism.
+TLS_MECHANISMS = "EXTERNAL AMQPLAIN PLAIN"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIdentity:
+    """What EXTERNAL logs in with on a TLS connection: the user name the transport took from the
+    client's verified certificate, or RabbitMQ's reason there is none."""
+
+    username: str | None = None
+    refusal: str = ""
 
 
 def _decode_table_body(raw: bytes) -> dict:

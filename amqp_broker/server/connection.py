@@ -26,6 +26,7 @@ from ..protocol.output import WRITE_LOW_WATER
 from ..protocol.connection import CLOSING, OPEN, Connection
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..protocol.sasl import ExternalIdentity
     from .flow import FlowControl
     from .listener import BrokerServer
 
@@ -62,7 +63,8 @@ _HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLE
 class ServerConnection:
     """Runs one accepted socket until either side closes it."""
 
-    def __init__(self, server: "BrokerServer", stream: trio.SocketStream, peer: str, local: str = ""):
+    def __init__(self, server: "BrokerServer", stream: trio.abc.Stream, peer: str, local: str = "",
+                 external: "ExternalIdentity | None" = None):
         self.server = server
         self.stream = stream
         self.peer = peer
@@ -76,6 +78,7 @@ class ServerConnection:
             max_message_size=settings.max_message_size,
             cluster_name=server.cluster_name,
             local=local,
+            external=external,
         )
         self.protocol.output.on_output = self._wake
         self.protocol.on_force_close = self.force_close
@@ -95,6 +98,11 @@ class ServerConnection:
         self._held: trio.CancelScope | None = None
         # Set while the reader waits for the output to drain (see _reader).
         self._drained: trio.Event | None = None
+
+    @property
+    def raw_socket(self) -> trio.socket.SocketType:
+        """The TCP socket under the stream."""
+        return self.stream.socket
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -177,7 +185,7 @@ class ServerConnection:
         while flow.active:
             with trio.move_on_after(HELD_CHECK_INTERVAL):
                 await flow.wait()
-            if flow.active and peer_hung_up(self.stream.socket):
+            if flow.active and peer_hung_up(self.raw_socket):
                 raise trio.BrokenResourceError("client closed the connection while held")
 
     def _handle(self, handler, *args) -> bool:

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -92,6 +93,10 @@ class BrokerServer:
         # The control endpoint (server/control.py): its port, and the secret its callers present.
         self.control_port = 0
         self.control_token = new_token()
+        # The AMQPS listener (server/tls.py): its set-up once started, and its port (0: none).
+        self.tls = None
+        self.tls_port = 0
+        self._tls_listeners: list = []
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -114,7 +119,14 @@ class BrokerServer:
             "sockets_used": len(self.connections),
             "product_version": _version(),
             **_disk_free(self.settings.data_dir),
+            **self._tls_info(),
         }
+
+    def _tls_info(self) -> dict:
+        """{"tls": port, verification, and the generated files' paths} when AMQPS is on."""
+        if self.tls is None:
+            return {}
+        return {"tls": {"port": self.tls_port, "verify": self.tls.verify, **self.tls.auto}}
 
     def alarm_limits(self) -> tuple[int, str, int]:
         """(memory limit, data directory, free-disk limit) for the alarm monitor."""
@@ -196,6 +208,8 @@ class BrokerServer:
                 lock.release()
             raise
         try:
+            tls_listeners = await self._open_tls()
+            listeners += tls_listeners
             http = await self._open_http()
             lock_given = True
             self.open_store(lock)
@@ -215,6 +229,17 @@ class BrokerServer:
             if self.store is not None:
                 self.store.close(clean=clean)
 
+    async def _open_tls(self) -> list:
+        """Load the TLS set-up and bind the AMQPS port, when the settings ask for them; the
+        listeners are kept in _tls_listeners too, so that _serve tells them from the plain ones."""
+        from .tls import load_tls, open_tls_listeners  # a broker without TLS does not load ssl
+
+        self.tls = load_tls(self.settings)
+        if self.tls is None:
+            return []
+        self._tls_listeners = await open_tls_listeners(self.settings)
+        return self._tls_listeners
+
     async def _open_http(self) -> list:
         """Bind the management and Prometheus ports that are on (see :attr:`http_ports`)."""
         if not any(port is not None for port in self.http_ports.values()):
@@ -228,10 +253,14 @@ class BrokerServer:
         self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
         task_status, http: list = (),
     ) -> None:
+        tls = [listener for listener in listeners if listener in self._tls_listeners]
+        listeners = [listener for listener in listeners if listener not in tls]
         self.port = listeners[0].socket.getsockname()[1]
         self.listeners = [
             ("amqp", *listener.socket.getsockname()[:2]) for listener in listeners
-        ]
+        ] + [("amqp/ssl", *listener.socket.getsockname()[:2]) for listener in tls]
+        if tls:
+            self.tls_port = tls[0].socket.getsockname()[1]
         for service in http:
             self.listeners += [(service.protocol, host, port) for host, port in service.addresses]
             bound = service.addresses[0][1]
@@ -244,6 +273,10 @@ class BrokerServer:
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
+        if tls:
+            addresses += ", TLS " + ", ".join(
+                "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in tls
+            )
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 # start(), not start_soon(): SIGINT/SIGTERM must be ours before "startup complete"
@@ -253,7 +286,17 @@ class BrokerServer:
 
             async def accept() -> None:
                 with accept_scope:
-                    await serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                    if not tls:
+                        await serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                        return
+                    from .tls import handle_tls
+
+                    async with trio.open_nursery() as accepting:
+                        accepting.start_soon(partial(
+                            serve_listeners, self._handle, listeners, handler_nursery=nursery))
+                        accepting.start_soon(partial(
+                            serve_listeners, partial(handle_tls, self, self.tls), tls,
+                            handler_nursery=nursery))
 
             nursery.start_soon(accept)
             for service in http:
@@ -270,6 +313,7 @@ class BrokerServer:
             announcement = discovery.announce(
                 self.settings, self.port, self.management_port, self.prometheus_port,
                 control_port=self.control_port, control_token=self.control_token,
+                **({"tls_port": self.tls_port, "tls": self.tls.auto} if self.tls else {}),
             )
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
