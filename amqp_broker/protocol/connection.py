@@ -136,7 +136,7 @@ class Connection(FrameReader):
         external: ExternalIdentity | None = None,
     ):
         self.broker = broker
-        # Set on TLS connections only: EXTERNAL is offered and logs in with it.
+        # Set on TLS connections only: what EXTERNAL logs in with (see .sasl.TLS_MECHANISMS).
         self.external = external
         self.peer = peer
         # Our end of the socket ("127.0.0.1:5672"), for the connection's name.
@@ -270,7 +270,7 @@ class Connection(FrameReader):
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.cluster_name),
-                mechanisms=MECHANISMS if self.external is None else TLS_MECHANISMS,
+                mechanisms=TLS_MECHANISMS if self.external and self.external.certificate else MECHANISMS,
                 locales="en_US",
             ),
         )

@@ -12,9 +12,11 @@ from pamqp import exceptions as pamqp_exceptions
 
 # The mechanisms offered in connection.start, in RabbitMQ's order.
 MECHANISMS = "AMQPLAIN PLAIN"
-# On TLS connections, where EXTERNAL is offered too: offered whether or not the client presented a
-# certificate, as RabbitMQ does, so that a client without one is refused with a reason rather than
-# failing to agree on a mechanism.
+# On TLS connections whose client presented a verified certificate, EXTERNAL is offered too.
+# RabbitMQ offers it on every TLS connection once it is in auth_mechanisms (not by default); here
+# it needs no setting, so it is offered only where it can succeed: py-amqp (so kombu and Celery)
+# prefers EXTERNAL whenever it is offered, and a client logging in with a password and no
+# certificate would otherwise be refused.
 TLS_MECHANISMS = "EXTERNAL AMQPLAIN PLAIN"
 
 
@@ -25,6 +27,8 @@ class ExternalIdentity:
 
     username: str | None = None
     refusal: str = ""
+    #: Whether the client presented a verified certificate (EXTERNAL is offered only then).
+    certificate: bool = False
 
 
 def _decode_table_body(raw: bytes) -> dict:

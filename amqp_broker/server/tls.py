@@ -223,8 +223,8 @@ def peer_identity(stream: trio.SSLStream, setup: TLSSetup) -> ExternalIdentity:
         names = [value for rdn in subject for key, value in rdn if key == "commonName"]
         name = ",".join(names)
     if not name:
-        return ExternalIdentity(refusal="no name found")
-    return ExternalIdentity(username=name)
+        return ExternalIdentity(refusal="no name found", certificate=True)
+    return ExternalIdentity(username=name, certificate=True)
 
 
 def distinguished_name(subject: tuple) -> str:
