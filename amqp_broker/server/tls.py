@@ -13,7 +13,7 @@ socket only.
 from __future__ import annotations
 
 import logging
-import os
+import re
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -130,19 +130,26 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
         peer, local = "unknown", "unknown"
     stream = trio.SSLStream(tcp, setup.context, server_side=True)
     failure = None
+    identity = None
     with trio.move_on_after(HANDSHAKE_TIMEOUT) as timeout:
         try:
-            await stream.do_handshake()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            failure = await _not_tls(tcp)
+            if failure is None:
+                await stream.do_handshake()
+                identity = peer_identity(stream, setup)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             failure = _handshake_error(exc)
+            await _send_alert(stream, tcp)
+        except Exception:  # a bug must cost one connection, never the listener
+            log.exception("%s: internal error in the TLS handshake", peer)
+            failure = "internal error"
     if timeout.cancelled_caught:
         failure = "handshake timeout"
-    if failure is not None:
+    if failure is not None or identity is None:
         log.warning("TLS handshake with %s failed: %s", peer, failure)
         with trio.CancelScope(shield=True):
             await tcp.aclose()
         return
-    identity = peer_identity(stream, setup)
     conn = TLSServerConnection(server, stream, peer, local, external=identity)
     server.connections.add(conn)
     try:
@@ -151,10 +158,45 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
         server.connections.discard(conn)
 
 
+async def _not_tls(tcp: trio.SocketStream) -> str | None:
+    """Why the client's first bytes cannot start a TLS handshake, or None when they can. OpenSSL
+    would wait for the rest of a "record" as long as the first bytes make it out to be: plain
+    AMQP on this port would hang until the handshake timeout, where RabbitMQ refuses it at once."""
+    first = await tcp.socket.recv(8, socket.MSG_PEEK)
+    if not first:
+        return "the client closed the connection"
+    if first[0] == 0x16:  # a TLS handshake record
+        return None
+    # Read what was sent, so that closing answers with a FIN, not a reset.
+    await tcp.receive_some(65536)
+    if first.startswith(b"AMQP"[: len(first)]):
+        return "the client speaks plain AMQP (amqp://, not amqps://) on the TLS port"
+    return f"not a TLS client (it sent {bytes(first)!r})"
+
+
+async def _send_alert(stream: trio.SSLStream, tcp: trio.SocketStream) -> None:
+    """Send the alert OpenSSL wrote for a failed handshake ("unknown ca", "certificate required"),
+    so that the client can say why. SSLStream drops it when the handshake fails: it is read from
+    its outgoing buffer here (a private attribute; without it the client sees only a close)."""
+    outgoing = getattr(stream, "_outgoing", None)
+    if not isinstance(outgoing, ssl.MemoryBIO) or not outgoing.pending:
+        return
+    with trio.move_on_after(1.0):
+        try:
+            await tcp.send_all(outgoing.read())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
 def _handshake_error(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ssl.SSLError):
-        return cause.verify_message or cause.reason or str(cause)
+        verify = getattr(cause, "verify_message", None)
+        if verify:
+            return f"client certificate refused: {verify}"
+        # "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] peer did not return a certificate (_ssl.c:1006)"
+        text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", cause.strerror or "")
+        return text or cause.reason or str(cause)
     if isinstance(cause, OSError):
         return cause.strerror or str(cause)
     return str(exc) or "the client closed the connection"
