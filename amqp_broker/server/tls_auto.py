@@ -69,7 +69,7 @@ def ensure_auto_files(data_dir: str, client_user: str) -> AutoFiles:
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         for role, pem in _generate(client_user).items():
-            _write(paths[role], pem, private=role.endswith("key"))
+            _write(paths[role], pem, private="key" in role)
     except OSError as exc:
         raise ConfigError(
             f"tls = auto: cannot write the certificates in {directory}: {exc.strerror or exc}", "tls"
