@@ -201,3 +201,20 @@ def _client_hello(broker: BrokerThread) -> bytes:
     with pytest.raises(ssl.SSLWantReadError):
         tls.do_handshake()
     return outgoing.read()
+
+
+def test_broker_closing_a_tls_connection(tls_broker, caplog):
+    """The closing handshake over TLS: the client gets 320 with the operator's reason, and the
+    broker's side ends at once (close_notify and FIN after close-ok, no linger)."""
+    caplog.set_level(logging.INFO, logger="amqp_broker")
+    conn = pika.BlockingConnection(pika_params(tls_broker, client_context(tls_broker)))
+    names = tls_broker.call(lambda: [s.name for s in tls_broker.server.broker.sessions
+                                     if s.name.endswith(f":{tls_broker.tls_port}")])
+    assert len(names) == 1, names
+    port = names[0].split(" -> ")[0].rpartition(":")[2]
+    tls_broker.call(lambda: tls_broker.server.admin.close_connection(names[0], "tls test"))
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        conn.process_data_events(time_limit=DEADLINE)
+    assert (closed.value.reply_code, closed.value.reply_text) == (
+        320, "CONNECTION_FORCED - tls test")
+    assert wait_for_log(caplog, f"closing AMQP connection (127.0.0.1:{port})")
