@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# AMQPS throughput, our broker vs RabbitMQ, both over TLS and both driven the same way.
+#
+#   interop/bench/tls_compare.sh [SCENARIOS]        # default "a c"; DURATION=10 ROUNDS=1
+#
+# The load generator is the C amqp-perf (shared/bench/amqp-perf), which speaks no TLS: each broker
+# gets a socat in front of its AMQPS port, doing the client side of TLS (verifying the server
+# against the CA), so the generator, the TLS client and its cost are the same for both.
+#
+#   amqp-perf --port L1 -> socat (TLS client) -> our broker's AMQPS port (tls_port)
+#   amqp-perf --port L2 -> socat (TLS client) -> a throw-away RabbitMQ node's listeners.ssl
+#
+# Both brokers get the same server certificate (a P-256 one from tls = auto's generator, made in a
+# temporary directory) and verify_none (no client certificate). The RabbitMQ node is a second,
+# throw-away node (own name, ports, data, cookie, as shared/bench/rabbitmq-twin.sh): the installed
+# one on 5672 is neither used nor touched. Everything started is stopped at exit.
+#
+# Scenarios (as shared/bench/scenarios.sh): a = 16 B messages, c = 64 KiB; 1 producer, 1 consumer,
+# auto-ack, --max-backlog auto. Prints one line per run, then per scenario the median consumed
+# msg/s of each broker and the ratio ours/RabbitMQ.
+#
+# Environment: AMQP_PERF (the generator; default: built from shared/bench into a copy under
+# /tmp), PYTHON (default: the project's .venv, else python3; needs cryptography, the [tls]
+# extra), DURATION (10), ROUNDS (1), BASE_PORT (a free range start, default 25600).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+scenarios=${1:-"a c"}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-1}
+base=${BASE_PORT:-25600}
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  if [ -x "$root/.venv/bin/python" ]; then PYTHON="$root/.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+die() { echo "tls_compare.sh: $*" >&2; exit 1; }
+command -v socat >/dev/null || die "socat not found (apt-get install socat)"
+server=$(command -v rabbitmq-server || true)
+[ -n "$server" ] || die "rabbitmq-server not found"
+# The packaged command is a wrapper that switches user; use the real script.
+server="$(dirname "$(readlink -f "$server")")/rabbitmq-server"
+
+if [ -z "${AMQP_PERF:-}" ]; then
+  bench=/tmp/bench-tls
+  if [ ! -x "$bench/amqp-perf/build/amqp-perf" ]; then
+    [ -d "$bench" ] || cp -r "$root/../shared/bench" "$bench" 2>/dev/null \
+      || cp -r /work/shared/bench "$bench" || die "shared/bench not found: set AMQP_PERF"
+    "$bench/amqp-perf/build.sh" >&2
+  fi
+  AMQP_PERF="$bench/amqp-perf/build/amqp-perf"
+fi
+
+ours_amqp=$base ours_tls=$((base + 1)) ours_front=$((base + 2))
+rabbit_amqp=$((base + 3)) rabbit_tls=$((base + 4)) rabbit_front=$((base + 5))
+dir=$(mktemp -d "${TMPDIR:-/tmp}/tls-compare.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+# Certificates: the same server certificate for both brokers.
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c '
+import sys
+from amqp_broker.server.tls_auto import ensure_auto_files
+ensure_auto_files(sys.argv[1], "guest")' "$dir/certs" || die "cannot make certificates (pip install cryptography)"
+tls="$dir/certs/tls"
+
+wait_port() { # port, what
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$2 did not listen on $1"
+}
+
+# Our broker, as interop/bench starts it, plus the AMQPS listener.
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m amqp_broker --host 127.0.0.1 \
+  --port "$ours_amqp" --tls-port "$ours_tls" --tls-certfile "$tls/server_certificate.pem" \
+  --tls-keyfile "$tls/server_key.pem" --tls-verify verify_none --log-level warning \
+  --data-dir "$dir/ours" --management-port 0 --prometheus-port 0 --node-name "tlsbench$base" \
+  2>"$dir/ours.log" &
+pids+=($!)
+ours_pid=$!
+
+# The throw-away RabbitMQ node with a TLS listener.
+mkdir -p "$dir/rabbit"
+cat >"$dir/rabbit/rabbitmq.conf" <<EOF
+listeners.tcp.default = $rabbit_amqp
+listeners.ssl.default = $rabbit_tls
+ssl_options.certfile = $tls/server_certificate.pem
+ssl_options.keyfile = $tls/server_key.pem
+ssl_options.cacertfile = $tls/ca_certificate.pem
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOF
+echo '[].' >"$dir/rabbit/enabled_plugins"
+: >"$dir/rabbit/rabbitmq-env.conf"
+(
+  export HOME="$dir/rabbit" RABBITMQ_NODENAME="tlsbench$base@localhost" \
+    RABBITMQ_NODE_PORT="$rabbit_amqp" RABBITMQ_DIST_PORT=$((base + 20000)) \
+    RABBITMQ_MNESIA_BASE="$dir/rabbit/mnesia" RABBITMQ_LOG_BASE="$dir/rabbit/log" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/rabbit/enabled_plugins" \
+    RABBITMQ_CONFIG_FILE="$dir/rabbit/rabbitmq" \
+    RABBITMQ_CONF_ENV_FILE="$dir/rabbit/rabbitmq-env.conf" RABBITMQ_PID_FILE="$dir/rabbit/pid"
+  exec "$server" >"$dir/rabbit.out" 2>&1
+) &
+pids+=($!)
+
+wait_port "$ours_amqp" "our broker"
+wait_port "$rabbit_amqp" "RabbitMQ"
+rabbit_pid=$(ss -ltnpH "sport = :$rabbit_tls" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+
+# The TLS clients: one socat process per connection (fork), TCP_NODELAY both ways, 128 KiB blocks.
+front() { # listen port, TLS port
+  socat -b 131072 "TCP-LISTEN:$1,bind=127.0.0.1,reuseaddr,fork,nodelay" \
+    "OPENSSL:127.0.0.1:$2,cafile=$tls/ca_certificate.pem,commonname=localhost,verify=1,nodelay" &
+  pids+=($!)
+  wait_port "$1" "socat"
+}
+front "$ours_front" "$ours_tls"
+front "$rabbit_front" "$rabbit_tls"
+"$AMQP_PERF" --port "$ours_front" --wait-ready --timeout 30 >/dev/null
+"$AMQP_PERF" --port "$rabbit_front" --wait-ready --timeout 30 >/dev/null
+
+rate() { sed -n 's/.*"cons_rate": *\([0-9.]*\).*/\1/p' | head -1; }
+declare -A results
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (a shared machine: figures are indicative)"
+for s in $scenarios; do
+  case "$s" in
+    a) size=16 ;;
+    c) size=65536 ;;
+    *) die "unknown scenario $s (a or c)" ;;
+  esac
+  for round in $(seq 1 "$ROUNDS"); do
+    for who in ours rabbitmq; do
+      if [ "$who" = ours ]; then port=$ours_front pid=$ours_pid; else port=$rabbit_front pid=$rabbit_pid; fi
+      sleep 2
+      line=$("$AMQP_PERF" --port "$port" -d "$DURATION" -s "$size" --max-backlog auto \
+        --label "tls-$s" --broker "$who" ${pid:+--broker-pid "$pid"})
+      r=$(rate <<<"$line")
+      echo "scenario $s round $round $who: ${r:-?} msg/s"
+      results[$s.$who]="${results[$s.$who]:-} $r"
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print 0}'; }
+echo
+printf '%-10s %14s %14s %8s\n' scenario "ours msg/s" "rabbitmq msg/s" ratio
+for s in $scenarios; do
+  o=$(median <<<"${results[$s.ours]}")
+  r=$(median <<<"${results[$s.rabbitmq]}")
+  printf '%-10s %14.0f %14.0f %8s\n' "tls-$s" "$o" "$r" "$(awk -v o="$o" -v r="$r" 'BEGIN {if (r > 0) printf "%.2f", o / r; else print "-"}')"
+done
+if grep -qiE 'error|warning' "$dir/ours.log"; then
+  echo
+  echo "our broker's warnings/errors:"
+  grep -iE 'error|warning' "$dir/ours.log" | head -20
+fi
