@@ -17,7 +17,7 @@ MECHANISMS = "AMQPLAIN PLAIN"
 # it needs no setting, so it is offered only where it can succeed: py-amqp (so kombu and Celery)
 # prefers EXTERNAL whenever it is offered, and a client logging in with a password and no
 # certificate would otherwise be refused.
-TLS_MECHANISMS = "EXTERNAL AMQPLAIN PLAIN"
+TLS_MECHANISMS = "AMQPLAIN PLAIN EXTERNAL"  # RabbitMQ 3.10's order, seen on a live node
 
 
 @dataclass(frozen=True, slots=True)
