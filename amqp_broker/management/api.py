@@ -73,6 +73,7 @@ ACKMODES = {
 }
 PROTOCOL_ALIASES = {
     "amqp": "amqp", "amqp091": "amqp", "amqp0.9.1": "amqp", "amqp0-9-1": "amqp",
+    "amqps": "amqp/ssl", "amqp/ssl": "amqp/ssl",
     "http": "http", "management": "http",
     "prometheus": "http/prometheus", "http/prometheus": "http/prometheus",
 }

@@ -150,3 +150,9 @@ def test_listener_in_node_info_and_the_management_api(tls_broker):
         listeners = json.load(response)["listeners"]
     ssl_listeners = [entry for entry in listeners if entry["protocol"] == "amqp/ssl"]
     assert [entry["port"] for entry in ssl_listeners] == [tls_broker.tls_port]
+    # RabbitMQ's health check knows the listener by its alias too.
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{tls_broker.management_port}/api/health/checks/protocol-listener/amqps")
+    request.add_header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert json.load(response) == {"status": "ok", "protocol": "amqp/ssl"}
