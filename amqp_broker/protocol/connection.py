@@ -136,8 +136,10 @@ class Connection(FrameReader):
         external: ExternalIdentity | None = None,
     ):
         self.broker = broker
-        # Set on TLS connections only: what EXTERNAL logs in with (see .sasl.TLS_MECHANISMS).
+        # Set on TLS connections only: what EXTERNAL logs in with (see .sasl.TLS_MECHANISMS), and
+        # what an operator sees of the TLS session (RabbitMQ's ssl_* and peer_cert_* keys).
         self.external = external
+        self.tls_details: dict | None = None
         self.peer = peer
         # Our end of the socket ("127.0.0.1:5672"), for the connection's name.
         self.local = local
@@ -338,6 +340,8 @@ class Connection(FrameReader):
             "timeout": self.heartbeat,
             "local": self.local,
         }
+        if self.tls_details:
+            session.details.update(self.tls_details)
         session.closer = self.force_close
 
     def force_close(self, reply_text: str) -> None:

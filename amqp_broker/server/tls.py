@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -151,6 +152,7 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
             await tcp.aclose()
         return
     conn = TLSServerConnection(server, stream, peer, local, external=identity)
+    conn.protocol.tls_details = session_details(stream)
     server.connections.add(conn)
     try:
         await conn.run()
@@ -267,6 +269,35 @@ def peer_identity(stream: trio.SSLStream, setup: TLSSetup) -> ExternalIdentity:
     if not name:
         return ExternalIdentity(refusal="no name found", certificate=True)
     return ExternalIdentity(username=name, certificate=True)
+
+
+def session_details(stream: trio.SSLStream) -> dict:
+    """What the management API shows of a TLS connection, under RabbitMQ's keys (the cipher by
+    OpenSSL's name, not Erlang's)."""
+    cipher = stream.cipher() or ("", "", 0)
+    details = {
+        "ssl": True,
+        "ssl_protocol": (stream.version() or "").lower(),  # "tlsv1.3", as RabbitMQ writes it
+        "ssl_cipher": cipher[0],
+    }
+    try:
+        cert = stream.getpeercert()
+    except ValueError:
+        cert = None
+    if cert:
+        details["peer_cert_subject"] = distinguished_name(cert.get("subject", ()))
+        details["peer_cert_issuer"] = distinguished_name(cert.get("issuer", ()))
+        details["peer_cert_validity"] = " - ".join(
+            _iso_time(cert.get(key, "")) for key in ("notBefore", "notAfter"))
+    return details
+
+
+def _iso_time(text: str) -> str:
+    """"Dec  5 01:24:44 2026 GMT" -> "2026-12-05T01:24:44Z" (RabbitMQ's form)."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ssl.cert_time_to_seconds(text)))
+    except ValueError:
+        return text
 
 
 def distinguished_name(subject: tuple) -> str:

@@ -48,7 +48,22 @@ def test_pika_external_login_with_a_client_certificate(tls_broker):
     context = client_context(tls_broker, tls_broker.tls_client_cert, tls_broker.tls_client_key)
     with pika.BlockingConnection(pika_params(tls_broker, context, external=True)) as conn:
         round_trip(conn)
-        assert _connection_of(tls_broker, "guest", "EXTERNAL")
+        details = _connection_of(tls_broker, "guest", "EXTERNAL")
+        # What the management API shows of it, under RabbitMQ's keys.
+        name = tls_broker.call(lambda: [s.name for s in tls_broker.server.broker.sessions
+                                        if s.details.get("auth_mechanism") == "EXTERNAL"])[0]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{tls_broker.management_port}/api/connections/"
+            + urllib.parse.quote(name, safe=""))
+        request.add_header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            shown = json.load(response)
+    assert details["ssl"] is True
+    assert shown["ssl"] is True and shown["auth_mechanism"] == "EXTERNAL" and shown["user"] == "guest"
+    assert shown["ssl_protocol"] in ("tlsv1.2", "tlsv1.3")
+    assert shown["peer_cert_subject"] == "CN=guest,O=amqp_broker client"
+    assert shown["peer_cert_issuer"].startswith("CN=amqp_broker throw-away CA")
+    assert len(shown["peer_cert_validity"].split(" - ")) == 2
 
 
 def test_aio_pika_amqps_url(tls_broker):
