@@ -209,3 +209,13 @@ def test_distinguished_name_is_rabbitmqs_format():
     subject = ((("countryName", "GB"),), (("organizationName", "Acme, Inc."),),
                (("organizationalUnitName", "ops"), ("userId", "u1")), (("commonName", "#büro "),))
     assert distinguished_name(subject) == r"CN=\#b\C3\BCro\ ,OU=ops+UID=u1,O=Acme\, Inc.,C=GB"
+
+
+def test_tls_port_in_use(tmp_path, foreign_files):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(["--tls-certfile", foreign_files.certfile, "--tls-keyfile", foreign_files.keyfile,
+                      "--tls-port", str(port)], tmp_path)
+    assert_one_line_failure(result, f"cannot listen for AMQPS (TLS) clients on 127.0.0.1:{port}: ")
