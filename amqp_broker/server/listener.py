@@ -232,7 +232,7 @@ class BrokerServer:
     async def _open_tls(self) -> list:
         """Load the TLS set-up and bind the AMQPS port, when the settings ask for them; the
         listeners are kept in _tls_listeners too, so that _serve tells them from the plain ones."""
-        from .tls import load_tls, open_tls_listeners  # a broker without TLS does not load ssl
+        from .tls import load_tls, open_tls_listeners
 
         self.tls = load_tls(self.settings)
         if self.tls is None:
@@ -274,9 +274,9 @@ class BrokerServer:
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
         if tls:
-            addresses += ", TLS " + ", ".join(
-                "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in tls
-            )
+            # Its own line (RabbitMQ's words): tools read the plain port off the start-up line.
+            log.info("started TLS (SSL) listener on %s", ", ".join(
+                "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in tls))
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 # start(), not start_soon(): SIGINT/SIGTERM must be ours before "startup complete"

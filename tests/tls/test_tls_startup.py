@@ -152,7 +152,7 @@ def test_rabbitmq_conf_ssl_options_serve_amqps(tmp_path, foreign_files):
             lines.append(line)
             if "Server startup complete" in line:
                 break
-        assert any(f"TLS 127.0.0.1:{tls_port}" in line for line in lines), lines
+        assert any(f"started TLS (SSL) listener on 127.0.0.1:{tls_port}" in line for line in lines), lines
 
         class Served:  # what pika_params needs of a broker
             tls_ca = foreign_files.ca
