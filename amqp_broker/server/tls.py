@@ -132,18 +132,23 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
     stream = trio.SSLStream(tcp, setup.context, server_side=True)
     failure = None
     identity = None
-    with trio.move_on_after(HANDSHAKE_TIMEOUT) as timeout:
-        try:
-            failure = await _not_tls(tcp)
-            if failure is None:
-                await stream.do_handshake()
-                identity = peer_identity(stream, setup)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            failure = _handshake_error(exc)
-            await _send_alert(stream, tcp)
-        except Exception:  # a bug must cost one connection, never the listener
-            log.exception("%s: internal error in the TLS handshake", peer)
-            failure = "internal error"
+    try:
+        with trio.move_on_after(HANDSHAKE_TIMEOUT) as timeout:
+            try:
+                failure = await _not_tls(tcp)
+                if failure is None:
+                    await stream.do_handshake()
+                    identity = peer_identity(stream, setup)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                failure = _handshake_error(exc)
+                await _send_alert(stream, tcp)
+            except Exception:  # a bug must cost one connection, never the listener
+                log.exception("%s: internal error in the TLS handshake", peer)
+                failure = "internal error"
+    except BaseException:  # shutdown cancelled a handshake
+        with trio.CancelScope(shield=True):
+            await tcp.aclose()
+        raise
     if timeout.cancelled_caught:
         failure = "handshake timeout"
     if failure is not None or identity is None:
@@ -191,7 +196,7 @@ async def _send_alert(stream: trio.SSLStream, tcp: trio.SocketStream) -> None:
 
 
 def _handshake_error(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
+    cause = exc.__cause__ or exc.__context__ or exc
     if isinstance(cause, ssl.SSLError):
         verify = getattr(cause, "verify_message", None)
         if verify:

@@ -21,7 +21,7 @@
 #
 # Environment: AMQP_PERF (the generator; default: built from shared/bench into a copy under
 # /tmp), PYTHON (default: the project's .venv, else python3; needs cryptography, the [tls]
-# extra), DURATION (10), ROUNDS (1), BASE_PORT (a free range start, default 25600).
+# extra), DURATION (10), ROUNDS (1).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,7 +29,6 @@ root="$(cd "$here/../.." && pwd)"
 scenarios=${1:-"a c"}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
-base=${BASE_PORT:-25600}
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   if [ -x "$root/.venv/bin/python" ]; then PYTHON="$root/.venv/bin/python"; else PYTHON=python3; fi
@@ -52,8 +51,13 @@ if [ -z "${AMQP_PERF:-}" ]; then
   AMQP_PERF="$bench/amqp-perf/build/amqp-perf"
 fi
 
-ours_amqp=$base ours_tls=$((base + 1)) ours_front=$((base + 2))
-rabbit_amqp=$((base + 3)) rabbit_tls=$((base + 4)) rabbit_front=$((base + 5))
+# Seven free ports from the OS (a fixed range may hold some other program's ephemeral ports).
+read -r ours_amqp ours_tls ours_front rabbit_amqp rabbit_tls rabbit_front rabbit_dist < <("$PYTHON" -c '
+import socket
+socks = [socket.socket() for _ in range(7)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tls-compare.XXXXXX")
 pids=()
 cleanup() {
@@ -70,19 +74,22 @@ from amqp_broker.server.tls_auto import ensure_auto_files
 ensure_auto_files(sys.argv[1], "guest")' "$dir/certs" || die "cannot make certificates (pip install cryptography)"
 tls="$dir/certs/tls"
 
-wait_port() { # port, what
-  for _ in $(seq 1 600); do
+wait_port() { # port, what, [log file shown on failure], [pid that must stay alive]
+  # RabbitMQ may take a minute or more to boot on a loaded machine.
+  for _ in $(seq 1 1800); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then break; fi  # it died
     sleep 0.1
   done
-  die "$2 did not listen on $1"
+  [ -n "${3:-}" ] && tail -20 "$3" >&2
+  die "$2 did not listen on $1 (its log, if any, is above)"
 }
 
 # Our broker, as interop/bench starts it, plus the AMQPS listener.
 PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m amqp_broker --host 127.0.0.1 \
   --port "$ours_amqp" --tls-port "$ours_tls" --tls-certfile "$tls/server_certificate.pem" \
   --tls-keyfile "$tls/server_key.pem" --tls-verify verify_none --log-level warning \
-  --data-dir "$dir/ours" --management-port 0 --prometheus-port 0 --node-name "tlsbench$base" \
+  --data-dir "$dir/ours" --management-port 0 --prometheus-port 0 --node-name "tlsbench$ours_amqp" \
   2>"$dir/ours.log" &
 pids+=($!)
 ours_pid=$!
@@ -101,8 +108,9 @@ EOF
 echo '[].' >"$dir/rabbit/enabled_plugins"
 : >"$dir/rabbit/rabbitmq-env.conf"
 (
-  export HOME="$dir/rabbit" RABBITMQ_NODENAME="tlsbench$base@localhost" \
-    RABBITMQ_NODE_PORT="$rabbit_amqp" RABBITMQ_DIST_PORT=$((base + 20000)) \
+  cd "$dir/rabbit"  # where a crashing node writes erl_crash.dump
+  export HOME="$dir/rabbit" RABBITMQ_NODENAME="tlsbench$rabbit_amqp@localhost" \
+    RABBITMQ_NODE_PORT="$rabbit_amqp" RABBITMQ_DIST_PORT="$rabbit_dist" \
     RABBITMQ_MNESIA_BASE="$dir/rabbit/mnesia" RABBITMQ_LOG_BASE="$dir/rabbit/log" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/rabbit/enabled_plugins" \
     RABBITMQ_CONFIG_FILE="$dir/rabbit/rabbitmq" \
@@ -110,9 +118,10 @@ echo '[].' >"$dir/rabbit/enabled_plugins"
   exec "$server" >"$dir/rabbit.out" 2>&1
 ) &
 pids+=($!)
+rabbit_wrapper=$!
 
-wait_port "$ours_amqp" "our broker"
-wait_port "$rabbit_amqp" "RabbitMQ"
+wait_port "$ours_amqp" "our broker" "$dir/ours.log" "$ours_pid"
+wait_port "$rabbit_amqp" "RabbitMQ" "$dir/rabbit.out" "$rabbit_wrapper"
 rabbit_pid=$(ss -ltnpH "sport = :$rabbit_tls" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 
 # The TLS clients: one socat process per connection (fork), TCP_NODELAY both ways, 128 KiB blocks.
