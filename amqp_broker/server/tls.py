@@ -2,10 +2,10 @@
 certificate's name for EXTERNAL logins (RabbitMQ's rabbitmq_auth_mechanism_ssl).
 
 A TLS connection is an ordinary :class:`~.connection.ServerConnection` over a
-:class:`trio.SSLStream`, with two differences kept out of the plain class, so that the plain
-listener's hot path is untouched: writes go through the SSL stream (gather writes with sendmsg
-would bypass the encryption), and the closing handshake sends TLS's close_notify before the TCP
-FIN. The TLS handshake runs before the connection exists: one that fails (a certificate from
+:class:`~.tls_stream.TLSStream` (stdlib ssl; why not trio.SSLStream is said there), with two
+differences kept out of the plain class, so that the plain listener's hot path is untouched:
+writes go through the TLS stream (gather writes with sendmsg would bypass the encryption), and the
+closing handshake sends TLS's close_notify before the TCP FIN. The TLS handshake runs before the connection exists: one that fails (a certificate from
 another CA, none when one is required, plain AMQP on this port) costs one log line and that
 socket only.
 """
@@ -25,6 +25,7 @@ import trio
 from ..config import ConfigError, Settings
 from ..protocol.sasl import ExternalIdentity
 from .connection import HANDSHAKE_TIMEOUT, LINGER_TIMEOUT, ServerConnection
+from .tls_stream import TLSStream
 
 if TYPE_CHECKING:  # pragma: no cover
     from .listener import BrokerServer
@@ -76,6 +77,8 @@ def load_tls(settings: Settings) -> TLSSetup | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # RabbitMQ 3.10 accepts TLS 1.2 and 1.3 by default.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A renegotiation would make a write wait for a read (see tls_stream.py); TLS 1.3 has none.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(certfile, keyfile or None)
     except ssl.SSLError as exc:
@@ -129,7 +132,7 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
         local = f"{host}:{port}"
     except OSError:
         peer, local = "unknown", "unknown"
-    stream = trio.SSLStream(tcp, setup.context, server_side=True)
+    stream = TLSStream(tcp, setup.context)
     failure = None
     identity = None
     try:
@@ -141,7 +144,6 @@ async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketSt
                     identity = peer_identity(stream, setup)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 failure = _handshake_error(exc)
-                await _send_alert(stream, tcp)
             except Exception:  # a bug must cost one connection, never the listener
                 log.exception("%s: internal error in the TLS handshake", peer)
                 failure = "internal error"
@@ -181,22 +183,8 @@ async def _not_tls(tcp: trio.SocketStream) -> str | None:
     return f"not a TLS client (it sent {bytes(first)!r})"
 
 
-async def _send_alert(stream: trio.SSLStream, tcp: trio.SocketStream) -> None:
-    """Send the alert OpenSSL wrote for a failed handshake ("unknown ca", "certificate required"),
-    so that the client can say why. SSLStream drops it when the handshake fails: it is read from
-    its outgoing buffer here (a private attribute; without it the client sees only a close)."""
-    outgoing = getattr(stream, "_outgoing", None)
-    if not isinstance(outgoing, ssl.MemoryBIO) or not outgoing.pending:
-        return
-    with trio.move_on_after(1.0):
-        try:
-            await tcp.send_all(outgoing.read())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-
 def _handshake_error(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__) or exc
     if isinstance(cause, ssl.SSLError):
         verify = getattr(cause, "verify_message", None)
         if verify:
@@ -210,31 +198,20 @@ def _handshake_error(exc: BaseException) -> str:
 
 
 class TLSServerConnection(ServerConnection):
-    """A :class:`ServerConnection` whose stream is a :class:`trio.SSLStream`."""
-
-    @property
-    def raw_socket(self) -> trio.socket.SocketType:
-        return self.stream.transport_stream.socket
+    """A :class:`ServerConnection` whose stream is a :class:`~.tls_stream.TLSStream`."""
 
     async def _send_pieces(self, pieces: list) -> None:
-        # The TLS layer copies into records anyway: one join costs less than a send per piece.
+        # The TLS layer copies into records anyway: one join costs less than a write per piece.
         await self.stream.send_all(b"".join(pieces))
 
     async def _linger(self) -> None:
         """As the plain closing handshake, with close_notify before the FIN."""
         if self._send_failed or self._input_closed.is_set():
             return
-        stream = self.stream
         try:
-            # Sends close_notify without waiting for the client's (as SSLStream.aclose does), and
-            # without marking the stream closed: the reader keeps draining what the client sends.
-            await stream._retry(stream._ssl_object.unwrap, ignore_want_read=True)
-        except (AttributeError, ssl.SSLError, trio.BrokenResourceError, trio.ClosedResourceError,
-                OSError):
-            pass
-        try:
+            await self.stream.send_close_notify()
             self.raw_socket.shutdown(socket.SHUT_WR)
-        except OSError:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
         with trio.move_on_after(LINGER_TIMEOUT):
             await self._input_closed.wait()
@@ -254,7 +231,7 @@ _DN_NAMES = {
 }  # fmt: skip
 
 
-def peer_identity(stream: trio.SSLStream, setup: TLSSetup) -> ExternalIdentity:
+def peer_identity(stream: TLSStream, setup: TLSSetup) -> ExternalIdentity:
     """Who EXTERNAL logs in as on this connection, or why nobody (RabbitMQ's texts)."""
     try:
         cert = stream.getpeercert()
@@ -276,7 +253,7 @@ def peer_identity(stream: trio.SSLStream, setup: TLSSetup) -> ExternalIdentity:
     return ExternalIdentity(username=name, certificate=True)
 
 
-def session_details(stream: trio.SSLStream) -> dict:
+def session_details(stream: TLSStream) -> dict:
     """What the management API shows of a TLS connection, under RabbitMQ's keys (the cipher by
     OpenSSL's name, not Erlang's)."""
     cipher = stream.cipher() or ("", "", 0)

@@ -16,8 +16,9 @@
 # one on 5672 is neither used nor touched. Everything started is stopped at exit.
 #
 # Scenarios (as shared/bench/scenarios.sh): a = 16 B messages, c = 64 KiB; 1 producer, 1 consumer,
-# auto-ack, --max-backlog auto. Prints one line per run, then per scenario the median consumed
-# msg/s of each broker and the ratio ours/RabbitMQ.
+# auto-ack, --max-backlog auto. Prints one line per run, then per scenario the medians of each
+# broker's consumed msg/s and of its CPU time per message (broker process, all threads: the figure
+# a loaded machine disturbs least), with the ratios ours/RabbitMQ.
 #
 # Environment: AMQP_PERF (the generator; default: built from shared/bench into a copy under
 # /tmp), PYTHON (default: the project's .venv, else python3; needs cryptography, the [tls]
@@ -122,7 +123,6 @@ rabbit_wrapper=$!
 
 wait_port "$ours_amqp" "our broker" "$dir/ours.log" "$ours_pid"
 wait_port "$rabbit_amqp" "RabbitMQ" "$dir/rabbit.out" "$rabbit_wrapper"
-rabbit_pid=$(ss -ltnpH "sport = :$rabbit_tls" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 
 # The TLS clients: one socat process per connection (fork), TCP_NODELAY both ways, 128 KiB blocks.
 front() { # listen port, TLS port
@@ -134,10 +134,13 @@ front() { # listen port, TLS port
 front "$ours_front" "$ours_tls"
 front "$rabbit_front" "$rabbit_tls"
 "$AMQP_PERF" --port "$ours_front" --wait-ready --timeout 30 >/dev/null
-"$AMQP_PERF" --port "$rabbit_front" --wait-ready --timeout 30 >/dev/null
+"$AMQP_PERF" --port "$rabbit_front" --wait-ready --timeout 120 >/dev/null
+# The Erlang VM's pid, for its CPU time (the broker's CPU per message is the figure the machine's
+# load disturbs least).
+rabbit_pid=$(ss -ltnpH "sport = :$rabbit_tls" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 
-rate() { sed -n 's/.*"cons_rate": *\([0-9.]*\).*/\1/p' | head -1; }
-declare -A results
+field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
+declare -A results cpu
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (a shared machine: figures are indicative)"
 for s in $scenarios; do
   case "$s" in
@@ -151,20 +154,27 @@ for s in $scenarios; do
       sleep 2
       line=$("$AMQP_PERF" --port "$port" -d "$DURATION" -s "$size" --max-backlog auto \
         --label "tls-$s" --broker "$who" ${pid:+--broker-pid "$pid"})
-      r=$(rate <<<"$line")
-      echo "scenario $s round $round $who: ${r:-?} msg/s"
+      r=$(field cons_rate <<<"$line")
+      u=$(field broker_us_per_msg <<<"$line")
+      echo "scenario $s round $round $who: ${r:-?} msg/s, broker ${u:-?} us/msg"
       results[$s.$who]="${results[$s.$who]:-} $r"
+      cpu[$s.$who]="${cpu[$s.$who]:-} $u"
     done
   done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print 0}'; }
 echo
-printf '%-10s %14s %14s %8s\n' scenario "ours msg/s" "rabbitmq msg/s" ratio
+ratio() { awk -v o="$1" -v r="$2" 'BEGIN {if (r > 0) printf "%.2f", o / r; else print "-"}'; }
+printf '%-8s %12s %14s %6s %16s %18s %6s\n' scenario "ours msg/s" "rabbitmq msg/s" ratio \
+  "ours us/msg" "rabbitmq us/msg" ratio
 for s in $scenarios; do
   o=$(median <<<"${results[$s.ours]}")
   r=$(median <<<"${results[$s.rabbitmq]}")
-  printf '%-10s %14.0f %14.0f %8s\n' "tls-$s" "$o" "$r" "$(awk -v o="$o" -v r="$r" 'BEGIN {if (r > 0) printf "%.2f", o / r; else print "-"}')"
+  oc=$(median <<<"${cpu[$s.ours]}")
+  rc=$(median <<<"${cpu[$s.rabbitmq]}")
+  printf '%-8s %12.0f %14.0f %6s %16.2f %18.2f %6s\n' "tls-$s" "$o" "$r" "$(ratio "$o" "$r")" \
+    "$oc" "$rc" "$(ratio "$oc" "$rc")"
 done
 if grep -qiE 'error|warning' "$dir/ours.log"; then
   echo
