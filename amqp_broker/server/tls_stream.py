@@ -1,18 +1,19 @@
 """The server side of one TLS connection: :class:`ssl.SSLObject` over memory buffers, on a
 :class:`trio.SocketStream`.
 
-Why not :class:`trio.SSLStream`, which does the same: three things the broker needs that it does
-not do, all measured or seen by a client.
+Why not :class:`trio.SSLStream`, which does the same: two things the broker needs that it does
+not do, and one it does differently.
 
-- Batched reads. ``SSLStream.receive_some`` returns one TLS record (16 KiB) per call, so a 64 KiB
-  message took four trips through the reader and was assembled from four partial frames.
-  :meth:`TLSStream.receive_some` reads up to its size from the socket and decrypts every complete
-  record in it, as the plain listener's reads batch frames.
 - The alert of a failed handshake ("unknown ca", "certificate required") is sent, so the client
-  can say why it was refused; SSLStream drops it.
+  can say why it was refused; SSLStream drops it, and the client sees only a close.
 - The closing handshake's half-close: :meth:`send_close_notify` sends TLS's close_notify (then the
-  caller sends the TCP FIN) while reading goes on until the client closes, which SSLStream has no
-  way to do.
+  caller sends the TCP FIN) while reading goes on until the client closes. SSLStream can only
+  close outright; doing this with it took its private attributes.
+- Reads: ``SSLStream.receive_some`` returns one TLS record (16 KiB) per call;
+  :meth:`TLSStream.receive_some` decrypts every complete record a socket read brought, as the
+  plain listener's reads batch frames. Measured behind the same TLS client (interop/bench/
+  tls_compare.sh's set-up, alternating runs): the broker's CPU per message is the same either way
+  (encryption dominates), throughput the same or better.
 
 Writes from the connection's writer and from reads (TLS 1.3 sends tickets and key-update answers
 after the handshake) go out under one lock, in the order OpenSSL produced them. Renegotiation is
@@ -25,8 +26,10 @@ import ssl
 
 import trio
 
-# Encrypted bytes taken from the socket per read, at least.
-MIN_RECEIVE_SIZE = 1 << 16
+# Encrypted bytes taken from the socket per read. Larger reads (the plain listener's 256 KiB) held
+# back deliveries behind longer decrypt-and-handle runs: 16-byte messages ran slower (alternating
+# runs, 90-110k msg/s against 200-220k).
+RECEIVE_SIZE = 1 << 16
 # Plaintext asked of OpenSSL per call: one record's worth (a larger request only costs a larger
 # allocation, as SSL_read returns one record at most).
 RECORD_SIZE = 1 << 14
@@ -74,7 +77,7 @@ class TLSStream:
                 self._ssl.do_handshake()
             except ssl.SSLWantReadError:
                 await self._flush()
-                data = await self.transport_stream.receive_some(MIN_RECEIVE_SIZE)
+                data = await self.transport_stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     raise trio.BrokenResourceError("the client closed the connection") from None
                 self._incoming.write(data)
@@ -113,7 +116,7 @@ class TLSStream:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
             if self._eof:
                 return b""
-            data = await self.transport_stream.receive_some(max(max_bytes, MIN_RECEIVE_SIZE))
+            data = await self.transport_stream.receive_some(RECEIVE_SIZE)
             if not data:
                 self._eof = True  # a FIN without close_notify: the end all the same
                 return b""
