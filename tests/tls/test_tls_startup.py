@@ -219,3 +219,19 @@ def test_tls_port_in_use(tmp_path, foreign_files):
         result = run(["--tls-certfile", foreign_files.certfile, "--tls-keyfile", foreign_files.keyfile,
                       "--tls-port", str(port)], tmp_path)
     assert_one_line_failure(result, f"cannot listen for AMQPS (TLS) clients on 127.0.0.1:{port}: ")
+
+
+def test_boolean_setting_from_toml_environment_and_flag(tmp_path):
+    """tls_fail_if_no_peer_cert is the first boolean setting: TOML true/false, and "true"/"false"
+    in the environment and on the command line."""
+    toml = tmp_path / "broker.toml"
+    toml.write_text('tls_fail_if_no_peer_cert = true\n')
+    parser = build_arg_parser()
+    assert settings_from_args(parser.parse_args(["--config", str(toml)]), {}).tls_fail_if_no_peer_cert
+    assert settings_from_args(parser.parse_args([]), {"AMQP_BROKER_TLS_FAIL_IF_NO_PEER_CERT": "TRUE"}
+                              ).tls_fail_if_no_peer_cert
+    assert not settings_from_args(parser.parse_args(["--tls-fail-if-no-peer-cert", "false"]),
+                                  {"AMQP_BROKER_TLS_FAIL_IF_NO_PEER_CERT": "true"}).tls_fail_if_no_peer_cert
+    toml.write_text('tls_fail_if_no_peer_cert = 1\n')
+    with pytest.raises(ConfigError, match="tls_fail_if_no_peer_cert must be true or false, got int 1"):
+        settings_from_args(parser.parse_args(["--config", str(toml)]), {})
