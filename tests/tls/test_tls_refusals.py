@@ -12,7 +12,7 @@ import time
 
 import pika
 import pytest
-from pamqp import commands, frame
+from pamqp import body, commands, frame, header
 
 from amqp_broker.testing import BrokerThread
 
@@ -218,3 +218,41 @@ def test_broker_closing_a_tls_connection(tls_broker, caplog):
     assert (closed.value.reply_code, closed.value.reply_text) == (
         320, "CONNECTION_FORCED - tls test")
     assert wait_for_log(caplog, f"closing AMQP connection (127.0.0.1:{port})")
+
+
+def test_publisher_held_by_an_alarm_is_dropped_when_it_hangs_up(tmp_path):
+    """A held TLS connection is not read; the client hanging up is noticed on the socket under
+    the TLS stream all the same, and what it held goes with it."""
+    with BrokerThread(tls="auto", data_dir=str(tmp_path / "data")) as broker:
+        server = broker.server
+        tls, _ = _start(broker, client_context(broker))
+        tls.sendall(frame.marshal(commands.Connection.StartOk(
+            client_properties={}, mechanism="PLAIN", response="\0guest\0guest"), 0))
+        assert isinstance(_read_method(tls), commands.Connection.Tune)
+        publish = (frame.marshal(commands.Basic.Publish(exchange="", routing_key="nowhere"), 1)
+                   + frame.marshal(header.ContentHeader(body_size=1), 1)
+                   + frame.marshal(body.ContentBody(b"x"), 1))
+        tls.sendall(frame.marshal(commands.Connection.TuneOk(channel_max=10, frame_max=131072,
+                                                             heartbeat=0), 0)
+                    + frame.marshal(commands.Connection.Open(virtual_host="/"), 0)
+                    + frame.marshal(commands.Channel.Open(), 1) + publish)
+        assert isinstance(_read_method(tls), commands.Connection.OpenOk)
+        broker.call(setattr, server, "memory_limit", 1)  # any RSS is above one byte
+        assert poll(lambda: broker.call(lambda: server.flow.active))
+        tls.sendall(publish)  # read, then held
+
+        def held() -> bool:
+            return any(conn._held is not None for conn in server.connections)
+
+        assert poll(lambda: broker.call(held))
+        tls.close()  # a FIN, no close_notify: a client that died
+        assert poll(lambda: broker.call(lambda: len(server.connections)) == 0)
+
+
+def poll(condition, deadline: float = DEADLINE) -> bool:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
