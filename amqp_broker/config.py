@@ -179,6 +179,24 @@ class Settings:
     mqtt_default_user: str = "guest"
     #: Password of ``mqtt_default_user``. Left out of ``repr()``.
     mqtt_default_pass: str = field(default="guest", repr=False)
+    #: "auto": serve AMQPS with a throw-away CA and certificates generated (once) in
+    #: ``<data_dir>/tls/``; "" (or "off"): AMQPS only when ``tls_certfile`` is set.
+    tls: str = ""
+    #: TCP port for AMQP over TLS (RabbitMQ's ``listeners.ssl.default``); 0 = any free port.
+    tls_port: int = 5671
+    #: PEM files of the server's certificate (chain), its private key (may be in the certificate
+    #: file), and the CAs client certificates are verified against (RabbitMQ's ``ssl_options.*``).
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    tls_cacertfile: str = ""
+    #: "verify_peer" (ask for a client certificate, verify one if given) or "verify_none";
+    #: "" = verify_none, or verify_peer with tls = "auto" (so EXTERNAL works out of the box).
+    tls_verify: str = ""
+    #: With verify_peer: refuse the TLS handshake of a client without a certificate.
+    tls_fail_if_no_peer_cert: bool = False
+    #: Where EXTERNAL takes the user name from in a client certificate: "common_name" (its CN) or
+    #: "distinguished_name" (its whole subject, RabbitMQ's format: "CN=guest,O=client").
+    ssl_cert_login_from: str = "common_name"
 
     def __post_init__(self) -> None:
         """Check types and ranges of every field; normalise the few that have a canonical form."""
@@ -192,6 +210,8 @@ class Settings:
                 "log_level",
             )
         _check_range("port", self.port, 0, 65535)
+        _check_range("tls_port", self.tls_port, 0, 65535)
+        _check_tls(self)
         _check_range("management_port", self.management_port, 0, 65535)
         _check_range("prometheus_port", self.prometheus_port, 0, 65535)
         _check_range("stomp_port", self.stomp_port, 0, 65535)
@@ -248,7 +268,11 @@ _STR_LIST = tuple[str, ...]
 def _check_type(name: str, value: Any) -> Any:
     """Return ``value`` if it fits field ``name``'s type (lists become tuples, ints floats)."""
     expected = _FIELD_TYPES[name]
-    if expected is int:
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        wanted = "true or false"
+    elif expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         wanted = "an integer"
@@ -275,6 +299,27 @@ def _check_type(name: str, value: Any) -> Any:
     )
 
 
+def _check_tls(settings: "Settings") -> None:
+    """The TLS settings' values, and the combinations that cannot work."""
+    for name, allowed in (
+        ("tls", ("", "off", "auto")),
+        ("tls_verify", ("", "verify_peer", "verify_none")),
+        ("ssl_cert_login_from", ("common_name", "distinguished_name")),
+    ):
+        if getattr(settings, name) not in allowed:
+            choices = ", ".join(repr(v) if not v else v for v in allowed)
+            raise ConfigError(f"{name} must be one of {choices}, got {getattr(settings, name)!r}", name)
+    files = [name for name in ("tls_certfile", "tls_keyfile", "tls_cacertfile") if getattr(settings, name)]
+    if settings.tls == "auto" and files:
+        raise ConfigError(
+            f"{files[0]} cannot be combined with tls = auto, which generates its own certificates",
+            files[0],
+        )
+    if settings.tls != "auto" and files and not settings.tls_certfile:
+        raise ConfigError(f"{files[0]} is set but tls_certfile is not: AMQPS needs a certificate",
+                          files[0])
+
+
 def _check_range(name: str, value: int, low: int, high: int | None) -> None:
     """Raise :class:`ConfigError` unless ``low <= value <= high`` (no upper bound if None)."""
     if value < low or (high is not None and value > high):
@@ -286,6 +331,10 @@ def _parse_string(name: str, raw: str) -> Any:
     """Convert a flag or environment string to field ``name``'s type."""
     expected = _FIELD_TYPES[name]
     text = raw.strip()
+    if expected is bool:
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise ConfigError(f"{name} must be true or false, got {raw!r}", name)
     try:
         if expected is int:
             return int(text, 10)
@@ -367,6 +416,18 @@ _FLAG_HELP = {
     "stomp_default_vhost": "virtual host of a STOMP CONNECT without a host header (default: /)",
     "stomp_implicit_connect": "true: STOMP frames before CONNECT log in as the default user "
     "(default: false)",
+    "tls": 'auto = serve AMQPS with a throw-away CA and certificates made once in DATA_DIR/tls '
+    '(needs the [tls] extra); "" = AMQPS only when --tls-certfile is set (default: "")',
+    "tls_port": "TCP port for AMQP over TLS (AMQPS), 0 = any free port (default: 5671)",
+    "tls_certfile": "PEM file of the server certificate (chain); turns AMQPS on (default: none)",
+    "tls_keyfile": "PEM file of the server certificate's private key (default: in the certfile)",
+    "tls_cacertfile": "PEM file of the CAs that client certificates must chain to (default: none)",
+    "tls_verify": "verify_peer (ask clients for a certificate and verify it) or verify_none "
+    "(default: verify_none; verify_peer with --tls auto)",
+    "tls_fail_if_no_peer_cert": "true = refuse TLS clients without a certificate (with "
+    "verify_peer) (default: false)",
+    "ssl_cert_login_from": "EXTERNAL login's user name: the client certificate's common_name or "
+    "its distinguished_name (default: common_name)",
 }
 # Flags taking an optional value: ``--strict`` alone means ``--strict=report``.
 _FLAG_CONST = {"strict": "report"}

@@ -95,7 +95,18 @@ CONF_KEYS = {
     "mqtt.default_user": "mqtt_default_user",
     "mqtt.default_pass": "mqtt_default_pass",
     "mqtt.allow_anonymous": "mqtt_default_user ('' when false)",
+    "listeners.ssl.$name": "tls_port (one listener: the first one listed)",
+    "ssl_options.certfile": "tls_certfile",
+    "ssl_options.keyfile": "tls_keyfile",
+    "ssl_options.cacertfile": "tls_cacertfile",
+    "ssl_options.verify": "tls_verify",
+    "ssl_options.fail_if_no_peer_cert": "tls_fail_if_no_peer_cert",
+    "ssl_cert_login_from": "ssl_cert_login_from",
 }
+_SSL_OPTIONS = {
+    "certfile": "tls_certfile", "keyfile": "tls_keyfile", "cacertfile": "tls_cacertfile",
+    "verify": "tls_verify",
+}  # fmt: skip
 
 #: Plugins whose being enabled turns the management API on: the plugin itself and those that
 #: depend on it (RabbitMQ starts a plugin's dependencies with it).
@@ -395,6 +406,7 @@ def _conf_settings(
     layer: Layer = []
     # Keys combined into one setting, in cuttlefish's way (a later line overrides an earlier one).
     listeners: dict[str, tuple[str, str]] = {}
+    tls_listeners: dict[str, tuple[str, str]] = {}
     loopback: dict[str, tuple[str, bool]] = {}
     loopback_none: str | None = None
     watermark: dict[str, tuple[str, str]] = {}
@@ -442,6 +454,20 @@ def _conf_settings(
             layer.append((where, "log_level", _LOG_LEVELS[value]))
         elif len(parts) == 3 and parts[:2] == ("listeners", "tcp"):
             listeners[parts[2]] = (where, value)
+        elif len(parts) == 3 and parts[:2] == ("listeners", "ssl"):
+            tls_listeners[parts[2]] = (where, value)
+        elif len(parts) == 2 and parts[0] == "ssl_options" and parts[1] in _SSL_OPTIONS:
+            if parts[1] == "verify" and value not in ("verify_peer", "verify_none"):
+                raise ConfigError(f"{where}: expected verify_peer or verify_none, got {value!r}")
+            layer.append((where, _SSL_OPTIONS[parts[1]], value))
+        elif key == "ssl_options.fail_if_no_peer_cert":
+            if value not in ("true", "false"):
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            layer.append((where, "tls_fail_if_no_peer_cert", value == "true"))
+        elif key == "ssl_cert_login_from":
+            if value not in ("common_name", "distinguished_name"):
+                raise ConfigError(f"{where}: expected common_name or distinguished_name, got {value!r}")
+            layer.append((where, "ssl_cert_login_from", value))
         elif key == "listeners.tcp":
             warn(f"{where}: ignored; this broker always listens for AMQP 0-9-1 over TCP")
         elif key == "loopback_users":
@@ -502,6 +528,14 @@ def _conf_settings(
             warn(f"{other_where}: ignored; one MQTT listener only, the first one ({value})")
     if anonymous is not None and anonymous[1] == "false":
         layer.append((anonymous[0], "mqtt_default_user", ""))
+    if tls_listeners:
+        (where, value), *others = tls_listeners.values()
+        host, port = _parse_listener(value, where)
+        if host:
+            warn(f"{where}: the TLS listener listens on the AMQP interface (host), not on {host}")
+        layer.append((where, "tls_port", port))
+        for other_where, _other in others:
+            warn(f"{other_where}: ignored; one TLS listener only, the first one ({value})")
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:

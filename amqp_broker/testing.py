@@ -20,6 +20,11 @@ settings have no value for "any port" (0 there means off) and tests run side by 
 
     with BrokerThread(management=True) as broker:
         urllib.request.urlopen(f"http://127.0.0.1:{broker.management_port}/api/overview")
+
+TLS is off unless asked for. ``BrokerThread(tls="auto")`` serves AMQPS on a free port
+(``broker.tls_port``) with a throw-away CA made in the broker's data directory: ``broker.tls_ca``
+verifies the server, and ``broker.tls_client_cert`` / ``broker.tls_client_key`` are a client
+certificate for ``guest`` (an EXTERNAL login).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class BrokerThread:
             # A private data directory, so test brokers never share (or leave behind) state.
             self._tmp = tempfile.TemporaryDirectory(prefix="amqp-broker-")
             overrides["data_dir"] = self._tmp.name
-        base = settings or Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0)
+        base = settings or Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0,
+                                    tls_port=0)
         self.settings = dataclasses.replace(base, **overrides) if overrides else base
         self.server: BrokerServer | None = None
         self.port = 0
@@ -62,6 +68,12 @@ class BrokerThread:
         #: The MQTT listener's port, when asked for with mqtt=True (a free one).
         self.mqtt_port = 0
         self._mqtt = mqtt
+        #: The AMQPS port (0: TLS off) and, with tls="auto", the generated files.
+        self.tls_port = 0
+        self.tls_ca = ""
+        self.tls_certfile = ""
+        self.tls_client_cert = ""
+        self.tls_client_key = ""
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,6 +115,12 @@ class BrokerThread:
             self.prometheus_port = ports.get("http/prometheus", 0)
             self.stomp_port = ports.get("stomp", 0)
             self.mqtt_port = ports.get("mqtt", 0)
+            self.tls_port = server.tls_port
+            auto = server.tls.auto if server.tls is not None else {}
+            self.tls_ca = auto.get("ca", "")
+            self.tls_certfile = auto.get("certfile", "")
+            self.tls_client_cert = auto.get("client_certfile", "")
+            self.tls_client_key = auto.get("client_keyfile", "")
             self._ready.set()
 
     @property

@@ -111,6 +111,11 @@ class Broker:
         """Check credentials; None when refused."""
         return self.users.authenticate(username, password)
 
+    def external_user(self, username: str) -> User | None:
+        """The user a TLS client certificate names (EXTERNAL: the certificate is the credential,
+        no password is checked); None when there is no such user."""
+        return self.users.users.get(username)
+
     def loopback_refusal(self, username: str, local_host: str | None) -> str | None:
         """Why ``username`` may not log in over a connection whose local address is
         ``local_host`` (None: no socket), or None when it may (see access.py)."""

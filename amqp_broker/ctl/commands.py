@@ -916,8 +916,8 @@ def _interface(address: Any) -> str:
 
 
 def _purpose(protocol: Any) -> str:
-    return {"amqp": "AMQP 0-9-1", "http": "HTTP API", "http/prometheus": "Prometheus exporter API over HTTP",
-            "mqtt": "MQTT"}.get(
+    return {"amqp": "AMQP 0-9-1", "amqp/ssl": "AMQP 0-9-1 over TLS", "http": "HTTP API",
+            "http/prometheus": "Prometheus exporter API over HTTP", "mqtt": "MQTT", "stomp": "STOMP"}.get(
         str(protocol), str(protocol))
 
 

@@ -76,6 +76,7 @@ ACKMODES = {
 }
 PROTOCOL_ALIASES = {
     "amqp": "amqp", "amqp091": "amqp", "amqp0.9.1": "amqp", "amqp0-9-1": "amqp",
+    "amqps": "amqp/ssl", "amqp/ssl": "amqp/ssl",
     "http": "http", "management": "http",
     "prometheus": "http/prometheus", "http/prometheus": "http/prometheus",
     **dict.fromkeys(("mqtt", "mqtt3.1", "mqtt3.1.1", "mqtt31", "mqtt311", "mqtt3_1", "mqtt3_1_1"), "mqtt"),
@@ -971,10 +972,11 @@ class ManagementApi:
     def _connection_info(self, row: dict) -> dict:
         info = dict(row)
         info["node"] = self.node
-        # TLS is not served: RabbitMQ shows these as null on a plain connection.
+        # RabbitMQ shows these as null on a plain connection (and a TLS one without a certificate
+        # has no peer_cert_*).
         for key in ("peer_cert_issuer", "peer_cert_subject", "peer_cert_validity", "ssl_protocol",
                     "ssl_cipher", "ssl_hash", "ssl_key_exchange"):
-            info[key] = None
+            info.setdefault(key, None)
         name = (row.get("client_properties") or {}).get("connection_name")
         if isinstance(name, str):
             info["user_provided_name"] = name

@@ -70,7 +70,7 @@ from .errortext import amqp_name, erlang_binary_w, octets_text
 from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, FrameReader
 from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
-from .sasl import MECHANISMS, parse_credentials
+from .sasl import MECHANISMS, TLS_MECHANISMS, ExternalIdentity, parse_credentials
 from .violations import ViolationReporter
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
@@ -141,8 +141,13 @@ class Connection(FrameReader, ViolationReporter):
         identity: dict[str, str] | None = None,
         max_message_size: int = 134217728,
         local: str = "",
+        external: ExternalIdentity | None = None,
     ):
         self.broker = broker
+        # Set on TLS connections only: what EXTERNAL logs in with (see .sasl.TLS_MECHANISMS), and
+        # what an operator sees of the TLS session (RabbitMQ's ssl_* and peer_cert_* keys).
+        self.external = external
+        self.tls_details: dict | None = None
         self.peer = peer
         # Our end of the socket ("127.0.0.1:5672"), for the connection's name.
         self.local = local
@@ -282,7 +287,7 @@ class Connection(FrameReader, ViolationReporter):
                 version_major=0,
                 version_minor=9,
                 server_properties=server_properties(self.cluster_name, self.identity),
-                mechanisms=MECHANISMS,
+                mechanisms=TLS_MECHANISMS if self.external and self.external.certificate else MECHANISMS,
                 locales="en_US",
             ),
         )
@@ -348,6 +353,8 @@ class Connection(FrameReader, ViolationReporter):
             "timeout": self.heartbeat,
             "local": self.local,
         }
+        if self.tls_details:
+            session.details.update(self.tls_details)
         session.closer = self.force_close
 
     def force_close(self, reply_text: str) -> None:
@@ -368,6 +375,15 @@ class Connection(FrameReader, ViolationReporter):
         self._blocked_capable = bool(capabilities.get("connection.blocked"))
         mechanism = method.mechanism
         self.auth_mechanism = mechanism
+        if mechanism == "EXTERNAL" and self.external is not None:
+            username = self.external.username
+            user = None if username is None else self.broker.external_user(username)
+            if user is None:
+                # RabbitMQ's reasons (rabbit_auth_mechanism_ssl, rabbit_auth_backend_internal).
+                self._refuse_login(mechanism, self.external.refusal or f"user '{username}' - invalid credentials")
+                return
+            self._login(user, mechanism)
+            return
         credentials = parse_credentials(mechanism, method.response)
         if credentials is None:
             # An unknown mechanism or a malformed response is a protocol error to RabbitMQ, not a
@@ -378,27 +394,17 @@ class Connection(FrameReader, ViolationReporter):
             return
         username, password = credentials
         user = self.broker.authenticate(username, password)
-        refusal = None if user is None else self.broker.loopback_refusal(username, self._local_host())
-        if user is None or refusal is not None:
-            self.login_refused = True
-            # RabbitMQ's words (then, for loopback_users, the setting that lifts it); logged once
-            # per peer address and interval, later ones counted (broker/login_log.py).
-            if refusal is not None:
-                self.broker.failed_logins.refused(
-                    self.peer, "%s: %s login refused: %s (%s)", self.peer, mechanism, refusal, LOOPBACK_HINT)
-            else:
-                self.broker.failed_logins.refused(
-                    self.peer, "%s: %s login refused: user '%s' - invalid credentials",
-                    self.peer, mechanism, username)
-            reply_text = ConnectionLevelError(
-                ACCESS_REFUSED,
-                f"Login was refused using authentication mechanism {mechanism}. "
-                "For details see the broker logfile.",
-            ).reply_text
-            if self._auth_failure_close:
-                self.close(ACCESS_REFUSED, reply_text)  # class/method 0, as RabbitMQ sends it
-            else:
-                self._terminate(reply_text)
+        if user is None:
+            self._refuse_login(mechanism, f"user '{username}' - invalid credentials")
+            return
+        self._login(user, mechanism)
+
+    def _login(self, user: Any, mechanism: str) -> None:
+        """Authenticated: refused still when loopback_users forbids it here, else tune."""
+        refusal = self.broker.loopback_refusal(user.name, self._local_host())
+        if refusal is not None:
+            # RabbitMQ's words, then the setting that lifts it.
+            self._refuse_login(mechanism, f"{refusal} ({LOOPBACK_HINT})")
             return
         self.user = user
         self._enter(AWAIT_TUNE_OK)
@@ -410,6 +416,20 @@ class Connection(FrameReader, ViolationReporter):
                 heartbeat=self.server_heartbeat,
             ),
         )
+
+    def _refuse_login(self, mechanism: str, reason: str) -> None:
+        self.login_refused = True
+        # Logged once per peer address and interval, later ones counted (broker/login_log.py).
+        self.broker.failed_logins.refused(self.peer, "%s: %s login refused: %s", self.peer, mechanism, reason)
+        reply_text = ConnectionLevelError(
+            ACCESS_REFUSED,
+            f"Login was refused using authentication mechanism {mechanism}. "
+            "For details see the broker logfile.",
+        ).reply_text
+        if self._auth_failure_close:
+            self.close(ACCESS_REFUSED, reply_text)  # class/method 0, as RabbitMQ sends it
+        else:
+            self._terminate(reply_text)
 
     def _on_tune_ok(self, method: Any) -> None:
         self.frame_max = _negotiate("frame_max", codec.FRAME_MIN_SIZE, self.server_frame_max, method.frame_max)

@@ -27,6 +27,7 @@ from ..protocol.connection import CLOSING, OPEN
 from ..protocol.strict import connection_class
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..protocol.sasl import ExternalIdentity
     from .flow import FlowControl
     from .listener import BrokerServer
 
@@ -63,7 +64,8 @@ _HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLE
 class ServerConnection:
     """Runs one accepted socket until either side closes it."""
 
-    def __init__(self, server: "BrokerServer", stream: trio.SocketStream, peer: str, local: str = ""):
+    def __init__(self, server: "BrokerServer", stream: trio.abc.Stream, peer: str, local: str = "",
+                 external: "ExternalIdentity | None" = None):
         self.server = server
         self.stream = stream
         self.peer = peer
@@ -86,6 +88,7 @@ class ServerConnection:
             identity=server.identity,
             local=local,
             **strict,
+            external=external,
         )
         self.protocol.output.on_output = self._wake
         self.protocol.on_force_close = self.force_close
@@ -108,6 +111,11 @@ class ServerConnection:
         self._held: trio.CancelScope | None = None
         # Set while the reader waits for the output to drain (see _reader).
         self._drained: trio.Event | None = None
+
+    @property
+    def raw_socket(self) -> trio.socket.SocketType:
+        """The TCP socket under the stream."""
+        return self.stream.socket
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -199,7 +207,7 @@ class ServerConnection:
         while flow.active:
             with trio.move_on_after(HELD_CHECK_INTERVAL):
                 await flow.wait()
-            if flow.active and peer_hung_up(self.stream.socket):
+            if flow.active and peer_hung_up(self.raw_socket):
                 raise trio.BrokenResourceError("client closed the connection while held")
 
     def _handle(self, handler, *args) -> bool:

@@ -58,20 +58,25 @@ class NodeRecord:
     #: why the record is readable by the broker's user only.
     control_port: int | None = None
     control_token: str | None = None
+    #: The AMQPS port (None: no TLS listener), and with tls = "auto" the generated files' paths
+    #: (ca, certfile, keyfile, client_certfile, client_keyfile).
+    tls_port: int | None = None
+    tls: dict | None = None
 
     @classmethod
     def from_json(cls, data: object) -> "NodeRecord | None":
         """The record in ``data`` (a decoded JSON object), or None if it is not one."""
         if not isinstance(data, dict):
             return None
-        added_later = {"control_port", "control_token"}  # a record may lack them
+        added_later = {"control_port", "control_token", "tls_port", "tls"}  # a record may lack them
         try:
             record = cls(**{name: data[name] for name in cls.__dataclass_fields__
                             if name not in added_later or name in data})
         except (KeyError, TypeError):
             return None
         ints = (record.pid, record.amqp_port)
-        optional = (record.management_port, record.prometheus_port, record.control_port)
+        optional = (record.management_port, record.prometheus_port, record.control_port,
+                    record.tls_port)
         if not all(isinstance(v, int) for v in ints) or not all(
             v is None or isinstance(v, int) for v in optional
         ):
@@ -136,6 +141,8 @@ def announce(
     *,
     control_port: int | None = None,
     control_token: str | None = None,
+    tls_port: int | None = None,
+    tls: dict | None = None,
 ) -> Announcement:
     """Write this broker's records. A record that cannot be written costs a warning, not the
     start: clients reach the broker without it."""
@@ -154,6 +161,8 @@ def announce(
         instance=uuid.uuid4().hex,
         control_port=control_port,
         control_token=control_token,
+        tls_port=tls_port,
+        tls=tls,
     )
     paths = []
     if data_dir:

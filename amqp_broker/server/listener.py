@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -116,6 +117,10 @@ class BrokerServer:
         # default, from stomp_port where 0 means off), and the service once it listens.
         self.stomp_port: int | None = settings.stomp_port or None
         self.stomp = None
+        # The AMQPS listener (server/tls.py): its set-up once started, and its port (0: none).
+        self.tls = None
+        self.tls_port = 0
+        self._tls_listeners: list = []
 
     def node_info(self) -> dict:
         """Facts of this broker process the core cannot know, for :class:`Admin`."""
@@ -139,7 +144,14 @@ class BrokerServer:
             "sockets_used": len(self.connections),
             "product_version": _version(),
             **_disk_free(self.settings.data_dir),
+            **self._tls_info(),
         }
+
+    def _tls_info(self) -> dict:
+        """{"tls": port, verification, and the generated files' paths} when AMQPS is on."""
+        if self.tls is None:
+            return {}
+        return {"tls": {"port": self.tls_port, "verify": self.tls.verify, **self.tls.auto}}
 
     def alarm_limits(self) -> tuple[int, str, int]:
         """(memory limit, data directory, free-disk limit) for the alarm monitor."""
@@ -223,6 +235,8 @@ class BrokerServer:
                 lock.release()
             raise
         try:
+            tls_listeners = await self._open_tls()
+            listeners += tls_listeners
             http = await self._open_http()
             self.stomp = await self._open_stomp()
             if self.mqtt_port is not None:
@@ -253,6 +267,17 @@ class BrokerServer:
             if self.store is not None:
                 self.store.close(clean=clean)
 
+    async def _open_tls(self) -> list:
+        """Load the TLS set-up and bind the AMQPS port, when the settings ask for them; the
+        listeners are kept in _tls_listeners too, so that _serve tells them from the plain ones."""
+        from .tls import load_tls, open_tls_listeners
+
+        self.tls = load_tls(self.settings)
+        if self.tls is None:
+            return []
+        self._tls_listeners = await open_tls_listeners(self.settings)
+        return self._tls_listeners
+
     async def _open_http(self) -> list:
         """Bind the management and Prometheus ports that are on (see :attr:`http_ports`)."""
         if not any(port is not None for port in self.http_ports.values()):
@@ -277,10 +302,14 @@ class BrokerServer:
         self, listeners: list, handle_signals: bool, on_ready: Callable[[], None] | None,
         task_status, http: list = (),
     ) -> None:
+        tls = [listener for listener in listeners if listener in self._tls_listeners]
+        listeners = [listener for listener in listeners if listener not in tls]
         self.port = listeners[0].socket.getsockname()[1]
         self.listeners = [
             ("amqp", *listener.socket.getsockname()[:2]) for listener in listeners
-        ]
+        ] + [("amqp/ssl", *listener.socket.getsockname()[:2]) for listener in tls]
+        if tls:
+            self.tls_port = tls[0].socket.getsockname()[1]
         for service in http:
             self.listeners += [(service.protocol, host, port) for host, port in service.addresses]
             bound = service.addresses[0][1]
@@ -297,6 +326,10 @@ class BrokerServer:
         addresses = ", ".join(
             "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in listeners
         )
+        if tls:
+            # Its own line (RabbitMQ's words): tools read the plain port off the start-up line.
+            log.info("started TLS (SSL) listener on %s", ", ".join(
+                "%s:%d" % tuple(listener.socket.getsockname()[:2]) for listener in tls))
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 # start(), not start_soon(): SIGINT/SIGTERM must be ours before "startup complete"
@@ -306,8 +339,20 @@ class BrokerServer:
 
             async def accept() -> None:
                 with accept_scope:
-                    await serve_listeners(self._handle, listeners, handler_nursery=nursery,
-                                          gate=self.connection_max)
+                    if not tls:
+                        await serve_listeners(self._handle, listeners, handler_nursery=nursery,
+                                              gate=self.connection_max)
+                        return
+                    from .tls import handle_tls
+
+                    # One gate for both: connection_max counts every client connection.
+                    async with trio.open_nursery() as accepting:
+                        accepting.start_soon(partial(
+                            serve_listeners, self._handle, listeners, handler_nursery=nursery,
+                            gate=self.connection_max))
+                        accepting.start_soon(partial(
+                            serve_listeners, partial(handle_tls, self, self.tls), tls,
+                            handler_nursery=nursery, gate=self.connection_max))
 
             nursery.start_soon(accept)
             for service in http:
@@ -326,6 +371,7 @@ class BrokerServer:
             announcement = discovery.announce(
                 self.settings, self.port, self.management_port, self.prometheus_port,
                 control_port=self.control_port, control_token=self.control_token,
+                **({"tls_port": self.tls_port, "tls": self.tls.auto} if self.tls else {}),
             )
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):

@@ -11,6 +11,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from .base import DEFAULT_CLOSE_REASON, _json, _not_found, _port
 
+#: What a TLS connection reports of its TLS session (RabbitMQ's connection keys), from the server.
+TLS_KEYS = ("ssl_protocol", "ssl_cipher", "ssl_key_exchange", "ssl_hash", "peer_cert_subject",
+            "peer_cert_issuer", "peer_cert_validity")
+
 
 class SessionsAdmin:
     """Admin's connections, channels and consumers, and closing connections."""
@@ -57,7 +61,8 @@ class SessionsAdmin:
             "frame_max": details.get("frame_max", 0),
             "channel_max": details.get("channel_max", 0),
             "timeout": details.get("timeout", 0),
-            "ssl": False,
+            "ssl": details.get("ssl", False),
+            **{key: details[key] for key in TLS_KEYS if key in details},
             **({"strict_violations": dict(details["strict_violations"])}
                if "strict_violations" in details else {}),
         }
