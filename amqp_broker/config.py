@@ -288,10 +288,6 @@ def _check_type(name: str, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
         wanted = "a list of strings"
-    elif expected is bool:
-        if isinstance(value, bool):
-            return value
-        wanted = "true or false"
     else:  # pragma: no cover - a new field type needs handling here and in _parse_string
         raise TypeError(f"unsupported type {expected!r} for setting {name}")
     raise ConfigError(
@@ -331,10 +327,6 @@ def _parse_string(name: str, raw: str) -> Any:
     """Convert a flag or environment string to field ``name``'s type."""
     expected = _FIELD_TYPES[name]
     text = raw.strip()
-    if expected is bool:
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise ConfigError(f"{name} must be true or false, got {raw!r}", name)
     try:
         if expected is int:
             return int(text, 10)
