@@ -21,7 +21,7 @@ import re
 from typing import Any, Iterable
 
 from ..errors import INTERNAL_ERROR, ConnectionLevelError, precondition_failed
-from ..protocol.errortext import erlang_binary
+from ..erlang_text import erlang_binary
 from .erlang_hash import UNDEFINED, Atom, jump_consistent_hash, phash2
 from .exchange import _EMPTY, Exchange
 from .message import Message
