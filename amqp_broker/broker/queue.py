@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..compiled import mypyc_attr
 from ..errors import ChannelError, access_refused, not_found, precondition_failed
 from .arguments import setting
 from .buffer import ClassicBuffer, PriorityBuffer
@@ -111,6 +112,8 @@ def make_buffer(arguments: dict) -> ClassicBuffer | PriorityBuffer:
     return ClassicBuffer()
 
 
+# Subclassed by an interpreted module (stream.py): a compiled build must allow it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Queue:
     """A queue: its ready messages (a buffer), consumers and bindings."""
 
@@ -306,9 +309,10 @@ class Queue:
             return
         while buffer and consumers:
             if self.prioritised:
-                consumer = self._next_by_priority()
-                if consumer is None:
+                chosen = self._next_by_priority()
+                if chosen is None:
                     return
+                consumer = chosen
             elif len(consumers) == 1:
                 consumer = consumers[0]
                 if not consumer.can_take():
