@@ -132,7 +132,9 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.buffer: ClassicBuffer | PriorityBuffer = make_buffer(self.arguments)
+        # Any: extensions and streams put buffers of their own here (ExtBuffer, StreamLog), and
+        # the compiled build checks annotations at run time.
+        self.buffer: Any = make_buffer(self.arguments)
         self.consumers: deque[Consumer] = deque()
         # Consumers with a non-zero x-priority; while zero, dispatch is plain round-robin.
         self.prioritised = 0

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import trio
 
+from .. import compiled
 from ..broker.admin import Admin
 from ..broker.broker import Broker
 from ..config import Settings
@@ -313,6 +314,7 @@ class BrokerServer:
                 self.settings, self.port, self.management_port, self.prometheus_port,
                 control_port=self.control_port, control_token=self.control_token,
             )
+            compiled.log_build(log)
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
                 log.info("%s", ready)
