@@ -13,6 +13,7 @@ import importlib.machinery
 import logging
 import os
 import sys
+import sysconfig
 
 try:  # only present where mypy is installed (the compiled build); a no-op otherwise
     from mypy_extensions import mypyc_attr
@@ -51,9 +52,12 @@ def compiled_modules() -> list[str]:
 
 
 def stale_modules() -> list[str]:
-    """Compiled modules whose source was edited after the build: the extension, not the edited
-    source, is what runs (rebuild with ``make compile``, or ``make uncompile``)."""
+    """Compiled modules whose source was edited after an in-place build: the extension, not the
+    edited source, is what runs (rebuild with ``make compile``, or ``make uncompile``)."""
     compiled = compiled_modules()
+    installed = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    if compiled and os.path.dirname(os.path.dirname(os.path.realpath(__file__))) in installed:
+        return []  # a wheel's files arrive together (their times say nothing); only in place
     # The per-module extensions are thin shims, not rewritten by a rebuild when unchanged; the
     # code is in mypyc's shared library (a top-level "<hash>__mypyc" module).
     files = [sys.modules[name].__file__ or "" for name in compiled]
