@@ -37,8 +37,8 @@ from typing import Any, Callable
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 
-from ..compiled import mypyc_attr
 from .. import __version__
+from ..compiled import mypyc_attr
 from ..broker.access import LOOPBACK_HINT
 from ..broker.broker import Broker
 from ..broker.session import Session

@@ -314,7 +314,6 @@ class BrokerServer:
                 self.settings, self.port, self.management_port, self.prometheus_port,
                 control_port=self.control_port, control_token=self.control_token,
             )
-            compiled.log_build(log)
             ready = f"Server startup complete; listening on {addresses} (amqp_broker {_version()})"
             if log.isEnabledFor(logging.INFO):
                 log.info("%s", ready)
@@ -389,4 +388,10 @@ async def run_broker(
     """Run a broker with ``settings`` until SIGINT/SIGTERM (the CLI's entry point); ``on_ready``
     as in :meth:`BrokerServer.serve`."""
     server = BrokerServer(settings)
-    await server.serve(on_ready=on_ready, task_status=task_status)
+
+    def ready() -> None:
+        compiled.log_build(log)  # the CLI's broker says whether its hot path runs compiled
+        if on_ready is not None:
+            on_ready()
+
+    await server.serve(on_ready=ready, task_status=task_status)
