@@ -3,6 +3,9 @@
 # Both create ./.venv (with $(PYTHON)) if missing, and (re)install the project editable with its
 # [test] extras whenever pyproject.toml is newer than the last install. `make test` also installs
 # the non-Python clients the suite runs (amqp-tools, Node's amqplib) when they are missing.
+# make compile    compile the hot path in place with mypyc (README "Compiling the hot path");
+#                 the .so files next to the sources then take precedence over them
+# make uncompile   remove them: back to the interpreted source
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +14,7 @@ CLIENTS_STAMP := interop/clients/node/node_modules/.amqp-broker-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test install
+.PHONY: run test install compile uncompile
 
 run: $(STAMP)
 	$(VENV)/bin/amqp-broker $(ARGS)
@@ -31,3 +34,10 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 $(CLIENTS_STAMP): interop/clients/install-deps.sh interop/clients/node/package-lock.json
 	interop/clients/install-deps.sh
 	touch $@
+
+compile: $(STAMP)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check --quiet 'mypy>=1.11'
+	AMQP_BROKER_COMPILE=1 $(VENV)/bin/python setup.py --quiet build_ext --inplace
+
+uncompile:
+	rm -f amqp_broker/*.so amqp_broker/*/*.so ./*__mypyc*.so

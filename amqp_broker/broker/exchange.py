@@ -6,8 +6,9 @@ may be bound twice with different arguments; routing still yields each destinati
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
+from ..compiled import mypyc_attr
 from .headers import parse_binding_arguments
 from .message import Message
 from .topic import TopicTrie
@@ -29,10 +30,12 @@ def freeze(value: Any) -> Any:
     return value
 
 
+# Subclassed by interpreted modules (consistent_hash.py, delayed.py): a compiled build must allow it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Exchange:
     """Common state and binding bookkeeping; subclasses index bindings for routing."""
 
-    type_name = ""
+    type_name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -157,10 +160,12 @@ def _count_down(table: dict, destination: Any) -> None:
 class DirectExchange(Exchange):
     """Routes on exact routing-key equality: one dict lookup per message."""
 
-    type_name = "direct"
+    type_name: ClassVar[str] = "direct"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    # The parameters spelled out: mypyc mis-compiles super().__init__(*args, **kwargs).
+    def __init__(self, vhost: "VHost", name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None):
+        super().__init__(vhost, name, durable, auto_delete, internal, arguments)
         # routing key -> {destination: number of bindings}; the inner dict doubles as the result set.
         self._table: dict[str, dict[Any, int]] = {}
 
@@ -181,10 +186,12 @@ class DirectExchange(Exchange):
 class FanoutExchange(Exchange):
     """Routes to every bound destination, once each."""
 
-    type_name = "fanout"
+    type_name: ClassVar[str] = "fanout"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    # The parameters spelled out: mypyc mis-compiles super().__init__(*args, **kwargs).
+    def __init__(self, vhost: "VHost", name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None):
+        super().__init__(vhost, name, durable, auto_delete, internal, arguments)
         self._destinations: dict[Any, int] = {}
 
     def route(self, message: Message) -> Iterable[Any]:
@@ -200,10 +207,12 @@ class FanoutExchange(Exchange):
 class TopicExchange(Exchange):
     """Routes on dotted patterns with ``*`` and ``#`` through a trie with a per-key cache."""
 
-    type_name = "topic"
+    type_name: ClassVar[str] = "topic"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    # The parameters spelled out: mypyc mis-compiles super().__init__(*args, **kwargs).
+    def __init__(self, vhost: "VHost", name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None):
+        super().__init__(vhost, name, durable, auto_delete, internal, arguments)
         self._trie = TopicTrie()
         self._counts: dict[tuple[str, Any], int] = {}
 
@@ -230,10 +239,12 @@ class TopicExchange(Exchange):
 class HeadersExchange(Exchange):
     """Routes on the message's headers table against each binding's arguments (x-match)."""
 
-    type_name = "headers"
+    type_name: ClassVar[str] = "headers"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    # The parameters spelled out: mypyc mis-compiles super().__init__(*args, **kwargs).
+    def __init__(self, vhost: "VHost", name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None):
+        super().__init__(vhost, name, durable, auto_delete, internal, arguments)
         self._matchers: dict[tuple, tuple[Any, Any]] = {}
 
     def validate_binding(self, routing_key: str, arguments: dict) -> None:

@@ -59,7 +59,7 @@ class Message:
         # Truthy when reply_to may be direct reply-to's "amq.rabbitmq.reply-to": set by the protocol
         # layer from the raw properties without decoding them (a publish pays one byte test), so
         # it may be wrong the other way only; replyto.publish decodes to be sure.
-        self.direct_reply_hint = False
+        self.direct_reply_hint: int = False
 
     @property
     def headers(self) -> dict | None:

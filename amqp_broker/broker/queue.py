@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..compiled import mypyc_attr
 from ..errors import ChannelError, access_refused, not_found, precondition_failed
 from .arguments import setting
 from .buffer import ClassicBuffer, PriorityBuffer
@@ -111,6 +112,8 @@ def make_buffer(arguments: dict) -> ClassicBuffer | PriorityBuffer:
     return ClassicBuffer()
 
 
+# Subclassed by an interpreted module (stream.py): a compiled build must allow it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Queue:
     """A queue: its ready messages (a buffer), consumers and bindings."""
 
@@ -129,7 +132,9 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.buffer: ClassicBuffer | PriorityBuffer = make_buffer(self.arguments)
+        # Any: extensions and streams put buffers of their own here (ExtBuffer, StreamLog), and
+        # the compiled build checks annotations at run time.
+        self.buffer: Any = make_buffer(self.arguments)
         self.consumers: deque[Consumer] = deque()
         # Consumers with a non-zero x-priority; while zero, dispatch is plain round-robin.
         self.prioritised = 0
@@ -306,9 +311,10 @@ class Queue:
             return
         while buffer and consumers:
             if self.prioritised:
-                consumer = self._next_by_priority()
-                if consumer is None:
+                chosen = self._next_by_priority()
+                if chosen is None:
                     return
+                consumer = chosen
             elif len(consumers) == 1:
                 consumer = consumers[0]
                 if not consumer.can_take():

@@ -40,16 +40,8 @@ DIRECT_REPLY_MARKER = REPLY_QUEUE.encode("ascii")
 class ChannelState(ChannelConfirms):
     """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
 
-    __slots__ = (
-        "conn",
-        "number",
-        "core",
-        "closing",
-        "content",
-        "confirms",
-        "confirm_upto",
-        "confirm_sent",
-    )
+    # conn, number and the confirm state are slots of ChannelConfirms.
+    __slots__ = ("core", "closing", "content")
 
     def __init__(self, conn: "Connection", number: int):
         self.conn = conn

@@ -297,7 +297,7 @@ def write_deliver(
     exchange: str,
     routing_key: str,
     properties_raw: bytes,
-    body: bytes,
+    body: bytes | bytearray | memoryview,
     frame_max: int,
 ) -> None:
     """Append basic.deliver + content header + body frames for one message.
@@ -389,7 +389,7 @@ def write_get_ok(
     routing_key: str,
     message_count: int,
     properties_raw: bytes,
-    body: bytes,
+    body: bytes | bytearray | memoryview,
     frame_max: int,
 ) -> None:
     """Append basic.get-ok + content header + body frames for one message."""
@@ -437,7 +437,7 @@ def write_return(
     exchange: str,
     routing_key: str,
     properties_raw: bytes,
-    body: bytes,
+    body: bytes | bytearray | memoryview,
     frame_max: int,
 ) -> None:
     """Append basic.return + content header + body frames (an unroutable mandatory message)."""

@@ -45,7 +45,7 @@ class ConfirmBatcher:
 
     def __init__(self) -> None:
         # Channels whose acks since the last flush are not written yet (a dict for its order).
-        self.pending: dict[ChannelState, None] = {}
+        self.pending: dict[ChannelConfirms, None] = {}
 
     def flush(self) -> None:
         """Write every channel's held acks, one basic.ack per channel (rules 1, 3 and 4)."""
@@ -76,7 +76,7 @@ class ChannelConfirms:
     channel's (its ``__init__`` sets it): ``confirms``, the connection's batcher; ``confirm_upto``,
     the last sequence confirmed; ``confirm_sent``, the last one written."""
 
-    __slots__ = ()
+    __slots__ = ("conn", "number", "confirms", "confirm_upto", "confirm_sent")
 
     conn: "Connection"
     number: int

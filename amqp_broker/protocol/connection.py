@@ -38,6 +38,7 @@ from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
 
 from .. import __version__
+from ..compiled import mypyc_attr
 from ..broker.access import LOOPBACK_HINT
 from ..broker.broker import Broker
 from ..broker.session import Session
@@ -71,7 +72,6 @@ from .framing import FRAME_HEADER_FIELDS, METHOD_INDEX, PRE_TUNE_FRAME_MAX, Fram
 from .method_layout import check_arguments
 from .output import WRITE_LOW_WATER, Output
 from .sasl import MECHANISMS, TLS_MECHANISMS, ExternalIdentity, parse_credentials
-from .violations import ViolationReporter
 from .state import (  # noqa: F401  (ConnectionState and its names are this module's API too)
     AWAIT_HEADER,
     AWAIT_OPEN,
@@ -126,7 +126,9 @@ def _method_ids(method: Any) -> tuple[int, int]:
     return index >> 16, index & 0xFFFF
 
 
-class Connection(FrameReader, ViolationReporter):
+# Subclassed by an interpreted module (strict.py): a compiled build must allow it.
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Connection(FrameReader):
     """One AMQP connection, server side, with no I/O of its own."""
 
     def __init__(
@@ -247,7 +249,7 @@ class Connection(FrameReader, ViolationReporter):
             # RabbitMQ drops the socket without a close frame for a method it cannot parse.
             log.warning("%s: unknown method class %d method %d", self.peer, index >> 16, index & 0xFFFF)
             self._terminate(f"unknown method class {index >> 16} method {index & 0xFFFF}")
-            return
+            return 0
         try:
             check_arguments(index, buf, start + 4, end)
             method.unmarshal(bytes(buf[start + 4 : end]))
@@ -263,19 +265,20 @@ class Connection(FrameReader, ViolationReporter):
             elif isinstance(method, commands.Connection.Close):
                 self.send_method(0, commands.Connection.CloseOk())
                 self._terminate("closed")
-            return
+            return 0
         if state < AWAIT_OPEN and (number or not isinstance(method, (commands.Connection.StartOk, commands.Connection.TuneOk))):
             # Before authentication RabbitMQ answers nothing unexpected; it just closes.
             self._terminate(f"unexpected {amqp_name(method)} during the handshake")
-            return
+            return 0
         if number == 0:
             self._on_connection_method(method)
-            return
+            return 0
         if state != OPEN:
             raise ConnectionLevelError(
                 UNEXPECTED_FRAME, octets_text(1, buf[start:end])
             )
         self._on_channel_method(number, method)
+        return 0
 
     # -- connection class (channel 0) -------------------------------------------------------------
 

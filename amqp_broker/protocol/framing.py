@@ -24,6 +24,7 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..compiled import mypyc_attr
 from ..broker.message import Message
 from ..broker.properties import peek_properties, peek_user_id
 from ..errors import (
@@ -51,6 +52,7 @@ from .content import ContentAssembly
 from .errortext import octets_text
 from .confirms import ConfirmBatcher
 from .output import Output
+from .violations import ViolationReporter
 from .state import AWAIT_HEADER, CLOSED, CLOSING, OPEN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,8 +72,14 @@ _BODY_SIZE = struct.Struct(">Q")
 _USER_ID_FLAG = 0x10
 
 
-class FrameReader:
-    """Frames out of reads, for a Connection; see the module docstring."""
+# Bases of Connection, which strict.py subclasses interpreted.
+@mypyc_attr(allow_interpreted_subclasses=True)
+class FrameReader(ViolationReporter):
+    """Frames out of reads, for a Connection; see the module docstring.
+
+    ViolationReporter is a base here rather than a second base of Connection: one line of single
+    inheritance is what the optional compiled build (mypyc) can turn into native classes, and the
+    method resolution order is the same."""
 
     # Set by Connection.__init__; named here for readers and type checkers.
     state: Any
@@ -86,7 +94,23 @@ class FrameReader:
     output: Output
     confirms: ConfirmBatcher
 
-    def receive_data(self, data: bytes) -> None:
+    # Connection's, declared here so that the class type-checks (and compiles) on its own.
+    def _on_method(self, number: int, buf: Any, start: int, end: int, end_all: int = 0) -> int:
+        raise NotImplementedError
+
+    def _fail(self, exc: AMQPError, channel_number: int, class_id: int, method_id: int) -> None:
+        raise NotImplementedError
+
+    def _terminate(self, reason: str = "", *, wake: bool = True) -> None:
+        raise NotImplementedError
+
+    def _send_start(self) -> None:
+        raise NotImplementedError
+
+    def notify_blocked(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Handle every complete frame in ``data`` (plus what was left over from before)."""
         if self.state == CLOSED:
             return
@@ -351,14 +375,16 @@ class FrameReader:
             start = pos + 7
             end = pos + 20
             tag, bits = unpack_tag(buf, start + 4)
-            multiple = bits & 1
+            multiple = (bits & 1) != 0  # a bool, as decode_basic_ack returns
 
     def _on_header(self, number: int, buf: Any, start: int, end: int) -> None:
         channel = self._content_channel(FRAME_HEADER, number, buf, start, end)
         if channel is None:
             return
+        content = channel.content
+        assert content is not None  # _content_channel checked
         try:
-            complete = channel.content.header(buf, start, end, self.max_message_size)
+            complete = content.header(buf, start, end, self.max_message_size)
         except ChannelError as exc:  # the 406 for a body over max_message_size
             self._fail(exc, number, 60, 40)
             return
@@ -369,7 +395,9 @@ class FrameReader:
         channel = self._content_channel(FRAME_BODY, number, buf, start, end)
         if channel is None:
             return
-        body = channel.content.body(buf[start:end])
+        content = channel.content
+        assert content is not None  # _content_channel checked
+        body = content.body(buf[start:end])
         if body is not None:
             self._complete_publish(channel, body)
 
@@ -398,6 +426,7 @@ class FrameReader:
 
     def _complete_publish(self, channel: ChannelState, body: bytes) -> None:
         content = channel.content
+        assert content is not None
         channel.content = None
         self._publish(channel, content.publish, content.properties, body)
 

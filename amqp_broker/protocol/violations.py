@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Callable
+from ..compiled import mypyc_attr
 
 log = logging.getLogger("amqp_broker.strict")
 
 _LISTENER = Callable[[Any, str, str, int], None]
 
 
+# Bases of Connection, which strict.py subclasses interpreted.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ViolationReporter:
     """What a connection does with a strict-mode violation: counts, logs, tells listeners.
 

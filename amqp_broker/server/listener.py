@@ -14,6 +14,7 @@ from functools import partial
 
 import trio
 
+from .. import compiled
 from ..broker.admin import Admin
 from ..broker.broker import Broker
 from ..config import Settings
@@ -449,4 +450,10 @@ async def run_broker(
     """Run a broker with ``settings`` until SIGINT/SIGTERM (the CLI's entry point); ``on_ready``
     as in :meth:`BrokerServer.serve`."""
     server = BrokerServer(settings)
-    await server.serve(on_ready=on_ready, task_status=task_status)
+
+    def ready() -> None:
+        compiled.log_build(log)  # the CLI's broker says whether its hot path runs compiled
+        if on_ready is not None:
+            on_ready()
+
+    await server.serve(on_ready=ready, task_status=task_status)

@@ -33,8 +33,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("packaging")
     # Built from a copy, so the build leaves nothing (build/, *.egg-info) in the working tree.
     source = root / "src"
-    shutil.copytree(REPO_ROOT / "amqp_broker", source / "amqp_broker", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    # Without a compiled build's extension modules (*.so): the plain build makes none.
+    shutil.copytree(REPO_ROOT / "amqp_broker", source / "amqp_broker",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    shutil.copytree(REPO_ROOT / "_build", source / "_build", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy(REPO_ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
