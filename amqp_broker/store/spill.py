@@ -31,7 +31,7 @@ FLAG_STORED = 2
 SEGMENT_BYTES = 64 * 1024 * 1024
 # Small records are parsed out of blocks of this size; a record larger than what remains of the
 # block gets its own read, so a large body is read once, straight into its bytes object.
-READ_BLOCK = 256 * 1024
+READ_BLOCK = 64 * 1024
 
 
 class Segment:
