@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from . import StoreError, records
 from .lock import DataDirLock
-from .spill import Spill, clear_directory
+from .spill import SegmentPool, Spill, clear_directory
 
 log = logging.getLogger("amqp_broker.store")
 
@@ -173,6 +173,7 @@ class SQLiteStore:
             self._next_queue_id = int(row[0]) if row else 1
             self.spill_dir = os.path.join(data_dir, SPILL_DIR)
             clear_directory(self.spill_dir)
+            self._segments = SegmentPool(self.spill_dir)
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         # Batches are numbered; ``committed_id`` is the newest one known to be on disk, so a caller
@@ -357,7 +358,7 @@ class SQLiteStore:
     def new_spill(self) -> Spill:
         """A FIFO on disk for one queue's paged-out messages (see spill.py): written with the
         batches, without fsync, read back with :meth:`Spill.read`, gone at the next start."""
-        spill = Spill(self.spill_dir, self._next_spill_id)
+        spill = Spill(self._segments, self._next_spill_id)
         self._spills[self._next_spill_id] = spill
         self._next_spill_id += 1
         return spill
@@ -519,6 +520,7 @@ class SQLiteStore:
             for spill in list(self._spills.values()):
                 spill.close()
             self._spills.clear()
+            self._segments.close()
             clear_directory(self.spill_dir)
             self._reader.close()
             self._db.close()

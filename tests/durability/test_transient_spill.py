@@ -16,7 +16,7 @@ import pika
 import pytest
 
 from amqp_broker.store import spill as spill_module
-from amqp_broker.store.spill import Spill
+from amqp_broker.store.spill import SegmentPool, Spill
 from amqp_broker.testing import BrokerThread
 
 from durability_helpers import Broker, get_all, publish
@@ -45,6 +45,11 @@ def message_count(broker, queue: str) -> int:
 def spill_files(data_dir: str) -> list[str]:
     directory = os.path.join(data_dir, "transient")
     return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def spill_bytes(data_dir: str) -> int:
+    directory = os.path.join(data_dir, "transient")
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in spill_files(data_dir))
 
 
 def db_message_rows(data_dir: str) -> list[tuple[int, int]]:
@@ -103,8 +108,10 @@ def test_a_paged_backlog_of_1_mib_messages_drains_in_order_with_bounded_memory(s
     # Read back a bounded chunk at a time (2048 messages at once would be the whole backlog).
     assert peak - rss_before < 60 * 1024, f"RSS grew by {(peak - rss_before) // 1024} MiB"
     assert rss_kib(small_node.proc.pid, "VmHWM") - rss_before < 80 * 1024
-    # Segments are deleted once read.
-    wait_for(lambda: spill_files(data_dir) == [], timeout=10, what="spill deleted")
+    # Read segments are kept for reuse up to a few; the rest of the 120 MiB is deleted.
+    kept = spill_module.FREE_SEGMENTS * (spill_module.SEGMENT_BYTES + MIB + 4096)
+    wait_for(lambda: len(spill_files(data_dir)) <= spill_module.FREE_SEGMENTS
+             and spill_bytes(data_dir) <= kept, timeout=10, what="spill given back")
 
 
 def test_a_crash_with_a_paged_backlog_loses_only_transient_messages(small_node):
@@ -124,17 +131,17 @@ def test_a_crash_with_a_paged_backlog_loses_only_transient_messages(small_node):
     assert spill_files(small_node.data_dir) == []  # what a crash left is cleared at start
     ch = small_node.channel()
     assert message_count(small_node, "mixed") == 100
-    got = get_all(ch, "mixed")
-    assert [int(b[:4]) for b, _ in got] == list(range(0, 200, 2))
-    assert all(redelivered for _, redelivered in got)  # after a crash, may have been delivered
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
         small_node.channel().queue_declare("scratch", passive=True)
 
-    # And it pages again as before.
-    publish(ch, "mixed", [b"%04d" % i + body for i in range(100)], persistent=False)
-    wait_for(lambda: message_count(small_node, "mixed") == 100, what="re-enqueued")
+    # New messages queue behind the recovered ones (read back from the database), paged again.
+    publish(ch, "mixed", [b"%04d" % i + body for i in range(200, 300)], persistent=False)
+    wait_for(lambda: message_count(small_node, "mixed") == 200, what="enqueued after the restart")
     assert spill_files(small_node.data_dir)
-    assert [int(b[:4]) for b, _ in get_all(ch, "mixed")] == list(range(100))
+    got = get_all(ch, "mixed")
+    assert [int(b[:4]) for b, _ in got] == list(range(0, 200, 2)) + list(range(200, 300))
+    # After a crash every recovered message may have been delivered; the new ones were not.
+    assert [redelivered for _, redelivered in got] == [True] * 100 + [False] * 100
 
 
 def test_confirms_of_persistent_messages_still_wait_for_the_fsynced_commit(tmp_path):
@@ -157,11 +164,15 @@ def test_confirms_of_persistent_messages_still_wait_for_the_fsynced_commit(tmp_p
         conn.close()
 
 
-def test_spill_reads_only_committed_records_and_deletes_read_segments(tmp_path, monkeypatch):
+def test_spill_reads_only_committed_records_and_recycles_read_segments(tmp_path, monkeypatch):
     monkeypatch.setattr(spill_module, "SEGMENT_BYTES", 100_000)
-    spill = Spill(str(tmp_path), 1)
+    monkeypatch.setattr(spill_module, "FREE_SEGMENTS", 2)
+    pool = SegmentPool(str(tmp_path))
+    spill = Spill(pool)
     big = bytes(range(256)) * 2000  # 512,000 bytes: larger than a read block
-    records = [(seq, seq % 3, "ex", f"rk{seq}", b"\x00\x01", big if seq % 7 == 0 else b"b%d" % seq)
+    long_properties = b"\x00\x01" + b"p" * 2000  # a head longer than what is peeked of it
+    records = [(seq, seq % 3, "ex", f"rk{seq}", long_properties if seq % 11 == 0 else b"\x00\x01",
+                big if seq % 7 == 0 else b"b%d" % seq)
                for seq in range(1, 60)]
     for record in records[:40]:
         spill.write(*record)
@@ -178,6 +189,19 @@ def test_spill_reads_only_committed_records_and_deletes_read_segments(tmp_path, 
     spill.readable = spill.end()
     got = spill.read(100, 1 << 30)
     assert got == records[40:]
-    assert len(os.listdir(tmp_path)) == 1  # only the segment still written remains
+    # Read segments wait for reuse, two at most; the others are deleted.
+    assert len(spill.segments) == 1 and len(pool.free) == 2
+    assert len(os.listdir(tmp_path)) == 3
     spill.close()
+    assert len(pool.free) == 2 and len(os.listdir(tmp_path)) == 2
+
+    # A second spill writes over the recycled segments and reads back only its own records.
+    again = Spill(pool)
+    for record in records[:10]:
+        again.write(*record)
+    again.readable = again.end()
+    assert again.read(100, 1 << 30) == records[:10]
+    assert len(os.listdir(tmp_path)) == 2
+    again.close()
+    pool.close()
     assert os.listdir(tmp_path) == []
