@@ -10,6 +10,10 @@ one :class:`Batch`; :meth:`SQLiteStore.write_batch` runs it in one transaction, 
 fsync (``synchronous=FULL``), and is meant to run off the event loop. A message removed before its
 insert was committed cancels out and never touches the disk.
 
+Paged-out messages (a queue past its memory limit) go to the spill segments of spill.py instead,
+written by the same committer thread after the transaction, without fsync: a batch holding only
+those never touches the SQLite file.
+
 The store knows nothing of AMQP: records are JSON-able dicts, messages are opaque fields.
 """
 
