@@ -178,41 +178,49 @@ class PriorityBuffer:
 # What one resident message costs beyond its body (Message, QueueEntry, bytes headers, deque slot),
 # measured on CPython 3.11; it makes a backlog of tiny messages count, not just the bodies.
 ENTRY_OVERHEAD = 300
-# Messages read back from disk at a time when a paged backlog is consumed.
+# Messages read back from disk at a time when a paged backlog is consumed, at most; a read also
+# stops once its bodies reach a quarter of the memory limit (PAGE_IN_MIN_BYTES at least), so large
+# messages are not read back 2048 at a time, past the bound paging exists for.
 PAGE_IN_CHUNK = 2048
+PAGE_IN_MIN_BYTES = 64 * 1024
+# Spill record flags (store/spill.py).
+FLAG_REDELIVERED = 1
+FLAG_STORED = 2
 
 
 class PagedBuffer(ClassicBuffer):
-    """A classic buffer that moves its tail to the store once it holds more than ``limit`` bytes.
+    """A classic buffer that moves its tail to disk once it holds more than ``limit`` bytes.
 
-    Once paging starts, every new message goes to the store (in order: the disk part is always
-    newer than the resident part), and the resident part is refilled from disk in chunks as it
-    drains. A paged message's body stays in memory only until the batch that wrote it is
-    committed (``store.committed_id``), so reads never race the committer: what is not yet on disk
-    is still in ``pending``. Persistent messages of durable queues are already in the store, so
-    paging them costs no extra write.
+    Once paging starts, every new message goes to the store's spill (in order: the disk part is
+    always newer than the resident part), and the resident part is refilled from disk in chunks as
+    it drains. The spill is a plain FIFO without fsync (paging bounds memory; it is no durability):
+    a persistent message of a durable queue, already in the store's database, is paged as a copy
+    there too, so reading back needs one source. A paged message's body stays in memory only until
+    the batch that wrote it is committed (``store.committed_id``): what is not readable yet is still
+    in ``pending``. After a restart the recovered messages are read from the database first
+    (``db_left`` of them, sequence numbers up to ``db_upto``); they are older than any new one.
     """
 
     __slots__ = ("queue", "store", "limit", "resident", "paging", "pending", "on_disk", "read_after",
-                 "last_paged_seq", "disk_upto", "recovered_upto")
+                 "last_paged_seq", "db_left", "db_upto", "recovered_upto", "spill", "page_in_bytes")
 
     def __init__(self, queue, store, limit: int) -> None:
         super().__init__()
         self.queue = queue
         self.store = store
         self.limit = limit
+        self.page_in_bytes = max(limit // 4, PAGE_IN_MIN_BYTES)
         self.resident = 0  # accounted bytes (body + overhead) of ready and requeued entries
         self.paging = False
         self.pending: deque[tuple[int, QueueEntry]] = deque()  # (batch id, entry) not yet on disk
-        self.on_disk = 0  # paged messages only on disk
+        self.on_disk = 0  # paged messages only on disk (recovered ones included)
         self.read_after = 0  # highest seq already read back (or before the first paged seq)
         self.last_paged_seq = 0
-        # Highest seq known to be on disk (released from ``pending`` once its batch committed):
-        # a read stops there, since rows of a batch being committed may already be visible while
-        # their entries are still in ``pending``.
-        self.disk_upto = 0
+        self.db_left = 0  # recovered messages still only in the database
+        self.db_upto = 0
         # Entries read back with seq <= this are flagged redelivered (recovered after a crash).
         self.recovered_upto = 0
+        self.spill = None
 
     def __len__(self) -> int:
         return len(self.ready) + len(self.requeued) + len(self.pending) + self.on_disk
@@ -223,7 +231,7 @@ class PagedBuffer(ClassicBuffer):
     def append(self, entry: QueueEntry) -> None:
         if self.paging and not self.on_disk and not self.pending and self.resident <= self.limit // 2:
             # The paged part has drained and memory is well below the limit: back to memory.
-            self.paging = False
+            self._stop_paging()
         if not self.paging:
             self.ready.append(entry)
             size = len(entry.message.body)
@@ -233,31 +241,69 @@ class PagedBuffer(ClassicBuffer):
                 self.paging = True
                 self.read_after = entry.seq
             return
-        queue = self.queue
-        if queue.store_id is None:
-            queue.store_id = self.store.new_queue_id()
-        if not entry.stored:
-            message = entry.message
-            self.store.add_message(
-                queue.store_id, entry.seq, message.exchange, message.routing_key,
-                message.properties_raw, message.body, False, entry.redelivered,
-            )
-            entry.stored = True
-        self.bytes += len(entry.message.body)
+        spill = self.spill
+        if spill is None:
+            spill = self.spill = self.store.new_spill()
+        message = entry.message
+        self.store.spill_message(
+            spill, entry.seq, (FLAG_REDELIVERED if entry.redelivered else 0)
+            | (FLAG_STORED if entry.stored else 0),
+            message.exchange, message.routing_key, message.properties_raw, message.body,
+        )
+        self.bytes += len(message.body)
         self.pending.append((self.store.batch_id, entry))
         self.last_paged_seq = entry.seq
         self._release_committed()
+
+    def _stop_paging(self) -> None:
+        self.paging = False
+        if self.spill is not None:
+            self.store.drop_spill(self.spill)
+            self.spill = None
 
     def _release_committed(self) -> None:
         pending = self.pending
         committed = self.store.committed_id
         while pending and pending[0][0] <= committed:
-            self.disk_upto = pending.popleft()[1].seq
+            pending.popleft()
             self.on_disk += 1
 
     def requeue(self, entry: QueueEntry) -> None:
         super().requeue(entry)
         self.resident += len(entry.message.body) + ENTRY_OVERHEAD
+
+    def _read_db(self) -> int:
+        """Read the next recovered messages back from the database; returns how many."""
+        queue = self.queue
+        ready = self.ready
+        rows = self.store.read_messages(
+            queue.store_id, self.read_after, PAGE_IN_CHUNK, upto_seq=self.db_upto, max_bytes=self.page_in_bytes
+        )
+        for row in rows:
+            message = Message.from_stored(row.exchange, row.routing_key, row.properties, row.body)
+            entry = QueueEntry(message, queue, row.seq)
+            entry.stored = True
+            entry.redelivered = row.redelivered or row.seq <= self.recovered_upto
+            ready.append(entry)
+            self.resident += len(row.body) + ENTRY_OVERHEAD
+            self.read_after = row.seq
+        return len(rows)
+
+    def _read_spill(self) -> int:
+        """Read the next paged-out messages back from the spill; returns how many."""
+        queue = self.queue
+        ready = self.ready
+        records = self.spill.read(PAGE_IN_CHUNK, self.page_in_bytes)
+        for seq, flags, exchange, routing_key, properties, body in records:
+            message = Message.from_stored(exchange, routing_key, properties, body)
+            entry = QueueEntry(message, queue, seq)
+            entry.stored = bool(flags & FLAG_STORED)
+            entry.redelivered = bool(flags & FLAG_REDELIVERED)
+            ready.append(entry)
+            self.resident += len(body) + ENTRY_OVERHEAD
+        if records:
+            self.read_after = records[-1][0]
+        return len(records)
 
     def _refill(self) -> bool:
         """Bring the next chunk of the paged part into memory; False when nothing is paged."""
@@ -265,36 +311,38 @@ class PagedBuffer(ClassicBuffer):
             return False
         self._release_committed()
         if self.on_disk:
-            queue = self.queue
-            rows = self.store.read_messages(queue.store_id, self.read_after, PAGE_IN_CHUNK)
-            rows = [row for row in rows if row.seq <= self.disk_upto]
-            if rows:
-                for row in rows:
-                    message = Message.from_stored(row.exchange, row.routing_key, row.properties, row.body)
-                    entry = QueueEntry(message, queue, row.seq)
-                    entry.stored = True
-                    entry.redelivered = row.redelivered or row.seq <= self.recovered_upto
-                    self.ready.append(entry)
-                    self.resident += len(row.body) + ENTRY_OVERHEAD
-                self.read_after = rows[-1].seq
-                self.on_disk -= len(rows)
+            count = 0
+            if self.db_left:
+                count = self._read_db()
+                if count:
+                    self.db_left -= count
+                else:  # defensive: the rows are gone (not to be waited for)
+                    self.on_disk -= self.db_left
+                    self.db_left = 0
+            if not count and self.on_disk and self.spill is not None:
+                count = self._read_spill()
+            if count:
+                self.on_disk -= count
                 if not self.on_disk and not self.pending:
-                    # The paged part is all in memory now: stop paging, so no row written later
-                    # (say, of a message handed straight to a consumer) is mistaken for paged.
-                    self.paging = False
+                    # The paged part is all in memory now: stop paging, so new messages queue in
+                    # memory again.
+                    self._stop_paging()
                 return True
-            # Counted as on disk but not readable: only possible if a commit failed and is being
-            # retried; serve what is still in memory meanwhile.
+            if not self.db_left and self.spill is None:
+                self.on_disk = 0  # defensive: counted, yet nowhere to read from
         if self.pending:
+            # Nothing readable yet (a commit in flight, or failing and retried): serve what is
+            # still in memory meanwhile. Only reachable with nothing older on disk, so the order
+            # holds.
             for _batch, entry in self.pending:
                 self.ready.append(entry)
                 self.resident += len(entry.message.body) + ENTRY_OVERHEAD
                 self.read_after = entry.seq
             self.pending.clear()
             if not self.on_disk:
-                self.paging = False
+                self._stop_paging()
             return True
-        self.paging = False
+        self._stop_paging()
         return False
 
     def peek(self) -> QueueEntry | None:
@@ -327,9 +375,11 @@ class PagedBuffer(ClassicBuffer):
         removed.extend(entry for _batch, entry in self.pending)
         self.pending.clear()
         if self.on_disk and self.queue.store_id is not None:
+            # The database rows of paged persistent messages (the spill copies go with the spill).
             self.store.remove_range(self.queue.store_id, self.read_after + 1, self.last_paged_seq)
         self.on_disk = 0
-        self.paging = False
+        self.db_left = 0
+        self._stop_paging()
         self.resident = 0
         return removed
 
@@ -339,8 +389,9 @@ class PagedBuffer(ClassicBuffer):
             return
         self.paging = True
         self.on_disk += count
+        self.db_left += count
         self.read_after = first_seq - 1
         self.last_paged_seq = max(self.last_paged_seq, last_seq)
-        self.disk_upto = max(self.disk_upto, last_seq)
+        self.db_upto = max(self.db_upto, last_seq)
         if crashed:
             self.recovered_upto = last_seq

@@ -10,6 +10,10 @@ one :class:`Batch`; :meth:`SQLiteStore.write_batch` runs it in one transaction, 
 fsync (``synchronous=FULL``), and is meant to run off the event loop. A message removed before its
 insert was committed cancels out and never touches the disk.
 
+Paged-out messages (a queue past its memory limit) go to the spill segments of spill.py instead,
+written by the same committer thread after the transaction, without fsync: a batch holding only
+those never touches the SQLite file.
+
 The store knows nothing of AMQP: records are JSON-able dicts, messages are opaque fields.
 """
 
@@ -25,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 from . import StoreError, records
 from .lock import DataDirLock
+from .spill import SegmentPool, Spill, clear_directory
 
 log = logging.getLogger("amqp_broker.store")
 
@@ -34,6 +39,8 @@ SCHEMA_VERSION = 2
 # messages is bounded too, not just their bodies.
 ROW_OVERHEAD = 256
 DB_NAME = "amqp_broker.sqlite3"
+# Where paged-out transient messages go (spill.py); emptied at every start.
+SPILL_DIR = "transient"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,11 +106,24 @@ class Batch:
     removed_ranges: list[tuple[int, int]] = field(default_factory=list)
     batch_id: int = 0
     add_bytes: int = 0
+    # Paged-out messages, in order: (spill, record) to append, or (spill, None) to delete it.
+    spill_ops: list[tuple[Spill, tuple | None]] = field(default_factory=list)
+    spill_done: int = 0  # ops already carried out (a retried batch resumes after them)
+    spill_ends: dict[Spill, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
             self.definitions or self.adds or self.redelivered or self.removes
             or self.dropped_queues or self.callbacks or self.meta or self.removed_ranges
+            or self.spill_ops
+        )
+
+    def needs_db(self) -> bool:
+        """Whether the SQLite file is touched: a batch of paged-out transient messages only is
+        not, so it costs no transaction and no fsync."""
+        return bool(
+            self.definitions or self.adds or self.redelivered or self.removes
+            or self.dropped_queues or self.meta or self.removed_ranges
         )
 
 
@@ -155,6 +175,9 @@ class SQLiteStore:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_shutdown', '0')")
             row = self._db.execute("SELECT value FROM meta WHERE key='next_queue_id'").fetchone()
             self._next_queue_id = int(row[0]) if row else 1
+            self.spill_dir = os.path.join(data_dir, SPILL_DIR)
+            clear_directory(self.spill_dir)
+            self._segments = SegmentPool(self.spill_dir)
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         # Batches are numbered; ``committed_id`` is the newest one known to be on disk, so a caller
@@ -180,6 +203,8 @@ class SQLiteStore:
         # Called when the first operation lands in an empty batch: the server wakes its committer.
         self.on_pending: Callable[[], None] = lambda: None
         self.failed: str | None = None
+        self._next_spill_id = 1
+        self._spills: dict[int, Spill] = {}
 
     # -- reading (at start-up, and when paging messages back in) ----------------------------------
 
@@ -208,14 +233,35 @@ class SQLiteStore:
             raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
         return Snapshot(definitions, self.opened_clean)
 
-    def read_messages(self, queue_id: int, after_seq: int = 0, limit: int = -1) -> list[StoredMessage]:
-        """Messages of a queue in sequence order, from ``after_seq`` (exclusive)."""
+    def read_messages(
+        self, queue_id: int, after_seq: int = 0, limit: int = -1, *,
+        upto_seq: int | None = None, max_bytes: int | None = None,
+    ) -> list[StoredMessage]:
+        """Messages of a queue in sequence order, from ``after_seq`` (exclusive) to ``upto_seq``
+        (inclusive); at most ``limit`` of them, and no more once their bodies reach ``max_bytes``."""
         low, high = _queue_range(queue_id)
-        rows = self._reader.execute(
+        if upto_seq is not None:
+            high = low | upto_seq
+        cursor = self._reader.execute(
             "SELECT id, exchange, routing_key, properties, body, redelivered, persistent "
             "FROM messages WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
             (low | after_seq, high, limit),
-        ).fetchall()
+        )
+        if max_bytes is None:
+            rows = cursor.fetchall()
+        else:
+            rows = []
+            size = 0
+            try:
+                while size < max_bytes:
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    rows.append(row)
+                    size += len(row[4])
+            finally:
+                # An unfinished statement would hold its read snapshot, and with it the WAL.
+                cursor.close()
         return [
             StoredMessage(key & SEQ_MASK, ex, rk, bytes(props), bytes(body), bool(redelivered), bool(persistent))
             for key, ex, rk, props, body, redelivered, persistent in rows
@@ -322,6 +368,40 @@ class SQLiteStore:
             self.backlog_bytes -= size
         pending.dropped_queues.append(_queue_range(queue_id))
 
+    def new_spill(self) -> Spill:
+        """A FIFO on disk for one queue's paged-out messages (see spill.py): written with the
+        batches, without fsync, read back with :meth:`Spill.read`, gone at the next start."""
+        spill = Spill(self._segments, self._next_spill_id)
+        self._spills[self._next_spill_id] = spill
+        self._next_spill_id += 1
+        return spill
+
+    def spill_message(
+        self, spill: Spill, seq: int, flags: int, exchange: str, routing_key: str,
+        properties: bytes, body: bytes,
+    ) -> None:
+        """Queue a paged-out message for the next commit (readable once it is committed)."""
+        pending = self._touch()
+        pending.spill_ops.append((spill, (seq, flags, exchange, routing_key, properties, body)))
+        size = len(body) + ROW_OVERHEAD
+        pending.add_bytes += size
+        self.backlog_bytes += size
+
+    def drop_spill(self, spill: Spill) -> None:
+        """Delete a spill its reader is done with; its writes not yet handed over are cancelled."""
+        pending = self._touch()
+        kept = []
+        for op in pending.spill_ops:
+            if op[0] is spill and op[1] is not None:
+                size = len(op[1][5]) + ROW_OVERHEAD
+                pending.add_bytes -= size
+                self.backlog_bytes -= size
+            else:
+                kept.append(op)
+        kept.append((spill, None))
+        pending.spill_ops = kept
+        spill.closed = True
+
     def after_commit(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(ok)`` once everything buffered so far is on disk (or failed to be)."""
         self._touch().callbacks.append(callback)
@@ -356,11 +436,32 @@ class SQLiteStore:
         meta = dict(batch.meta)
         meta.update(pending.meta)
         pending.meta = meta
+        pending.spill_ops[:0] = batch.spill_ops[batch.spill_done:]
 
     # -- committing (off the event loop) ----------------------------------------------------------
 
     def write_batch(self, batch: Batch) -> None:
-        """Write one batch in one transaction and fsync it. Raises :class:`StoreError`."""
+        """Write one batch in one transaction and fsync it, then its paged-out messages (not
+        fsynced: they would not survive a restart anyway). Raises :class:`StoreError`."""
+        if batch.needs_db():
+            self._write_db(batch)
+        try:
+            ops = batch.spill_ops
+            while batch.spill_done < len(ops):
+                spill, record = ops[batch.spill_done]
+                if record is None:
+                    spill.close()
+                    self._spills.pop(spill.spill_id, None)
+                else:
+                    spill.write(*record)
+                batch.spill_done += 1
+        except OSError as exc:
+            raise StoreError(f"cannot write to {self.spill_dir}: {exc}") from exc
+        for spill, _record in batch.spill_ops:
+            if not spill.closed:
+                batch.spill_ends[spill] = spill.end()
+
+    def _write_db(self, batch: Batch) -> None:
         db = self._db
         try:
             db.execute("BEGIN")
@@ -411,6 +512,8 @@ class SQLiteStore:
         if ok:
             self.committed_id = batch.batch_id
             self.backlog_bytes -= batch.add_bytes
+            for spill, end in batch.spill_ends.items():
+                spill.readable = end
         else:
             self.retry_batch(batch)
 
@@ -427,6 +530,11 @@ class SQLiteStore:
         except (sqlite3.Error, StoreError) as exc:
             log.error("closing the store at %s: %s", self.path, exc)
         finally:
+            for spill in list(self._spills.values()):
+                spill.close()
+            self._spills.clear()
+            self._segments.close()
+            clear_directory(self.spill_dir)
             self._reader.close()
             self._db.close()
             self.lock.release()
