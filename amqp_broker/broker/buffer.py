@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Iterator
+from typing import Any, Iterator
 
 from .message import Message, QueueEntry
 
@@ -220,7 +220,8 @@ class PagedBuffer(ClassicBuffer):
         self.db_upto = 0
         # Entries read back with seq <= this are flagged redelivered (recovered after a crash).
         self.recovered_upto = 0
-        self.spill = None
+        # The store's spill file of this queue (store/spill.py) while it has paged messages.
+        self.spill: Any = None
 
     def __len__(self) -> int:
         return len(self.ready) + len(self.requeued) + len(self.pending) + self.on_disk
