@@ -40,4 +40,4 @@ compile: $(STAMP)
 	AMQP_BROKER_COMPILE=1 $(VENV)/bin/python setup.py --quiet build_ext --inplace
 
 uncompile:
-	rm -f amqp_broker/*.so amqp_broker/*/*.so ./*__mypyc*.so
+	rm -f amqp_broker/*.so amqp_broker/*/*.so

@@ -26,6 +26,9 @@ if os.environ.get("AMQP_BROKER_COMPILE") == "1":
     from mypyc.build import mypycify
 
     # Type errors in the modules that stay interpreted are not the build's concern.
-    ext_modules = mypycify(["--follow-imports=silent", *_hot_path_modules()], opt_level="3")
+    # The runtime library all compiled modules share goes inside the package
+    # (amqp_broker/_hot_path__mypyc), not at the top level where only the source tree finds it.
+    ext_modules = mypycify(["--follow-imports=silent", *_hot_path_modules()], opt_level="3",
+                           group_name="amqp_broker._hot_path")
 
 setup(ext_modules=ext_modules)

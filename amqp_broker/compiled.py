@@ -59,7 +59,7 @@ def stale_modules() -> list[str]:
     if compiled and os.path.dirname(os.path.dirname(os.path.realpath(__file__))) in installed:
         return []  # a wheel's files arrive together (their times say nothing); only in place
     # The per-module extensions are thin shims, not rewritten by a rebuild when unchanged; the
-    # code is in mypyc's shared library (a top-level "<hash>__mypyc" module).
+    # code is in mypyc's shared library (amqp_broker._hot_path__mypyc).
     files = [sys.modules[name].__file__ or "" for name in compiled]
     files += [getattr(module, "__file__", None) or "" for name, module in list(sys.modules.items())
               if name.endswith("__mypyc")]
