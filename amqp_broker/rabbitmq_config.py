@@ -510,32 +510,11 @@ def _conf_settings(
         layer += [(listener_source, "host", host), (listener_source, "port", port)]
         for where, other in others:
             warn(f"{where}: ignored; one AMQP listener only, the first one ({value})")
-    if stomp_listeners:
-        (where, value), *others = stomp_listeners.values()
-        host, port = _parse_listener(value, where)
-        if host:
-            warn(f"{where}: the STOMP listener uses the AMQP interface (host); {host} ignored")
-        layer.append((where, "stomp_port", port))
-        for other_where, _ in others:
-            warn(f"{other_where}: ignored; one STOMP listener only, the first one ({value})")
-    if mqtt_listeners:
-        (where, value), *others = mqtt_listeners.values()
-        host, port = _parse_listener(value, where)
-        if host:
-            warn(f"{where}: the address is ignored; MQTT listens on the AMQP interface (host)")
-        layer.append((where, "mqtt_port", port))
-        for other_where, _ in others:
-            warn(f"{other_where}: ignored; one MQTT listener only, the first one ({value})")
+    layer += _side_listener(stomp_listeners, "STOMP", "stomp_port", warn)
+    layer += _side_listener(mqtt_listeners, "MQTT", "mqtt_port", warn)
     if anonymous is not None and anonymous[1] == "false":
         layer.append((anonymous[0], "mqtt_default_user", ""))
-    if tls_listeners:
-        (where, value), *others = tls_listeners.values()
-        host, port = _parse_listener(value, where)
-        if host:
-            warn(f"{where}: the TLS listener listens on the AMQP interface (host), not on {host}")
-        layer.append((where, "tls_port", port))
-        for other_where, _other in others:
-            warn(f"{other_where}: ignored; one TLS listener only, the first one ({value})")
+    layer += _side_listener(tls_listeners, "TLS", "tls_port", warn)
     if loopback_none is not None:
         layer.append((loopback_none, "loopback_users", ()))
     elif loopback:
@@ -570,6 +549,21 @@ def _conf_settings(
             if other != chosen[1]:
                 warn(f"{where}: ignored; one definitions file only, {chosen[1]}")
     return layer, listener_source
+
+
+def _side_listener(listeners: dict[str, tuple[str, str]], what: str, setting: str, warn: Warn) -> Layer:
+    """The port of the first ``listeners`` entry (TLS, STOMP, MQTT): such a listener always
+    uses the AMQP interface, and there is one of it; warn about what is ignored."""
+    if not listeners:
+        return []
+    (where, value), *others = listeners.values()
+    host, port = _parse_listener(value, where)
+    if host:
+        warn(f"{where}: the address is ignored; the {what} listener listens on the AMQP interface "
+             f"(host), not on {host}")
+    for other_where, _ in others:
+        warn(f"{other_where}: ignored; one {what} listener only, the first one ({value})")
+    return [(where, setting, port)]
 
 
 def _parse_listener(value: str, where: str) -> tuple[str, int]:
