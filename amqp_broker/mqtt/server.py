@@ -13,6 +13,7 @@ import trio
 
 from ..server.connection import HELD_CHECK_INTERVAL, peer_hung_up
 from ..server.descriptors import serve_listeners
+from ..server.peers import socket_names
 from .connection import LOGIN_TIMEOUT, MqttConnection, MqttNode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,13 +77,7 @@ class MqttServer:
             sock.protocol.close("broker shutdown")
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            peer = f"{host}:{port}"
-            host, port = stream.socket.getsockname()[:2]
-            local = f"{host}:{port}"
-        except OSError:
-            peer, local = "unknown", "unknown"
+        peer, local = socket_names(stream)
         sock = _Socket(MqttConnection(self.node, peer, local), stream, self.host)
         self.connections.add(sock)
         try:

@@ -30,6 +30,7 @@ from .control import new_token, serve_control
 from .admission import ConnectionMax
 from .descriptors import fd_limit, open_fd_count, serve_listeners
 from .faults import Faults
+from .peers import socket_names
 from .timers import drive_timers
 from .trace import Tracing
 
@@ -411,14 +412,7 @@ class BrokerServer:
                 return
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            peer = f"{host}:{port}"
-            host, port = stream.socket.getsockname()[:2]
-            local = f"{host}:{port}"
-        except OSError:
-            # Not "": that names a connection without a socket, which loopback_users lets in.
-            peer, local = "unknown", "unknown"
+        peer, local = socket_names(stream)
         conn = ServerConnection(self, stream, peer, local)
         self.connections.add(conn)
         try:

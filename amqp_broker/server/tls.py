@@ -25,6 +25,7 @@ import trio
 from ..config import ConfigError, Settings
 from ..protocol.sasl import ExternalIdentity
 from .connection import HANDSHAKE_TIMEOUT, LINGER_TIMEOUT, ServerConnection
+from .peers import socket_names
 from .tls_stream import TLSStream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,13 +126,7 @@ async def open_tls_listeners(settings: Settings) -> list[trio.SocketListener]:
 
 async def handle_tls(server: "BrokerServer", setup: TLSSetup, tcp: trio.SocketStream) -> None:
     """Run the TLS handshake on an accepted socket, then the AMQP connection over it."""
-    try:
-        host, port = tcp.socket.getpeername()[:2]
-        peer = f"{host}:{port}"
-        host, port = tcp.socket.getsockname()[:2]
-        local = f"{host}:{port}"
-    except OSError:
-        peer, local = "unknown", "unknown"
+    peer, local = socket_names(tcp)
     stream = TLSStream(tcp, setup.context)
     failure = None
     identity = None

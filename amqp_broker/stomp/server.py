@@ -14,6 +14,7 @@ import trio
 
 from ..server.connection import HELD_CHECK_INTERVAL, peer_hung_up
 from ..server.descriptors import serve_listeners
+from ..server.peers import socket_names
 from .connection import StompConfig, StompConnection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,13 +86,7 @@ class StompService:
             await conn.done.wait()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            peer = f"{host}:{port}"
-            host, port = stream.socket.getsockname()[:2]
-            local = f"{host}:{port}"
-        except OSError:
-            peer, local = "unknown", "unknown"
+        peer, local = socket_names(stream)
         conn = StompServerConnection(self.server, stream, peer, local, self.config)
         self.connections.add(conn)
         try:
