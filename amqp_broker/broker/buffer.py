@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Final, Iterator
 
 from .message import Message, QueueEntry
 
@@ -177,15 +177,15 @@ class PriorityBuffer:
 
 # What one resident message costs beyond its body (Message, QueueEntry, bytes headers, deque slot),
 # measured on CPython 3.11; it makes a backlog of tiny messages count, not just the bodies.
-ENTRY_OVERHEAD = 300
+ENTRY_OVERHEAD: Final = 300
 # Messages read back from disk at a time when a paged backlog is consumed, at most; a read also
 # stops once its bodies reach a quarter of the memory limit (PAGE_IN_MIN_BYTES at least), so large
 # messages are not read back 2048 at a time, past the bound paging exists for.
-PAGE_IN_CHUNK = 2048
-PAGE_IN_MIN_BYTES = 64 * 1024
+PAGE_IN_CHUNK: Final = 2048
+PAGE_IN_MIN_BYTES: Final = 64 * 1024
 # Spill record flags (store/spill.py).
-FLAG_REDELIVERED = 1
-FLAG_STORED = 2
+FLAG_REDELIVERED: Final = 1
+FLAG_STORED: Final = 2
 
 
 class PagedBuffer(ClassicBuffer):

@@ -6,7 +6,7 @@ may be bound twice with different arguments; routing still yields each destinati
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Iterable
 
 from ..compiled import mypyc_attr
 from .headers import parse_binding_arguments
@@ -16,7 +16,7 @@ from .topic import TopicTrie
 if TYPE_CHECKING:  # pragma: no cover
     from .vhost import VHost
 
-_EMPTY: dict = {}
+_EMPTY: Final[dict] = {}
 
 
 def freeze(value: Any) -> Any:
@@ -272,7 +272,7 @@ class DefaultExchange(DirectExchange):
         return (queue,) if queue is not None else ()
 
 
-EXCHANGE_TYPES: dict[str, type[Exchange]] = {
+EXCHANGE_TYPES: Final[dict[str, type[Exchange]]] = {
     cls.type_name: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
 }
 

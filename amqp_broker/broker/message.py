@@ -9,13 +9,13 @@ and the rest only when a message is rewritten (:mod:`.properties`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from .properties import peek_headers, peek_properties, properties_from_dict, properties_to_dict
 
 from .fields import TypedTable
 
-_UNDECODED: Any = object()
+_UNDECODED: Final[Any] = object()
 
 
 class Message:

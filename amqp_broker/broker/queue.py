@@ -8,7 +8,7 @@ without task switches").
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Final, Iterable
 
 from ..compiled import mypyc_attr
 from ..errors import ChannelError, access_refused, not_found, precondition_failed
@@ -90,8 +90,8 @@ class Consumer:
 # Deliveries handed over per buffer.take when a consumer has room for many (after a batch of acks):
 # one dispatch step per batch instead of per message. A step takes bodies up to the sink's
 # headroom (so it stops where a per-message writability check would), and at most this many bytes.
-DISPATCH_BATCH = 128
-DISPATCH_BATCH_BYTES = 256 * 1024
+DISPATCH_BATCH: Final = 128
+DISPATCH_BATCH_BYTES: Final = 256 * 1024
 
 
 def describe_queue(name: str, vhost_name: str) -> str:

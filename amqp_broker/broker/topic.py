@@ -23,21 +23,22 @@ set of keys while the bindings change rarely.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Final
 
 __all__ = ["TopicTrie", "split_words"]
 
 # Why: a routing key is a shortstr (at most 255 bytes), so 4096 cached keys cost at most ~1 MiB
 # of key text plus the result sets, while covering the working set of keys of any ordinary
 # application; beyond that the workload is not repetitive and the cache would not help anyway.
-MATCH_CACHE_SIZE = 4096
+MATCH_CACHE_SIZE: Final = 4096
 
 # Why: the two wildcard words of the AMQP 0-9-1 topic exchange (spec, exchange type "topic").
-STAR = "*"
-HASH = "#"
+STAR: Final = "*"
+HASH: Final = "#"
 
 # Why: a shared immutable empty result, so that a miss allocates nothing and callers get the
 # same read-only type as for a hit.
-_EMPTY: frozenset = frozenset()
+_EMPTY: Final[frozenset] = frozenset()
 
 
 def split_words(key: str) -> list[str]:

@@ -12,7 +12,7 @@ turns those into closes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Final
 
 from pamqp import commands
 
@@ -29,12 +29,12 @@ from .output import LARGE_BODY, WRITE_HIGH_WATER
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
-EMPTY_PROPERTIES = b"\x00\x00"
+EMPTY_PROPERTIES: Final = b"\x00\x00"
 # Message.direct_reply_hint, peeked from raw properties before anything is decoded: the reply-to
 # presence bit (spec 4.2.6.1: reply-to is basic's 7th property, flag bit 9, i.e. 0x02 of the
 # first flag octet), then a substring search. A publish without reply_to pays one byte test.
-REPLY_TO_FLAG = 0x02
-DIRECT_REPLY_MARKER = REPLY_QUEUE.encode("ascii")
+REPLY_TO_FLAG: Final = 0x02
+DIRECT_REPLY_MARKER: Final = REPLY_QUEUE.encode("ascii")
 
 
 class ChannelState(ChannelConfirms):
@@ -318,7 +318,7 @@ def tx_rollback(conn: "Connection", channel: ChannelState, m: Any) -> None:
     conn.send_method(channel.number, commands.Tx.RollbackOk())
 
 
-CHANNEL_HANDLERS: dict[type, Callable[["Connection", ChannelState, Any], None]] = {
+CHANNEL_HANDLERS: Final[dict[type, Callable[["Connection", ChannelState, Any], None]]] = {
     commands.Channel.Open: channel_open,
     commands.Channel.Close: channel_close,
     commands.Channel.Flow: channel_flow,
@@ -350,4 +350,4 @@ CHANNEL_HANDLERS: dict[type, Callable[["Connection", ChannelState, Any], None]] 
 # before this table, and we never send channel.flow, so any other is a 503 "unimplemented
 # method", as RabbitMQ 3.10 answers it.
 # Client methods we know but do not serve (RabbitMQ answers them with 540 too).
-UNSUPPORTED: frozenset[type] = frozenset()
+UNSUPPORTED: Final[frozenset[type]] = frozenset()

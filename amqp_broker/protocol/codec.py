@@ -23,6 +23,7 @@ Conventions:
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 __all__ = [
     "FRAME_METHOD",
@@ -61,36 +62,36 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 # Frame types: the spec constants frame-method / frame-header / frame-body / frame-heartbeat.
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
+FRAME_METHOD: Final = 1
+FRAME_HEADER: Final = 2
+FRAME_BODY: Final = 3
+FRAME_HEARTBEAT: Final = 8
 # frame-end octet that closes every frame (spec 4.2.3); a mismatch is a connection error 501.
-FRAME_END = 0xCE
-FRAME_END_BYTE = b"\xce"
+FRAME_END: Final = 0xCE
+FRAME_END_BYTE: Final = b"\xce"
 # type (1 octet) + channel (2 octets) + payload size (4 octets), spec 4.2.3.
-FRAME_HEADER_SIZE = 7
+FRAME_HEADER_SIZE: Final = 7
 # Header plus frame-end: payload bytes available in a frame are frame_max - FRAME_OVERHEAD.
-FRAME_OVERHEAD = 8
+FRAME_OVERHEAD: Final = 8
 # Smallest frame-max a peer may negotiate (spec constant "frame-min-size"); RabbitMQ enforces it too.
-FRAME_MIN_SIZE = 4096
+FRAME_MIN_SIZE: Final = 4096
 # The only heartbeat frame there is: channel 0, empty payload (spec 4.2.7), so it is a constant.
-HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 # Property flags word with no property present: what an empty properties_raw must be on the wire.
-EMPTY_PROPERTIES = b"\x00\x00"
+EMPTY_PROPERTIES: Final = b"\x00\x00"
 
 # Class id of "basic" (amqp0-9-1.xml class index 60); the only class that carries content in 0-9-1.
-CLASS_BASIC = 60
+CLASS_BASIC: Final = 60
 
 # Method ids packed as (class_id << 16) | method_id -- the 4 octets that open every method frame
 # payload (spec 4.2.4), read as one big-endian long; same numbering as pamqp's ``.index``.
-BASIC_PUBLISH = 0x003C0028
-BASIC_RETURN = 0x003C0032
-BASIC_DELIVER = 0x003C003C
-BASIC_GET_OK = 0x003C0047
-BASIC_ACK = 0x003C0050
-BASIC_REJECT = 0x003C005A
-BASIC_NACK = 0x003C0078
+BASIC_PUBLISH: Final = 0x003C0028
+BASIC_RETURN: Final = 0x003C0032
+BASIC_DELIVER: Final = 0x003C003C
+BASIC_GET_OK: Final = 0x003C0047
+BASIC_ACK: Final = 0x003C0050
+BASIC_REJECT: Final = 0x003C005A
+BASIC_NACK: Final = 0x003C0078
 
 # --------------------------------------------------------------------------------------------------
 # Precompiled structs. One Struct per frame *shape*, so a hot frame is built with one or two
@@ -100,31 +101,31 @@ BASIC_NACK = 0x003C0078
 # --------------------------------------------------------------------------------------------------
 
 # type, channel, size, method id: the header of a method frame plus its class-id/method-id.
-_METHOD_HDR = struct.Struct(">BHII")
+_METHOD_HDR: Final = struct.Struct(">BHII")
 # delivery-tag (domain "delivery-tag" = longlong, an unsigned 64-bit integer per spec 4.2.5.1)
 # + one bit octet. pamqp packs it signed (">q"); the bytes agree for tags below 2**63.
 # Consecutive bit arguments share that octet, the first one in the least significant bit
 # (spec 4.2.5.2): multiple=1/requeue=2 for nack, mandatory=1/immediate=2 for publish.
-_TAG_BITS = struct.Struct(">QB")
+_TAG_BITS: Final = struct.Struct(">QB")
 # frame-end, then content header frame header + class-id, weight, body-size (spec 4.2.6.1).
-_CE_CONTENT_HDR = struct.Struct(">BBHIHHQ")
+_CE_CONTENT_HDR: Final = struct.Struct(">BBHIHHQ")
 # frame-end, then a body frame header (spec 4.2.6.2).
-_CE_BODY_HDR = struct.Struct(">BBHI")
+_CE_BODY_HDR: Final = struct.Struct(">BBHI")
 # basic.get-ok head: frame header, method id, delivery-tag, redelivered bit octet.
-_GET_OK_HDR = struct.Struct(">BHIIQB")
+_GET_OK_HDR: Final = struct.Struct(">BHIIQB")
 # basic.get-ok tail: message-count, then frame-end + content header (as _CE_CONTENT_HDR).
-_GET_OK_TAIL = struct.Struct(">IBBHIHHQ")
+_GET_OK_TAIL: Final = struct.Struct(">IBBHIHHQ")
 # basic.return head: frame header, method id, reply-code.
-_RETURN_HDR = struct.Struct(">BHIIH")
+_RETURN_HDR: Final = struct.Struct(">BHIIH")
 # A whole basic.ack / basic.nack frame: header, method id, delivery-tag, bits, frame-end.
-_ACK_FRAME = struct.Struct(">BHIIQBB")
+_ACK_FRAME: Final = struct.Struct(">BHIIQBB")
 # Content header fields: class-id, weight, body-size (spec 4.2.6.1).
-_CONTENT_FIELDS = struct.Struct(">HHQ")
+_CONTENT_FIELDS: Final = struct.Struct(">HHQ")
 
 # basic.ack / basic.nack payload size: method id (4) + delivery-tag (8) + bit octet (1).
-_ACK_PAYLOAD = 13
+_ACK_PAYLOAD: Final = 13
 # Fixed part of a content header payload: class-id (2) + weight (2) + body-size (8).
-_CONTENT_FIXED = 12
+_CONTENT_FIXED: Final = 12
 
 # --------------------------------------------------------------------------------------------------
 # Shortstr cache
@@ -132,20 +133,20 @@ _CONTENT_FIXED = 12
 
 # Encoded shortstr (length octet + UTF-8) per string. The same few exchange names, routing keys and
 # consumer tags recur on every message, so encoding each once saves an encode + concat per frame.
-_SS_CACHE: dict[str, bytes] = {}
+_SS_CACHE: Final[dict[str, bytes]] = {}
 # Bound on the cache; it is simply cleared when full (a workload with unbounded distinct routing keys
 # then pays one encode per key, no worse than without a cache, and memory stays bounded).
-_SS_CACHE_MAX = 4096
+_SS_CACHE_MAX: Final = 4096
 # Largest shortstr: its length is a single octet (spec 4.2.5.3).
-_SHORTSTR_MAX = 255
+_SHORTSTR_MAX: Final = 255
 
 
 # Decoded basic.publish arguments keyed by their raw bytes (exchange shortstr .. bit octet).
 # Publishers send the same exchange, routing key and flags message after message, so one slice and
 # one dict lookup replace two UTF-8 decodes and a tuple build; the cached tuple is immutable, so
 # sharing it between messages is safe. Bounded and cleared like _SS_CACHE.
-_PUBLISH_CACHE: dict[bytes, tuple[str, str, bool, bool]] = {}
-_PUBLISH_CACHE_MAX = 4096
+_PUBLISH_CACHE: Final[dict[bytes, tuple[str, str, bool, bool]]] = {}
+_PUBLISH_CACHE_MAX: Final = 4096
 
 
 def _shortstr(value: str) -> bytes:
@@ -510,8 +511,8 @@ def write_basic_nack(
 # pamqp validates queue names and consumer tags against an ASCII pattern when it marshals, but
 # RabbitMQ accepts any UTF-8 shortstr; so the replies that carry such names are written here.
 
-_METHOD_FRAME_HDR = struct.Struct(">BHIHH")
-_DECLARE_OK_COUNTS = struct.Struct(">II")
+_METHOD_FRAME_HDR: Final = struct.Struct(">BHIHH")
+_DECLARE_OK_COUNTS: Final = struct.Struct(">II")
 
 
 def _write_named_method(out: bytearray, channel: int, class_id: int, method_id: int, args: bytes) -> None:

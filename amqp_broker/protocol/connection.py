@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import platform
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from pamqp import commands
 from pamqp import exceptions as pamqp_exceptions
@@ -87,10 +87,10 @@ from .state import (  # noqa: F401  (ConnectionState and its names are this modu
 log = logging.getLogger("amqp_broker.connection")
 
 # channel.open-ok (20, 11) with an empty channel-id longstr, then frame-end.
-_CHANNEL_OPEN_OK_TAIL = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
+_CHANNEL_OPEN_OK_TAIL: Final = b"\x00\x14\x00\x0b\x00\x00\x00\x00\xce"
 
 # The capabilities RabbitMQ 3.10 announces in connection.start; clients switch features on them.
-SERVER_CAPABILITIES = {
+SERVER_CAPABILITIES: Final = {
     "publisher_confirms": True,
     "exchange_exchange_bindings": True,
     "basic.nack": True,

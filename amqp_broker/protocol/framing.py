@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..compiled import mypyc_attr
 from ..broker.message import Message
@@ -60,16 +60,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("amqp_broker.connection")
 
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
 # Before tune-ok the peer does not know our frame_max yet; RabbitMQ bounds such frames too.
-PRE_TUNE_FRAME_MAX = 8192
+PRE_TUNE_FRAME_MAX: Final = 8192
 # A frame's type, channel and payload size; then a method frame's class and method id as one int.
-FRAME_HEADER_FIELDS = struct.Struct(">BHI")
-METHOD_INDEX = struct.Struct(">I")
+FRAME_HEADER_FIELDS: Final = struct.Struct(">BHI")
+METHOD_INDEX: Final = struct.Struct(">I")
 # body-size in a content header payload: after class-id (2) and weight (2).
-_BODY_SIZE = struct.Struct(">Q")
+_BODY_SIZE: Final = struct.Struct(">Q")
 # basic.properties flag bit of user-id (spec 4.2.6.1 order: bit 4 of the low octet).
-_USER_ID_FLAG = 0x10
+_USER_ID_FLAG: Final = 0x10
 
 
 # Bases of Connection, which strict.py subclasses interpreted.

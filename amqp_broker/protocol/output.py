@@ -12,17 +12,17 @@ connection's output) reaches the buffer without a call.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Final
 
 from .codec import FRAME_END_BYTE
 
 # Bounds for deliveries: above HIGH the connection's consumers stop taking messages (they stay in
 # their queues); once the writer has flushed below LOW, delivery resumes. Why: a slow consumer
 # must not move a whole backlog into one bytearray (RabbitMQ uses credit flow instead).
-WRITE_HIGH_WATER = 1 << 20
-WRITE_LOW_WATER = 1 << 18
+WRITE_HIGH_WATER: Final = 1 << 20
+WRITE_LOW_WATER: Final = 1 << 18
 # Bodies at least this large are sent from their own buffer rather than copied into ``buf``.
-LARGE_BODY = 16384
+LARGE_BODY: Final = 16384
 
 
 def _no_writer() -> None:
