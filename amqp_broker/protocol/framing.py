@@ -56,6 +56,7 @@ from .violations import ViolationReporter
 from .state import AWAIT_HEADER, CLOSED, CLOSING, OPEN
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..broker.channel import Channel
     from ..broker.session import Session
 
 log = logging.getLogger("amqp_broker.connection")
@@ -296,11 +297,18 @@ class FrameReader(ViolationReporter):
         key), so while the next frame repeats this one byte for byte it is handled here as well:
         it needs neither the frame loop's checks nor a method decode, which were about a quarter
         of a small message's cost."""
-        number = channel.number
-        frame_max = self.frame_max
-        max_message_size = self.max_message_size
+        number: int = channel.number
+        frame_max: int = self.frame_max
+        max_message_size: int = self.max_message_size
         unpack_header = FRAME_HEADER_FIELDS.unpack_from
-        method_end = pos = method_start + 8 + unpack_header(buf, method_start)[2]
+        # Declared ints: the compiled build then does this arithmetic natively, not on objects.
+        frame_type: int
+        frame_channel: int
+        size: int
+        body_size: int
+        method_size: int = unpack_header(buf, method_start)[2]
+        method_end: int = method_start + 8 + method_size
+        pos = method_end
         method_frame = None
         while end_all - pos >= 22:
             frame_type, frame_channel, size = unpack_header(buf, pos)
@@ -349,13 +357,14 @@ class FrameReader(ViolationReporter):
         message sends them back to back, and they differ only in the delivery tag, so the frames
         that repeat this one's first 11 bytes (header and method id) skip the frame loop and the
         decode. Returns the position after the last ack handled."""
-        core = channel.core
+        core: Channel = channel.core  # typed, as in _publish
         try:
             tag, multiple = decode_basic_ack(buf, start + 4, end)
         except ValueError as exc:
             raise ConnectionLevelError(SYNTAX_ERROR, f"basic.ack: {exc}") from None
         prefix = None
         unpack_tag = codec._TAG_BITS.unpack_from  # delivery-tag, then the bits
+        bits: int
         while True:
             try:
                 core.basic_ack(tag, multiple)
@@ -449,8 +458,10 @@ class FrameReader(ViolationReporter):
             message.direct_reply_hint = properties[0] & REPLY_TO_FLAG and DIRECT_REPLY_MARKER in properties
             if properties[1] & _USER_ID_FLAG:
                 message.user_id = peek_user_id(properties)
+        # Typed: the compiled build then calls the core directly, not through a Python-level lookup.
+        core: Channel = channel.core
         try:
-            channel.core.basic_publish(exchange, routing_key, mandatory, immediate, message)
+            core.basic_publish(exchange, routing_key, mandatory, immediate, message)
         except AMQPError as exc:
             self._fail(exc, channel.number, 60, 40)
 
