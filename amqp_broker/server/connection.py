@@ -16,6 +16,7 @@ with a reset, which a client sees as EPIPE/ECONNRESET and may lose our last fram
 from __future__ import annotations
 
 import logging
+import os
 import select
 from typing import TYPE_CHECKING
 
@@ -90,9 +91,14 @@ class ServerConnection:
             **strict,
             external=external,
         )
-        self.protocol.output.on_output = self._wake
+        self.protocol.output.on_output = self._on_output
         self.protocol.on_force_close = self.force_close
         self._wakeup = trio.Event()
+        # True while the writer waits for output: then, and only then, a reader that has just
+        # written into this output may send it itself (_send_or_wake).
+        self._writer_idle = False
+        # The socket's descriptor for those sends; -1 where the stream is not a plain socket (TLS).
+        self._direct_fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         now = trio.current_time()
         self.last_receive = now
         self.last_send = now
@@ -119,6 +125,43 @@ class ServerConnection:
 
     def _wake(self) -> None:
         self._wakeup.set()
+
+    def _on_output(self) -> None:
+        """The output went from empty to not: while a reader is handling input (see
+        :meth:`_handle_input`) this connection waits for it to finish; otherwise the writer is
+        woken now."""
+        woken = self.server.woken_outputs
+        if woken is None:
+            self._wakeup.set()
+        else:
+            woken.append(self)
+
+    def _send_or_wake(self) -> None:
+        """Send the output from the calling reader's task if the writer is idle and nothing stands
+        in the way of a plain write; otherwise (or for what the socket did not take) wake the
+        writer. A publish's delivery then leaves in the same scheduler step as the publish
+        arrived, without a round through the scheduler to the consumer's writer; still one send
+        per connection per read."""
+        output = self.protocol.output
+        buf = output.buf
+        if not (self._writer_idle and buf and self._direct_fd >= 0 and not output.pieces
+                and not output.barrier and self.fault_hook is None and self.tracer is None):
+            self._wakeup.set()
+            return
+        try:
+            sent = os.write(self._direct_fd, buf)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = 0  # the writer meets the error again and ends the connection
+        if sent:
+            if sent == len(buf):
+                buf.clear()
+            else:
+                del buf[:sent]
+            self._sent()
+        if output.pending() or self.protocol.finished:
+            self._wakeup.set()
 
     async def run(self) -> None:
         """Serve the connection; returns once the socket is closed."""
@@ -169,7 +212,7 @@ class ServerConnection:
                     hold = flow.hold
                     protocol.set_publish_hold(hold)
                 hook = self.fault_hook
-                if not self._handle(protocol.receive_data if hook is None else hook.receive, data):
+                if not self._handle_input(protocol.receive_data if hook is None else hook.receive, data):
                     continue
                 while protocol.held_input is not None:
                     # Input waits at a method while the output is full, or at a publish while
@@ -184,7 +227,7 @@ class ServerConnection:
                     if flow.hold != hold:
                         hold = flow.hold
                         protocol.set_publish_hold(hold)
-                    if not self._handle(protocol.resume_input):
+                    if not self._handle_input(protocol.resume_input):
                         break
                 size = receive_size(protocol.partial_frame_size())
             else:
@@ -209,6 +252,20 @@ class ServerConnection:
                 await flow.wait()
             if flow.active and peer_hung_up(self.raw_socket):
                 raise trio.BrokenResourceError("client closed the connection while held")
+
+    def _handle_input(self, handler, *args) -> bool:
+        """:meth:`_handle`, with the outputs it writes to sent (or their writers woken) once it
+        returns, not as each is first written to."""
+        server = self.server
+        if server.woken_outputs is not None:  # already inside another reader's handling
+            return self._handle(handler, *args)
+        server.woken_outputs = woken = []
+        try:
+            return self._handle(handler, *args)
+        finally:
+            server.woken_outputs = None
+            for conn in woken:
+                conn._send_or_wake()
 
     def _handle(self, handler, *args) -> bool:
         """Run a protocol input handler; False when a bug in it ended the connection."""
@@ -238,7 +295,11 @@ class ServerConnection:
                 if not output.pending():
                     if protocol.finished:
                         return
-                    await self._wakeup.wait()
+                    self._writer_idle = True
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        self._writer_idle = False
                     self._wakeup = trio.Event()
                     continue
                 hook = self.fault_hook
@@ -265,15 +326,19 @@ class ServerConnection:
                     await send_all(buf)
                     buf.clear()
                     spare = buf
-                self.last_send = trio.current_time()
-                protocol.writer_drained()
-                drained = self._drained
-                if drained is not None and output.size() < WRITE_LOW_WATER:
-                    self._drained = None
-                    drained.set()
+                self._sent()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._send_failed = True
             protocol.connection_lost()
+
+    def _sent(self) -> None:
+        """Output went out: resume what waited for it to drain."""
+        self.last_send = trio.current_time()
+        self.protocol.writer_drained()
+        drained = self._drained
+        if drained is not None and self.protocol.output.size() < WRITE_LOW_WATER:
+            self._drained = None
+            drained.set()
 
     async def _linger(self) -> None:
         """Our last frame is out: send FIN and wait (reading and discarding) for the client's,

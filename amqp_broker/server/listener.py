@@ -78,6 +78,9 @@ class BrokerServer:
         self.identity = {"product": settings.server_product, "version": settings.server_version,
                          "platform": settings.server_platform}
         self.connections: set[ServerConnection] = set()
+        # While a connection's reader handles input: the connections whose output it wrote to
+        # (see ServerConnection._handle_input); None otherwise.
+        self.woken_outputs: list[ServerConnection] | None = None
         self.port = 0
         # Ports the management API and the metrics endpoint are bound to, once they listen; None
         # while they do not. Tools learn them from the node record written at start-up.
