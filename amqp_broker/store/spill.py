@@ -36,6 +36,10 @@ SEGMENT_BYTES = 32 * 1024 * 1024
 # Read segments kept for reuse, store-wide; more are deleted. Disk held while nothing is paged:
 # at most this many segments (plus what the last record of each overran).
 FREE_SEGMENTS = 4
+# One write takes at most this many buffers (five per record; IOV_MAX is 1024) and stops adding
+# records once it holds this many bytes, so a segment overruns SEGMENT_BYTES by at most that much.
+WRITE_RUN_BUFFERS = 1000
+WRITE_RUN_BYTES = 1024 * 1024
 # Small records are parsed out of blocks of this size; a record larger than what remains of the
 # block gets its own read, so a large body is read once, straight into its bytes object.
 READ_BLOCK = 64 * 1024
@@ -132,18 +136,33 @@ class Spill:
 
     def write(self, seq: int, flags: int, exchange: str, routing_key: str,
               properties: bytes, body: bytes) -> None:
-        """Append one record (raises OSError; the segment's size is only advanced once it is
-        complete, so a retried write overwrites a torn one)."""
+        """Append one record (see :meth:`write_run`)."""
+        self.write_run([(seq, flags, exchange, routing_key, properties, body)], 0)
+
+    def write_run(self, records: list[tuple[int, int, str, str, bytes, bytes]], start: int) -> int:
+        """Append records from ``records[start]`` on with one write, as many as fit in one
+        (WRITE_RUN_BUFFERS buffers, about WRITE_RUN_BYTES); returns how many were written. Raises
+        OSError; the segment's size is only advanced once the write is complete, so a retried
+        write overwrites a torn one. One write per run, not per record: small paged messages
+        cost a system call each otherwise."""
         segments = self.segments
         if not segments or segments[-1].size >= SEGMENT_BYTES:
             segments.append(self.pool.get())
         segment = segments[-1]
-        exchange_b = exchange.encode()
-        routing_key_b = routing_key.encode()
-        header = _HEADER.pack(seq, flags, len(exchange_b), len(routing_key_b),
-                              len(properties), len(body))
-        _pwrite_all(segment.fd, [header, exchange_b, routing_key_b, properties, body], segment.size)
-        segment.size += _HEADER.size + len(exchange_b) + len(routing_key_b) + len(properties) + len(body)
+        buffers: list[bytes] = []
+        size = 0
+        end = start
+        while end < len(records) and len(buffers) < WRITE_RUN_BUFFERS and size < WRITE_RUN_BYTES:
+            seq, flags, exchange, routing_key, properties, body = records[end]
+            exchange_b = exchange.encode()
+            routing_key_b = routing_key.encode()
+            buffers += (_HEADER.pack(seq, flags, len(exchange_b), len(routing_key_b), len(properties),
+                                     len(body)), exchange_b, routing_key_b, properties, body)
+            size += _HEADER.size + len(exchange_b) + len(routing_key_b) + len(properties) + len(body)
+            end += 1
+        _pwrite_all(segment.fd, buffers, segment.size)
+        segment.size += size
+        return end - start
 
     def end(self) -> tuple[Segment, int] | None:
         """Where the writes so far end (recorded by the committer, published after the commit)."""

@@ -452,9 +452,18 @@ class SQLiteStore:
                 if record is None:
                     spill.close()
                     self._spills.pop(spill.spill_id, None)
-                else:
-                    spill.write(*record)
-                batch.spill_done += 1
+                    batch.spill_done += 1
+                    continue
+                # The run of records for this spill from here, written a write at a time.
+                run_end = batch.spill_done + 1
+                while run_end < len(ops) and ops[run_end][0] is spill and ops[run_end][1] is not None:
+                    run_end += 1
+                records = [op[1] for op in ops[batch.spill_done:run_end]]
+                done = 0
+                while done < len(records):
+                    written = spill.write_run(records, done)
+                    done += written
+                    batch.spill_done += written
         except OSError as exc:
             raise StoreError(f"cannot write to {self.spill_dir}: {exc}") from exc
         for spill, _record in batch.spill_ops:

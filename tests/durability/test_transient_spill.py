@@ -205,3 +205,36 @@ def test_spill_reads_only_committed_records_and_recycles_read_segments(tmp_path,
     again.close()
     pool.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_spill_writes_runs_of_records_a_write_at_a_time(tmp_path, monkeypatch):
+    """write_run: one write per run, bounded in buffers and bytes, a new segment between runs."""
+    monkeypatch.setattr(spill_module, "SEGMENT_BYTES", 50_000)
+    writes = []
+    real_pwritev = os.pwritev
+
+    def counting_pwritev(fd, buffers, offset):
+        writes.append(len(buffers))
+        return real_pwritev(fd, buffers, offset)
+
+    monkeypatch.setattr(spill_module.os, "pwritev", counting_pwritev)
+    pool = SegmentPool(str(tmp_path))
+    spill = Spill(pool)
+    records = [(seq, 0, "", f"q{seq}", b"\x00\x00", b"m%d" % seq + b"." * 100) for seq in range(1, 1001)]
+    records[500] = records[500][:5] + (b"L" * 1_500_000,)  # a record over WRITE_RUN_BYTES
+    done = 0
+    while done < len(records):
+        written = spill.write_run(records, done)
+        assert written >= 1
+        done += written
+    assert done == len(records)
+    assert all(n <= spill_module.WRITE_RUN_BUFFERS for n in writes)
+    assert len(writes) < len(records) // 50  # runs, not a write per record
+    assert len(spill.segments) > 1  # segments still roll over between runs
+    spill.readable = spill.end()
+    got = []
+    while chunk := spill.read(300, 1 << 30):
+        got.extend(chunk)
+    assert got == records
+    spill.close()
+    pool.close()
