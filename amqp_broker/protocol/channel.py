@@ -21,7 +21,7 @@ from ..broker.replyto import REPLY_QUEUE
 from ..broker.sink import DeliverySink
 from ..errors import CHANNEL_ERROR, NOT_IMPLEMENTED, AMQPError, ConnectionLevelError
 from . import codec
-from .codec import write_deliver
+from .codec import DeliverHead, write_deliver
 from .confirms import ChannelConfirms
 from .content import ContentAssembly
 from .output import LARGE_BODY, WRITE_HIGH_WATER
@@ -41,7 +41,7 @@ class ChannelState(ChannelConfirms):
     """Protocol-side state of one channel: content assembly and the sink the core delivers to."""
 
     # conn, number and the confirm state are slots of ChannelConfirms.
-    __slots__ = ("core", "closing", "content")
+    __slots__ = ("core", "closing", "content", "last_deliver")
 
     def __init__(self, conn: "Connection", number: int):
         self.conn = conn
@@ -52,6 +52,8 @@ class ChannelState(ChannelConfirms):
         # The publish whose content header and body frames are arriving; None while the channel
         # expects a method.
         self.content: ContentAssembly | None = None
+        # What the last basic.deliver on this channel repeats with the next (see codec.DeliverHead).
+        self.last_deliver = DeliverHead()
         # Publisher confirms: the connection's batcher this channel registers with when it has
         # acks to write, the last sequence confirmed and the last one written (see .confirms).
         self.confirms = conn.confirms
@@ -108,6 +110,7 @@ class ChannelState(ChannelConfirms):
             message.properties_raw,
             message.body,
             conn.frame_max,
+            self.last_deliver,
         )
 
     def basic_return(self, reply_code: int, reply_text: str, message: Message) -> None:

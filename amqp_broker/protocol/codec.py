@@ -289,6 +289,22 @@ def write_method_frame(out: bytearray, channel: int, method) -> None:
     out.append(FRAME_END)
 
 
+class DeliverHead:
+    """What :func:`write_deliver` encoded last on one channel for the same consumer tag, exchange
+    and routing key (the same ``str`` objects): the method frame up to the delivery tag, and the
+    two names after it. Deliveries of one publisher's run of messages to one consumer repeat all
+    three, so the frame header and the names are encoded once for the run, not per message."""
+
+    __slots__ = ("consumer_tag", "exchange", "routing_key", "head", "names")
+
+    def __init__(self) -> None:
+        self.consumer_tag: str | None = None
+        self.exchange: str | None = None
+        self.routing_key: str | None = None
+        self.head = b""
+        self.names = b""
+
+
 def write_deliver(
     out: bytearray,
     channel: int,
@@ -300,26 +316,39 @@ def write_deliver(
     properties_raw: bytes,
     body: bytes | bytearray | memoryview,
     frame_max: int,
+    last: DeliverHead | None = None,
 ) -> None:
     """Append basic.deliver + content header + body frames for one message.
 
     ``properties_raw`` is forwarded as is (an empty value is sent as "no properties");
     body frames carry at most ``frame_max - 8`` bytes each, and an empty body sends none.
+    ``last``, the channel's :class:`DeliverHead`, is reused when it matches and updated when not.
     """
-    ctag = _SS_CACHE.get(consumer_tag) or _shortstr(consumer_tag)
-    ex = _SS_CACHE.get(exchange) or _shortstr(exchange)
-    rk = _SS_CACHE.get(routing_key) or _shortstr(routing_key)
     props = properties_raw or EMPTY_PROPERTIES
     start = len(out)
     try:
-        # payload: method id (4) + consumer-tag + delivery-tag (8) + bits (1) + exchange + key
-        out += _METHOD_HDR.pack(
-            FRAME_METHOD, channel, 13 + len(ctag) + len(ex) + len(rk), BASIC_DELIVER
-        )
-        out += ctag
+        if (last is not None and consumer_tag is last.consumer_tag and exchange is last.exchange
+                and routing_key is last.routing_key):
+            head = last.head
+            names = last.names
+        else:
+            ctag = _SS_CACHE.get(consumer_tag) or _shortstr(consumer_tag)
+            ex = _SS_CACHE.get(exchange) or _shortstr(exchange)
+            rk = _SS_CACHE.get(routing_key) or _shortstr(routing_key)
+            # payload: method id (4) + consumer-tag + delivery-tag (8) + bits (1) + exchange + key
+            head = _METHOD_HDR.pack(
+                FRAME_METHOD, channel, 13 + len(ctag) + len(ex) + len(rk), BASIC_DELIVER
+            ) + ctag
+            names = ex + rk
+            if last is not None:
+                last.consumer_tag = consumer_tag
+                last.exchange = exchange
+                last.routing_key = routing_key
+                last.head = head
+                last.names = names
+        out += head
         out += _TAG_BITS.pack(delivery_tag, 1 if redelivered else 0)
-        out += ex
-        out += rk
+        out += names
         out += _CE_CONTENT_HDR.pack(
             FRAME_END, FRAME_HEADER, channel, _CONTENT_FIXED + len(props), CLASS_BASIC, 0, len(body)
         )

@@ -195,6 +195,32 @@ def test_write_deliver(lenient, body_size, frame_max, redelivered, names):
     assert len(frames) == 2 + -(-body_size // (frame_max - 8))
 
 
+def test_write_deliver_reuses_a_channels_last_head_only_for_the_same_names():
+    """With a DeliverHead, a delivery repeating the last consumer tag, exchange and routing key
+    reuses their encoding; any other is encoded afresh (and becomes the last). Every frame is
+    pamqp's."""
+    last = codec.DeliverHead()
+    ctag_a, ctag_b, exchange = "ctag-a", "ctag-b", "ex"
+    key_1, key_2 = "key.one", "key.two.longer"
+    steps = [(ctag_a, key_1), (ctag_a, key_1), (ctag_a, key_2), (ctag_b, key_2), (ctag_b, key_2),
+             (ctag_a, key_1)]
+    out = bytearray()
+    expected = b""
+    for tag, (ctag, key) in enumerate(steps, 1):
+        codec.write_deliver(out, 3, ctag, tag, tag % 2 == 0, exchange, key, b"\x00\x00", b"body%d" % tag,
+                            4096, last)
+        assert (last.consumer_tag, last.routing_key) == (ctag, key)
+        expected += pframe.marshal(C.Basic.Deliver(ctag, tag, tag % 2 == 0, exchange, key), 3)
+        expected += pamqp_content(3, C.Basic.Properties(), b"body%d" % tag, 4096)
+    assert bytes(out) == expected
+    # Equal but not the same strings: encoded afresh, same bytes.
+    again = bytearray()
+    codec.write_deliver(again, 3, "".join(["ctag-", "a"]), 6, False, exchange, "".join(["key.", "one"]),
+                        b"\x00\x00", b"body6", 4096, last)
+    assert bytes(again) == bytes(pframe.marshal(C.Basic.Deliver(ctag_a, 6, False, exchange, key_1), 3)
+                                 + pamqp_content(3, C.Basic.Properties(), b"body6", 4096))
+
+
 @pytest.mark.parametrize("tag", BIG_TAGS)
 def test_write_deliver_delivery_tags(tag):
     out = bytearray()
