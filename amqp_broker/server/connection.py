@@ -150,10 +150,10 @@ class ServerConnection:
             return
         try:
             sent = os.write(self._direct_fd, buf)
-        except BlockingIOError:
-            sent = 0
         except OSError:
-            sent = 0  # the writer meets the error again and ends the connection
+            # Full (BlockingIOError): the writer sends it once the socket takes more. Broken:
+            # the writer meets the error again and ends the connection.
+            sent = 0
         if sent:
             if sent == len(buf):
                 buf.clear()

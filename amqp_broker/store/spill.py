@@ -97,8 +97,8 @@ class SegmentPool:
             self.free.popleft().close()
 
 
-def _pwrite_all(fd: int, buffers: list, offset: int) -> None:
-    total = sum(len(b) for b in buffers)
+def _pwrite_all(fd: int, buffers: list, offset: int, total: int) -> None:
+    """Write ``buffers`` (``total`` bytes in all) at ``offset``."""
     written = os.pwritev(fd, buffers, offset)
     if written < total:
         # A short write (a signal, a nearly full disk): finish it piece by piece, or raise.
@@ -160,7 +160,7 @@ class Spill:
                                      len(body)), exchange_b, routing_key_b, properties, body)
             size += _HEADER.size + len(exchange_b) + len(routing_key_b) + len(properties) + len(body)
             end += 1
-        _pwrite_all(segment.fd, buffers, segment.size)
+        _pwrite_all(segment.fd, buffers, segment.size, size)
         segment.size += size
         return end - start
 
