@@ -36,13 +36,24 @@ def read_deliveries(raw: Raw, count: int) -> list[tuple[int, bytes]]:
     return got
 
 
+def no_ack_consumer(port: int, queue: str) -> Raw:
+    """A raw connection consuming ``queue`` (declared auto-delete) without acks on channel 1."""
+    raw = Raw(port)
+    raw.send(1, C.Channel.Open())
+    assert isinstance(raw.method(), C.Channel.OpenOk)
+    assert isinstance(raw.call(1, C.Queue.Declare(queue=queue, auto_delete=True)), C.Queue.DeclareOk)
+    assert isinstance(raw.call(1, C.Basic.Consume(queue=queue, no_ack=True)), C.Basic.ConsumeOk)
+    return raw
+
+
+def assert_all_in_order(got: list[tuple[int, bytes]]) -> None:
+    assert [tag for tag, _ in got] == list(range(1, COUNT + 1))
+    assert [content for _, content in got] == [body(i) for i in range(COUNT)]
+
+
 def test_deliveries_to_a_consumer_that_reads_late_arrive_whole_and_in_order(broker, unique):
     queue = unique("late-reader")
-    consumer = Raw(broker.port)
-    consumer.send(1, C.Channel.Open())
-    assert isinstance(consumer.method(), C.Channel.OpenOk)
-    assert isinstance(consumer.call(1, C.Queue.Declare(queue=queue, auto_delete=True)), C.Queue.DeclareOk)
-    assert isinstance(consumer.call(1, C.Basic.Consume(queue=queue, no_ack=True)), C.Basic.ConsumeOk)
+    consumer = no_ack_consumer(broker.port, queue)
 
     # The consumer reads nothing until everything is published: the broker's writes to it soon go
     # only part of the way, then not at all, and its output fills up to the bound.
@@ -56,18 +67,13 @@ def test_deliveries_to_a_consumer_that_reads_late_arrive_whole_and_in_order(brok
     finally:
         publisher.close()
         consumer.close()
-    assert [tag for tag, _ in got] == list(range(1, COUNT + 1))
-    assert [content for _, content in got] == [body(i) for i in range(COUNT)]
+    assert_all_in_order(got)
 
 
 def test_a_connection_consuming_its_own_publishes_gets_them_in_order(broker, unique):
     """Deliveries and the replies to the same read go into one output, sent from its own reader."""
     queue = unique("own-reader")
-    raw = Raw(broker.port)
-    raw.send(1, C.Channel.Open())
-    assert isinstance(raw.method(), C.Channel.OpenOk)
-    assert isinstance(raw.call(1, C.Queue.Declare(queue=queue, auto_delete=True)), C.Queue.DeclareOk)
-    assert isinstance(raw.call(1, C.Basic.Consume(queue=queue, no_ack=True)), C.Basic.ConsumeOk)
+    raw = no_ack_consumer(broker.port, queue)
     batch = b"".join(raw.publish_frames(1, "", queue, body(i)) for i in range(COUNT))
     # The broker stops reading a connection whose replies are not read, so this client writes
     # and reads at once.
@@ -78,5 +84,4 @@ def test_a_connection_consuming_its_own_publishes_gets_them_in_order(broker, uni
     finally:
         sender.join()
         raw.close()
-    assert [tag for tag, _ in got] == list(range(1, COUNT + 1))
-    assert [content for _, content in got] == [body(i) for i in range(COUNT)]
+    assert_all_in_order(got)
